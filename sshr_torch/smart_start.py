@@ -1,0 +1,821 @@
+"""Smart Start: count model, UCB choice of the Smart Start state, value-iteration planner.
+
+Smart Start (paper Sec. III.A, Algorithm 1 lines 17-29; Keulen's thesis code) makes exploration
+directed and persistent: at the start of an episode it picks the visited state S_ss that looks
+most promising to explore from (Eq. 1), plans a walk to it on an empirical model of the
+environment built from visit counts, walks there, and only then lets the learner explore.
+
+This module imports no torch and knows nothing about mazes: states are observations of any
+discrete environment (python / numpy ints for ``Discrete`` spaces, ``np.uint8`` arrays for
+``MultiBinary``), identified by :func:`state_key`.
+
+Pieces, from the bottom up:
+
+* :class:`CountModel` - C(s), C(s, a), C(s, a, s') and reward sums over visited states only,
+  O(1) amortised per step; exports P(s'|s, a) as a ``scipy.sparse`` CSR matrix.
+* :func:`ucb_scores` / :func:`smart_start_state` - Eq. 1, the choice of S_ss.
+* :func:`value_iteration` - TRAJOPT: value iteration with reward 1 for landing in the target
+  region, which is absorbing; vectorised sparse mat-vecs.
+* :class:`SmartStartController` - the per-episode logic the trainer drives: ``begin_episode``,
+  ``act`` for each guided step, ``observe`` for every transition, ``end_episode`` for the report.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = [
+    "CountModel",
+    "SmartStartController",
+    "SmartStartReport",
+    "UCB_FORMS",
+    "smart_start_state",
+    "state_key",
+    "ucb_scores",
+    "value_iteration",
+]
+
+UCB_FORMS: tuple[str, ...] = ("paper", "keulen")
+"""Where c_ss sits in Eq. 1: 'paper' (outside the square root) or 'keulen' (inside)."""
+
+# C(s, a, s') is a dict keyed by one packed int, (s * n_actions + a) * _PACK + s', which is
+# cheaper to build and hash than a tuple; it bounds the model to 2**32 visited states.
+_PACK = 1 << 32
+
+
+def state_key(obs: Any) -> Hashable:
+    """Hashable id of a discrete observation.
+
+    ``int(obs)`` for python / numpy integers and 0-d arrays, ``obs.tobytes()`` for arrays (e.g. a
+    ``MultiBinary`` observation). Two array observations are the same state when they have the
+    same bytes, so all observations of one environment must share one dtype.
+    """
+    if type(obs) is int:  # the common case first: a Discrete env's python int
+        return obs
+    if isinstance(obs, (int, np.integer)):
+        return int(obs)
+    arr = np.asarray(obs)
+    if arr.ndim == 0:
+        return int(arr)
+    return np.ascontiguousarray(arr).tobytes()
+
+
+def _copy_observation(obs: Any) -> Any:
+    """A stored copy of an observation: a python int, or an array the caller cannot mutate."""
+    if isinstance(obs, (int, np.integer)):
+        return int(obs)
+    arr = np.array(obs, copy=True)
+    if arr.ndim == 0:
+        return int(arr)
+    arr.setflags(write=False)
+    return arr
+
+
+class CountModel:
+    """Visit counts and the empirical model over the visited states of a discrete environment.
+
+    Each state gets a dense index (0, 1, ...) the first time it is seen, as the start or the end
+    of a transition, so nothing is allocated for states never seen. Per transition
+    (s, a, r, s', terminal) it counts
+
+    * C(s): steps taken from s (0 for a state only ever arrived at: "never left"),
+    * C(s, a) and the reward sum of (s, a),
+    * C(s, a, s'),
+    * arrivals at s', and how many of them ended the episode (``terminal=True``).
+
+    The update is plain python on lists and one dict (O(1) amortised, about a microsecond);
+    numpy arrays are built only on export (:meth:`transition_model`, the count properties).
+
+    A state is *terminal* when every arrival at it ended the episode (the goal of a fixed-goal
+    task). Counting arrivals, rather than flagging a state the first time an episode ended there,
+    keeps states that also occur mid-episode (a past goal of a task with random goals, a cell in
+    front of a wall that ended one episode) usable as Smart Start states.
+    """
+
+    def __init__(self, n_actions: int) -> None:
+        """Make an empty model for an environment with ``n_actions`` discrete actions."""
+        if n_actions < 1:
+            raise ValueError(f"n_actions must be >= 1, got {n_actions}.")
+        self.n_actions = int(n_actions)
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget everything counted so far."""
+        self._index: dict[Hashable, int] = {}
+        self._observations: list[Any] = []
+        self._state_counts: list[int] = []  # C(s)
+        self._sa_counts: list[int] = []  # C(s, a) at s * n_actions + a
+        self._reward_sums: list[float] = []  # sum of rewards of (s, a), same layout
+        self._sas_counts: dict[int, int] = {}  # C(s, a, s') at (s * n_actions + a) * _PACK + s'
+        self._arrivals: list[int] = []
+        self._terminal_arrivals: list[int] = []
+        self.n_steps = 0
+        """Transitions counted so far (the sum over s of C(s))."""
+        self._version = 0  # bumped by every update: invalidates the cached export
+        self._export: tuple[int, sp.csr_matrix, np.ndarray] | None = None
+        self._obs_cache: np.ndarray | None = None
+
+    # ---- update -------------------------------------------------------------------------------
+
+    def _add_state(self, key: Hashable, obs: Any) -> int:
+        """Give a never-seen state the next dense index."""
+        index = len(self._observations)
+        self._index[key] = index
+        self._observations.append(_copy_observation(obs))
+        self._state_counts.append(0)
+        self._sa_counts.extend([0] * self.n_actions)
+        self._reward_sums.extend([0.0] * self.n_actions)
+        self._arrivals.append(0)
+        self._terminal_arrivals.append(0)
+        return index
+
+    def add_state(self, state: Any) -> int:
+        """Index of ``state``, adding it (with zero counts) when it was never seen."""
+        key = state_key(state)
+        index = self._index.get(key)
+        return self._add_state(key, state) if index is None else index
+
+    def update(
+        self, state: Any, action: int, reward: float, next_state: Any, terminal: bool
+    ) -> None:
+        """Count one transition (s, a, r, s'); ``terminal`` is True when s' ended the episode.
+
+        A time-limit truncation is not terminal. The first observation seen for each state is
+        copied and kept (see :meth:`observation`).
+        """
+        index = self._index
+        key = state if type(state) is int else state_key(state)
+        s = index.get(key)
+        if s is None:
+            s = self._add_state(key, state)
+        key = next_state if type(next_state) is int else state_key(next_state)
+        s2 = index.get(key)
+        if s2 is None:
+            s2 = self._add_state(key, next_state)
+        a = int(action)
+        if not 0 <= a < self.n_actions:
+            raise ValueError(f"action must be in [0, {self.n_actions}), got {action}.")
+        sa = s * self.n_actions + a
+        self._state_counts[s] += 1
+        self._sa_counts[sa] += 1
+        self._reward_sums[sa] += float(reward)
+        packed = sa * _PACK + s2
+        sas = self._sas_counts
+        sas[packed] = sas.get(packed, 0) + 1
+        self._arrivals[s2] += 1
+        if terminal:
+            self._terminal_arrivals[s2] += 1
+        self.n_steps += 1
+        self._version += 1
+
+    # ---- look-ups -----------------------------------------------------------------------------
+
+    @property
+    def n_states(self) -> int:
+        """Number of states seen (including those only arrived at, with C(s) = 0)."""
+        return len(self._observations)
+
+    def __len__(self) -> int:
+        """Number of states seen, as :attr:`n_states`."""
+        return len(self._observations)
+
+    def index(self, state: Any) -> int | None:
+        """Dense index of ``state``, or None when it was never seen."""
+        return self._index.get(state if type(state) is int else state_key(state))
+
+    def observation(self, index: int) -> Any:
+        """The stored observation of the state with dense index ``index``."""
+        return self._observations[index]
+
+    def observations(self) -> np.ndarray:
+        """All stored observations in index order: (n_states,) int64, or (n_states, *shape).
+
+        The array is cached and extended as states are added; do not modify it.
+        """
+        n = len(self._observations)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        cache = self._obs_cache
+        have = 0 if cache is None else cache.shape[0]
+        if have < n:
+            new = self._observations[have:]
+            block = np.array(new, dtype=np.int64) if isinstance(new[0], int) else np.stack(new)
+            cache = block if cache is None else np.concatenate([cache, block])
+            cache.setflags(write=False)
+            self._obs_cache = cache
+        return cache
+
+    @property
+    def state_counts(self) -> np.ndarray:
+        """C(s): steps taken from each state, (n_states,) int64."""
+        return np.array(self._state_counts, dtype=np.int64)
+
+    @property
+    def state_action_counts(self) -> np.ndarray:
+        """C(s, a), (n_states, n_actions) int64."""
+        return np.array(self._sa_counts, dtype=np.int64).reshape(-1, self.n_actions)
+
+    @property
+    def reward_sums(self) -> np.ndarray:
+        """Sum of the rewards received for each (s, a), (n_states, n_actions) float64."""
+        return np.array(self._reward_sums, dtype=np.float64).reshape(-1, self.n_actions)
+
+    def transition_count(self, state: Any, action: int, next_state: Any) -> int:
+        """C(s, a, s') for observations ``state`` and ``next_state`` (0 when never seen)."""
+        s, s2 = self.index(state), self.index(next_state)
+        if s is None or s2 is None:
+            return 0
+        return self._sas_counts.get((s * self.n_actions + int(action)) * _PACK + s2, 0)
+
+    def transition_counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """C(s, a, s') as COO triplets: rows s * n_actions + a, columns s', counts (int64)."""
+        n = len(self._sas_counts)
+        packed = np.fromiter(self._sas_counts.keys(), dtype=np.int64, count=n)
+        counts = np.fromiter(self._sas_counts.values(), dtype=np.int64, count=n)
+        return packed // _PACK, packed % _PACK, counts
+
+    @property
+    def terminal_mask(self) -> np.ndarray:
+        """(n_states,) bool: states whose every arrival ended the episode."""
+        terminal = np.array(self._terminal_arrivals, dtype=np.int64)
+        return (terminal > 0) & (terminal == np.array(self._arrivals, dtype=np.int64))
+
+    def candidate_mask(self) -> np.ndarray:
+        """(n_states,) bool: states that may be S_ss, i.e. left at least once and not terminal."""
+        return (self.state_counts > 0) & ~self.terminal_mask
+
+    def transition_model(self) -> tuple[sp.csr_matrix, np.ndarray]:
+        """The empirical model: P (n_states * n_actions, n_states) CSR and R (n_states, n_actions).
+
+        Row s * n_actions + a of P is P(.|s, a) = C(s, a, .) / C(s, a) and sums to 1 when (s, a)
+        was tried, else it is empty (all zero). R[s, a] is the mean reward of (s, a), 0 when
+        untried. Both are cached until the next update.
+        """
+        if self._export is not None and self._export[0] == self._version:
+            return self._export[1], self._export[2]
+        n, n_actions = self.n_states, self.n_actions
+        rows, cols, counts = self.transition_counts()
+        sa_counts = np.array(self._sa_counts, dtype=np.float64)
+        # P(s'|s, a) = C(s, a, s') / C(s, a)
+        P = sp.csr_matrix(
+            (counts / sa_counts[rows], (rows, cols)), shape=(n * n_actions, n), dtype=np.float64
+        )
+        P.sum_duplicates()  # also sorts the column indices of each row
+        reward_sums = np.array(self._reward_sums, dtype=np.float64)
+        mean_rewards = np.divide(
+            reward_sums, sa_counts, out=np.zeros_like(reward_sums), where=sa_counts > 0
+        ).reshape(n, n_actions)
+        self._export = (self._version, P, mean_rewards)
+        return P, mean_rewards
+
+    # ---- checkpoints --------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The model as plain python containers (lists, ints, floats, str): no numpy, no torch.
+
+        Safe for ``torch.save`` / ``torch.load(weights_only=True)`` and for JSON.
+        """
+        obs = self._observations
+        if obs and not isinstance(obs[0], int):
+            observations: list[Any] = [o.tolist() for o in obs]
+            obs_dtype: str | None = obs[0].dtype.str
+        else:
+            observations, obs_dtype = list(obs), None
+        rows, cols, counts = self.transition_counts()
+        return {
+            "n_actions": self.n_actions,
+            "observations": observations,
+            "obs_dtype": obs_dtype,
+            "state_counts": list(self._state_counts),
+            "sa_counts": list(self._sa_counts),
+            "reward_sums": list(self._reward_sums),
+            "sas_rows": rows.tolist(),
+            "sas_cols": cols.tolist(),
+            "sas_counts": counts.tolist(),
+            "arrivals": list(self._arrivals),
+            "terminal_arrivals": list(self._terminal_arrivals),
+            "n_steps": self.n_steps,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the model saved by :meth:`state_dict` (replacing what this one holds)."""
+        if int(state["n_actions"]) != self.n_actions:
+            raise ValueError(
+                f"checkpoint model has {state['n_actions']} actions, this one {self.n_actions}."
+            )
+        self.clear()
+        dtype = state["obs_dtype"]
+        for obs in state["observations"]:
+            obs = obs if dtype is None else np.asarray(obs, dtype=np.dtype(dtype))
+            self._add_state(state_key(obs), obs)
+        self._state_counts = [int(c) for c in state["state_counts"]]
+        self._sa_counts = [int(c) for c in state["sa_counts"]]
+        self._reward_sums = [float(r) for r in state["reward_sums"]]
+        triplets = zip(state["sas_rows"], state["sas_cols"], state["sas_counts"], strict=True)
+        self._sas_counts = {int(r) * _PACK + int(c): int(k) for r, c, k in triplets}
+        self._arrivals = [int(c) for c in state["arrivals"]]
+        self._terminal_arrivals = [int(c) for c in state["terminal_arrivals"]]
+        self.n_steps = int(state["n_steps"])
+        self._version += 1
+
+
+# ---- Eq. 1: the choice of S_ss ----------------------------------------------------------------
+
+
+def ucb_scores(
+    max_q: np.ndarray, counts: np.ndarray, total: float, c_ss: float, form: str = "paper"
+) -> np.ndarray:
+    """UCB score of each state for the choice of S_ss (paper Eq. 1).
+
+    paper:  max_a Q(s, a) + c_ss * sqrt(ln(total) / C(s))
+    keulen: max_a Q(s, a) + sqrt(c_ss * ln(total) / C(s))     (Keulen's code)
+
+    ``total`` is sum_s C(s) (Algorithm 1 line 19 writes |D|, the same number). The log is
+    natural, as in Keulen's code; the paper's worked example (0.316 for C(s) = 10, 0.255 for 20)
+    evaluates sqrt(log10(C) / C), which only rescales the bonus. A state with C(s) = 0 scores
+    +inf; such states are never candidates (see :func:`smart_start_state`).
+    """
+    max_q = np.asarray(max_q, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        ratio = math.log(total) / counts if total > 0 else np.zeros_like(counts)
+    ratio = np.where(counts > 0, ratio, np.inf)
+    if form == "paper":
+        return max_q + c_ss * np.sqrt(ratio)
+    elif form == "keulen":
+        return max_q + np.sqrt(c_ss * ratio)
+    else:
+        raise ValueError(f"ucb form must be one of {UCB_FORMS}, got {form!r}.")
+
+
+def smart_start_state(
+    max_q: np.ndarray,
+    counts: np.ndarray,
+    c_ss: float = 0.1,
+    *,
+    form: str = "paper",
+    total: float | None = None,
+    exclude: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+) -> int | None:
+    """Index of S_ss: the argmax of :func:`ucb_scores` over the candidate states.
+
+    ``max_q`` and ``counts`` (C(s)) are aligned arrays over states. Candidates are the states
+    with C(s) > 0 that ``exclude`` (bool, e.g. terminal states) does not mark. ``total``
+    defaults to ``counts.sum()``. Ties are broken uniformly at random with ``rng``. Returns None
+    when there is no candidate.
+    """
+    counts = np.asarray(counts)
+    candidates = counts > 0
+    if exclude is not None:
+        candidates &= ~np.asarray(exclude, dtype=bool)
+    index = np.flatnonzero(candidates)
+    if index.size == 0:
+        return None
+    total = float(counts.sum()) if total is None else float(total)
+    scores = ucb_scores(np.asarray(max_q)[index], counts[index], total, c_ss, form)
+    best = index[scores == scores.max()]
+    if best.size == 1:
+        return int(best[0])
+    rng = np.random.default_rng() if rng is None else rng
+    return int(best[rng.integers(best.size)])
+
+
+# ---- TRAJOPT: value iteration on the empirical model ------------------------------------------
+
+
+def value_iteration(
+    P: sp.csr_matrix,
+    target_mask: np.ndarray,
+    gamma: float = 0.99,
+    tol: float = 1e-3,
+    max_iter: int = 1000,
+    *,
+    terminal_mask: np.ndarray | None = None,
+    start: int | None = None,
+) -> np.ndarray:
+    """Plan a walk into the target region by value iteration; returns Q (n_states, n_actions).
+
+    P is (n_states * n_actions, n_states), row s * n_actions + a holding P(.|s, a) (empty rows
+    for untried pairs give Q = 0). A transition that lands in the target region pays 1 and ends
+    the walk (the region is absorbing, its value 0 after arrival); so does landing in a state of
+    ``terminal_mask``, without the reward:
+
+        Q(s, a) = sum_s' P(s'|s, a) [1{s' in T} + gamma * V(s') * 1{s' not in T, not terminal}]
+        V(s)    = max_a Q(s, a)
+
+    Starting from V = 0 the iterates grow monotonically; on a deterministic model V(s) is
+    gamma^(d - 1) for a state d steps from T, so Q > 0 exactly where the model knows a path.
+
+    Stops after ``max_iter`` sweeps, or when the values have settled: the largest change of V
+    is below ``tol`` and the sweep reached no new state (one whose value was still 0). Without
+    the second condition the far states would stay at 0, i.e. "no path", since their values are
+    tiny (0.99^700 < 1e-3). When ``start`` (the walk's start state) is given, values only need
+    to settle around it: once it had a value before a sweep, the states reached for the first
+    time are ignored (they lie farther from T than the start) and the sweeps stop when the
+    change of the states already valued is below ``tol``. On a deterministic model that is
+    d + 1 sweeps for a start d steps from T, instead of ~690 (until 0.99^k < tol) or the graph's
+    diameter. Each sweep is one sparse mat-vec and a max over actions; no Python loop over
+    states or actions.
+    """
+    n_rows, n = P.shape
+    if n == 0:
+        return np.zeros((0, 0))
+    n_actions = n_rows // n
+    if n_actions * n != n_rows:
+        raise ValueError(f"P must be (n_states * n_actions, n_states), got {P.shape}.")
+    target = np.asarray(target_mask, dtype=bool)
+    stop = target if terminal_mask is None else target | np.asarray(terminal_mask, dtype=bool)
+    discount = gamma * (~stop)  # gamma where the walk goes on after landing, 0 where it ends
+    # Rows reordered action-major (a * n + s), so that the max over actions is a max of n_actions
+    # contiguous blocks (a reshape(n, n_actions).max(1) is several times slower); the reward
+    # part P @ 1{T} is constant, and the discount is folded into the columns:
+    #   q = P @ (1{T} + discount * V) = reward_part + P_discounted @ V
+    order = np.arange(n_rows).reshape(n, n_actions).T.ravel()
+    P_am = sp.csr_matrix(P, dtype=np.float64)[order]
+    reward_part = P_am @ target.astype(np.float64)  # (n_actions * n_states,)
+    P_am.data *= discount[P_am.indices]
+    values = np.zeros(n)
+    new_values = np.empty(n)
+    n_reached = 0
+    q = reward_part
+    for _ in range(max_iter):
+        q = P_am @ values
+        q += reward_part
+        new_values[:] = q[:n]
+        for a in range(1, n_actions):
+            np.maximum(new_values, q[a * n : (a + 1) * n], out=new_values)
+        diff = new_values - values  # >= 0: the values only grow from V = 0
+        change = float(diff.max())
+        if change >= tol and start is not None and values[start] > 0:
+            # the start was already valued: ignore the states reached for the first time
+            change = float(diff[values > 0].max())
+        values, new_values = new_values, values
+        if change < tol:
+            if start is not None and values[start] > 0:
+                break
+            reached = int(np.count_nonzero(values))
+            if reached == n_reached:
+                break
+            n_reached = reached
+    return np.ascontiguousarray(q.reshape(n_actions, n).T)
+
+
+# ---- the controller ---------------------------------------------------------------------------
+
+
+@dataclass
+class SmartStartReport:
+    """What Smart Start did in one episode (the trainer logs it under ``smart_start/``).
+
+    plan_length is the number of steps of the planned path (:attr:`SmartStartController.
+    planned_path`): from the start state, the first greedy action and its most likely outcome,
+    repeated until the target region; 0 when there was no plan or no path.
+    """
+
+    used: bool = False
+    """A target was chosen and planned for this episode."""
+    target: Hashable | None = None
+    """state_key of S_ss (None when not used)."""
+    target_count: int = 0
+    """C(S_ss) when it was chosen."""
+    plan_length: int = 0
+    """Steps of the planned most-likely greedy path from the start to the target region."""
+    steps: int = 0
+    """Guided actions supplied this episode."""
+    reached: bool = False
+    """The walk got within theta of S_ss."""
+    plan_ms: float = 0.0
+    """Wall time spent planning (model export + value iteration + path), all plans summed."""
+    no_path: bool = False
+    """The walk ended because the model knew no path from the current state."""
+    n_plans: int = 0
+    """Plans made this episode (1, more with replanning)."""
+
+
+class SmartStartController:
+    """Smart Start for one learner: chooses S_ss, plans, and supplies the guided actions.
+
+    The trainer drives it:
+
+    * :meth:`observe` for every environment transition (it feeds the count model);
+    * :meth:`begin_episode` once the episode's start state is known;
+    * while :attr:`active`, :meth:`act` for the action; None means "hand over to the learner";
+    * :meth:`end_episode` for the :class:`SmartStartReport`.
+
+    Per episode it runs with probability ``eta``, never in episode 0 nor with an empty model or
+    no candidate. It picks S_ss by Eq. 1 (the learner's max_a Q for the current goal, in one
+    batched call over the candidate observations), plans once with :func:`value_iteration`,
+    and walks greedily on the planned Q (ties at random) until the state is within ``theta`` of
+    S_ss (``distance(s, S_ss) <= theta``; theta 0 means the exact state, as in Keulen's code),
+    the episode terminates, or the trainer's step limit ends the episode. When the current
+    state has no planned path (all its planned Q are 0, or it is new to the plan) the walk ends
+    and the learner takes over.
+
+    With ``replan=True`` it plans again, on the updated model, whenever a step lands somewhere
+    other than the most likely outcome of the planned action (a slip), and before giving up on
+    a state without a path.
+    """
+
+    def __init__(
+        self,
+        n_actions: int,
+        *,
+        eta: float = 1.0,
+        c_ss: float = 0.1,
+        theta: float = 0.0,
+        distance: Callable[[Any, Any], float] | None = None,
+        ucb_form: str = "paper",
+        replan: bool = False,
+        gamma: float = 0.99,
+        tol: float = 1e-3,
+        max_iter: int = 1000,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        """Set up an empty count model; see the class docstring for the settings.
+
+        ``distance(a, b)`` gives the distance between two observations; it may be vectorised
+        (``a`` a stacked array of observations, returning one distance each) and is needed
+        only when ``theta > 0``.
+        """
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"eta must be in [0, 1], got {eta}.")
+        if c_ss < 0:
+            raise ValueError(f"c_ss must be >= 0, got {c_ss}.")
+        if theta < 0:
+            raise ValueError(f"theta must be >= 0, got {theta}.")
+        if theta > 0 and distance is None:
+            raise ValueError("theta > 0 needs a distance callable.")
+        if ucb_form not in UCB_FORMS:
+            raise ValueError(f"ucb_form must be one of {UCB_FORMS}, got {ucb_form!r}.")
+        self.n_actions = int(n_actions)
+        self.eta, self.c_ss, self.theta = float(eta), float(c_ss), float(theta)
+        self.distance = distance
+        self.ucb_form, self.replan = ucb_form, bool(replan)
+        self.gamma, self.tol, self.max_iter = float(gamma), float(tol), int(max_iter)
+        self.rng = np.random.default_rng() if rng is None else rng
+        self.model = CountModel(n_actions)
+        self.active = False
+        """True while the guided phase is on: :meth:`act` supplies actions."""
+        self._report = SmartStartReport()
+        self._target_index: int | None = None
+        self._target_key: Hashable | None = None
+        self._q: np.ndarray | None = None  # planned Q, (n_states at plan time, n_actions)
+        self._P: sp.csr_matrix | None = None  # the model the plan used
+        self._expected: int | None = None  # most likely index after the last guided action
+        self._path: list[int] = []
+
+    # ---- per transition -----------------------------------------------------------------------
+
+    def observe(
+        self, state: Any, action: int, reward: float, next_state: Any, terminal: bool
+    ) -> None:
+        """Count a transition (every env step, guided or not) and end the walk when it is due."""
+        self.model.update(state, action, reward, next_state, terminal)
+        if self.active:
+            if self._in_region(next_state):
+                self._report.reached = True
+                self.active = False
+            elif terminal:
+                self.active = False
+
+    def _in_region(self, obs: Any) -> bool:
+        """Whether ``obs`` is within theta of S_ss."""
+        if self.theta == 0.0:
+            return state_key(obs) == self._target_key
+        return float(self.distance(obs, self.target_observation)) <= self.theta
+
+    # ---- per episode --------------------------------------------------------------------------
+
+    def begin_episode(
+        self,
+        episode: int,
+        state: Any,
+        max_q: Callable[[np.ndarray], np.ndarray] | np.ndarray | None,
+    ) -> bool:
+        """Decide whether Smart Start runs this episode; if so choose S_ss and plan the walk.
+
+        ``max_q`` gives max_a Q(s, a) for the current goal: a callable that takes the stacked
+        candidate observations ((n,) ints or (n, *shape) arrays) and returns (n,) values, or an
+        array over all model states in index order, or None (all zeros: counts alone decide).
+
+        Returns True when the guided walk starts (:attr:`active`): a target was chosen and the
+        start state has a planned path to it. When the start is already within theta of S_ss,
+        the report says used and reached with 0 steps, and this returns False.
+        """
+        self.active = False
+        self._report = SmartStartReport()
+        self._target_index = self._target_key = None
+        self._q = self._P = None
+        self._expected = None
+        self._path = []
+        model = self.model
+        if episode <= 0 or model.n_states == 0:
+            return False
+        if self.eta < 1.0 and not self.rng.random() < self.eta:
+            return False
+        candidates = np.flatnonzero(model.candidate_mask())
+        if candidates.size == 0:
+            return False
+        counts = model.state_counts
+        if max_q is None:
+            values = np.zeros(candidates.size)
+        elif callable(max_q):
+            values = np.asarray(max_q(model.observations()[candidates]), dtype=np.float64)
+        else:
+            values = np.asarray(max_q, dtype=np.float64)[candidates]
+        if values.shape != candidates.shape:
+            raise ValueError(
+                f"max_q must give one value per candidate state {candidates.shape}, "
+                f"got {values.shape}."
+            )
+        choice = smart_start_state(
+            values,
+            counts[candidates],
+            self.c_ss,
+            form=self.ucb_form,
+            total=model.n_steps,
+            rng=self.rng,
+        )
+        target = int(candidates[choice])
+        self._target_index = target
+        self._target_key = state_key(model.observation(target))
+        report = self._report
+        report.used, report.target = True, self._target_key
+        report.target_count = int(counts[target])
+        if self._in_region(state):
+            report.reached = True
+            self._path = [target]
+            return False
+        start = model.index(state)
+        if start is not None:
+            self._plan(start)
+        if self._greedy_action(start) is None:  # an unknown start state, or no known path
+            report.no_path = True
+            return False
+        self.active = True
+        return True
+
+    def act(self, state: Any) -> int | None:
+        """The guided action in ``state``, or None (and :attr:`active` becomes False) when the
+        walk is over: the state is within theta of S_ss, or the model knows no path from it."""
+        if not self.active:
+            return None
+        if self._in_region(state):
+            self._report.reached = True
+            self.active = False
+            return None
+        index = self.model.index(state)
+        replanned = False
+        if self.replan and self._expected is not None and index != self._expected:
+            self._plan(index)  # a slip: plan again from here on the updated model
+            replanned = True
+        action = self._greedy_action(index)
+        if action is None and self.replan and not replanned:
+            self._plan(index)  # the old plan does not cover this state; the model may
+            action = self._greedy_action(index)
+        if action is None:
+            self._report.no_path = True
+            self.active = False
+            return None
+        self._expected = self._likely_next(index, action)
+        self._report.steps += 1
+        return action
+
+    @property
+    def report(self) -> SmartStartReport:
+        """This episode's report so far (:meth:`end_episode` returns the final one)."""
+        return self._report
+
+    def end_episode(self) -> SmartStartReport:
+        """Stop the walk if it is still on and return this episode's report."""
+        self.active = False
+        return self._report
+
+    # ---- planning -----------------------------------------------------------------------------
+
+    def _plan(self, start: int | None) -> None:
+        """Export the model, plan to the target region, and trace the most likely greedy path."""
+        t0 = time.perf_counter()
+        P, _ = self.model.transition_model()
+        target = self.target_mask()
+        Q = value_iteration(
+            P,
+            target,
+            self.gamma,
+            self.tol,
+            self.max_iter,
+            terminal_mask=self.model.terminal_mask,
+            start=start,
+        )
+        self._P, self._q = P, Q
+        self._path = self._trace_path(start, target)
+        self._report.plan_length = len(self._path) - 1 if len(self._path) > 1 else 0
+        self._report.plan_ms += (time.perf_counter() - t0) * 1e3
+        self._report.n_plans += 1
+
+    def target_mask(self) -> np.ndarray:
+        """(n_states,) bool: model states within theta of S_ss (the planner's target region)."""
+        n = self.model.n_states
+        mask = np.zeros(n, dtype=bool)
+        if self._target_index is None:
+            return mask
+        if self.theta == 0.0:
+            mask[self._target_index] = True
+            return mask
+        target, observations = self.target_observation, self.model.observations()
+        try:  # a vectorised distance: one call over all states
+            d = np.asarray(self.distance(observations, target), dtype=np.float64)
+        except Exception:  # any failure: fall back to one call per state
+            d = None
+        if d is None or d.shape != (n,):
+            d = np.array([float(self.distance(o, target)) for o in observations])
+        return d <= self.theta
+
+    def _greedy_action(self, index: int | None) -> int | None:
+        """argmax_a of the planned Q (ties at random), or None when there is no path."""
+        q = self._q
+        if q is None or index is None or index >= q.shape[0]:
+            return None
+        row = q[index]
+        best_value = row.max()
+        if best_value <= 0.0:  # Q = 0: no transition known to lead to the target region
+            return None
+        best = np.flatnonzero(row == best_value)
+        return int(best[0] if best.size == 1 else best[self.rng.integers(best.size)])
+
+    def _likely_next(self, index: int, action: int) -> int | None:
+        """The most likely next state of (index, action) in the planned model (lowest on ties)."""
+        P = self._P
+        row = index * self.n_actions + action
+        lo, hi = P.indptr[row], P.indptr[row + 1]
+        if lo == hi:
+            return None
+        return int(P.indices[lo + int(np.argmax(P.data[lo:hi]))])
+
+    def _trace_path(self, start: int | None, mask: np.ndarray) -> list[int]:
+        """Indices along the most likely greedy path from ``start`` (lowest action on ties),
+        stopping in the target region ``mask``, at a state without a path, or before a repeat."""
+        if start is None or self._q is None or start >= self._q.shape[0]:
+            return []
+        path, seen, index = [start], {start}, start
+        while not mask[index]:
+            row = self._q[index]
+            if row.max() <= 0.0:
+                break
+            nxt = self._likely_next(index, int(np.argmax(row)))
+            if nxt is None or nxt in seen:
+                break
+            path.append(nxt)
+            seen.add(nxt)
+            index = nxt
+        return path
+
+    # ---- for drawing --------------------------------------------------------------------------
+
+    @property
+    def target_observation(self) -> Any:
+        """The stored observation of S_ss this episode (None when Smart Start is not used)."""
+        if self._target_index is None:
+            return None
+        return self.model.observation(self._target_index)
+
+    @property
+    def planned_path(self) -> list[Any]:
+        """Observations along the latest plan's most likely greedy path (start first)."""
+        return [self.model.observation(i) for i in self._path]
+
+    # ---- checkpoints --------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The controller's state between episodes as plain python containers: the count model
+        (see :meth:`CountModel.state_dict`) and the random generator's state. No numpy arrays,
+        so a checkpoint holding it loads with ``torch.load(weights_only=True)``; the settings
+        are not saved (they come from the run's config)."""
+        return {"model": self.model.state_dict(), "rng": _plain(self.rng.bit_generator.state)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved; any walk in progress is dropped."""
+        self.model.load_state_dict(state["model"])
+        if state.get("rng") is not None:
+            self.rng.bit_generator.state = state["rng"]
+        self.active = False
+        self._report = SmartStartReport()
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy arrays and scalars turned into python lists and numbers."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    return value
