@@ -435,21 +435,21 @@ def value_iteration(
     stop = target if terminal_mask is None else target | np.asarray(terminal_mask, dtype=bool)
     discount = gamma * (~stop)  # gamma where the walk goes on after landing, 0 where it ends
     # Rows reordered action-major (a * n + s), so that the max over actions is a max of n_actions
-    # contiguous blocks (a reshape(n, n_actions).max(1) is several times slower); the reward
-    # part P @ 1{T} is constant, and the discount is folded into the columns:
-    #   q = P @ (1{T} + discount * V) = reward_part + P_discounted @ V
+    # contiguous blocks (a reshape(n, n_actions).max(1) is several times slower). The reward
+    # part P @ 1{T} is constant and the discount is folded into the columns:
+    #   q = P @ (1{T} + discount * V) = reward_part + M @ V,   M = P * discount[s']
     order = np.arange(n_rows).reshape(n, n_actions).T.ravel()
     P_am = sp.csr_matrix(P, dtype=np.float64)[order]
     reward_part = P_am @ target.astype(np.float64)  # (n_actions * n_states,)
-    P_am.data *= discount[P_am.indices]
+    M = P_am  # a new matrix already (the row reordering copied it)
+    M.data *= discount[M.indices]
     values = np.zeros(n)
-    new_values = np.empty(n)
+    q = np.zeros(n_rows)
     n_reached = 0
-    q = reward_part
     for _ in range(max_iter):
-        q = P_am @ values
+        q = M @ values
         q += reward_part
-        new_values[:] = q[:n]
+        new_values = q[:n].copy()
         for a in range(1, n_actions):
             np.maximum(new_values, q[a * n : (a + 1) * n], out=new_values)
         diff = new_values - values  # >= 0: the values only grow from V = 0
@@ -457,7 +457,7 @@ def value_iteration(
         if change >= tol and start is not None and values[start] > 0:
             # the start was already valued: ignore the states reached for the first time
             change = float(diff[values > 0].max())
-        values, new_values = new_values, values
+        values = new_values
         if change < tol:
             if start is not None and values[start] > 0:
                 break
@@ -765,12 +765,26 @@ class SmartStartController:
         stopping in the target region ``mask``, at a state without a path, or before a repeat."""
         if start is None or self._q is None or start >= self._q.shape[0]:
             return []
+        # vectorised over states: the first greedy action, and its successor where the row has
+        # a single outcome (a deterministic move); other rows are resolved along the way
+        Q, P = self._q, self._P
+        n, n_actions = Q.shape
+        best, greedy = Q[:, 0].copy(), np.zeros(n, dtype=np.int64)
+        for a in range(1, n_actions):
+            better = Q[:, a] > best
+            greedy[better] = a
+            best[better] = Q[better, a]
+        rows = np.arange(n) * n_actions + greedy
+        lo, hi = P.indptr[rows], P.indptr[rows + 1]
+        single = np.flatnonzero(hi - lo == 1)
+        successor = np.full(n, -1, dtype=np.int64)
+        successor[single] = P.indices[lo[single]]
+        done = mask[:n] | (best <= 0.0)
         path, seen, index = [start], {start}, start
-        while not mask[index]:
-            row = self._q[index]
-            if row.max() <= 0.0:
-                break
-            nxt = self._likely_next(index, int(np.argmax(row)))
+        while not done[index]:
+            nxt = int(successor[index])
+            if nxt < 0:
+                nxt = self._likely_next(index, int(greedy[index]))
             if nxt is None or nxt in seen:
                 break
             path.append(nxt)

@@ -266,7 +266,9 @@ def corridor_P(n: int = 4) -> sp.csr_matrix:
 
 def test_value_iteration_on_corridor_gives_powers_of_gamma():
     target = np.array([False, False, False, True])
-    Q = value_iteration(corridor_P(), target, GAMMA, tol=1e-12)
+    P = corridor_P()
+    Q = value_iteration(P, target, GAMMA, tol=1e-12)
+    np.testing.assert_array_equal(P.toarray(), corridor_P().toarray())  # P is not modified
     g = GAMMA
     # V(2) = 1 (one step into T), V(1) = g, V(0) = g^2; going left from s lands in s - 1
     # (or stays in 0 against the wall): Q(s, left) = g * V(max(s - 1, 0))
