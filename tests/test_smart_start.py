@@ -557,3 +557,39 @@ def test_ucb_total_is_sum_of_state_counts():
     assert math.isclose(
         ucb_scores(np.zeros(1), [1], model.n_steps, 0.1)[0], 0.1 * math.sqrt(math.log(4))
     )
+
+
+def test_guided_walks_in_grid_maze_env():
+    env_module = pytest.importorskip("sshr_torch.env")
+    maze_module = pytest.importorskip("sshr_torch.maze")
+    env = env_module.GridMazeEnv("keulen_easy", max_episode_steps=100)
+    controller = SmartStartController(4, rng=np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    for _ in range(3000):  # random exploration feeds the model
+        s, a = obs["observation"], int(rng.integers(4))
+        obs, reward, terminated, truncated, _ = env.step(a)
+        controller.observe(s, a, reward, obs["observation"], terminated)
+        if terminated or truncated:
+            obs, _ = env.reset()
+    n_guided = 0
+    for episode in range(1, 6):
+        obs, _ = env.reset()
+        start = obs["observation"]
+        if controller.begin_episode(episode, start, None):
+            n_guided += 1
+        target = controller.target_observation
+        s, terminated = start, False
+        while controller.active and not terminated:
+            a = controller.act(s)
+            if a is None:
+                break
+            obs, reward, terminated, _, _ = env.step(a)
+            controller.observe(s, a, reward, obs["observation"], terminated)
+            s = obs["observation"]
+        report = controller.end_episode()
+        assert report.used and report.reached and s == target
+        assert report.steps == report.plan_length  # deterministic moves: the plan is walked
+        dist = maze_module.bfs_distances(env.maze, env.maze.cell_position(start))
+        assert report.steps >= dist[env.maze.cell_position(target)]
+    assert n_guided >= 4
