@@ -194,7 +194,8 @@ class GridMazeEnv(gymnasium.Env):
         self.next_cell: np.ndarray = _next_cell_table(self.maze)
         # step() reads plain Python containers: indexing them is several times cheaper than
         # indexing numpy arrays and gives Python ints back.
-        self._next = array("q", self.next_cell.ravel().tobytes())
+        # int32 halves the memory of the copy (n_cells < 2**31 for any maze that fits in memory)
+        self._next = array("i", self.next_cell.ravel().astype(np.int32).tobytes())
         is_decoy = np.zeros(self.n_cells, dtype=bool)
         is_decoy[self.maze.decoy_indices] = True
         self._is_decoy = is_decoy.tolist()

