@@ -52,9 +52,6 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 # Image side of one cell: 8 pixels, fewer for big mazes so the image stays about 1024 px wide.
 _MAX_CELL_PX, _TARGET_IMAGE_PX = 8, 1024
-# Uniform draws fetched from np_random at once for slips (a numpy call per step would cost more
-# than the rest of step()).
-_DRAW_CHUNK = 4096
 
 
 class GridMazeEnv(gymnasium.Env):
@@ -84,7 +81,9 @@ class GridMazeEnv(gymnasium.Env):
 
     A move into a wall or off the grid leaves the agent where it is and still costs a step.
     With ``slip`` > 0, each step with that probability makes a uniformly random *other* move
-    instead of the chosen one (as in Keulen's code).
+    instead of the chosen one (as in Keulen's code). All randomness (slips, random start and
+    goal) comes from ``self.np_random``, so restoring its ``bit_generator.state`` at an
+    episode boundary continues the very same episodes (for checkpoints).
 
     ## Observation
 
@@ -203,8 +202,6 @@ class GridMazeEnv(gymnasium.Env):
         # cells a random start or goal may be drawn from (ascending)
         self._candidates = np.setdiff1d(self.maze.free_cells, self.maze.decoy_indices)
         self._slip_scale = 3.0 / self.slip if self.slip > 0 else 0.0
-        self._draws: list[float] = []
-        self._draw_at = 0
 
         self._start = self.maze.start_index
         self._goal = self.maze.goal_index
@@ -220,8 +217,6 @@ class GridMazeEnv(gymnasium.Env):
     ) -> tuple[dict[str, int], dict[str, Any]]:
         """Start an episode; ``options`` may hold "start" and/or "goal" (index or (row, col))."""
         super().reset(seed=seed)
-        if seed is not None:
-            self._draws, self._draw_at = [], 0  # drop draws made from the old generator
         options = options or {}
         start = self._cell_option(options, "start")
         goal = self._cell_option(options, "goal")
@@ -245,12 +240,10 @@ class GridMazeEnv(gymnasium.Env):
         if not 0 <= a <= 3:
             raise ValueError(f"action {action!r} is not one of 0 (up), 1, 2, 3 (left)")
         if self._slip_scale:
-            at = self._draw_at
-            if at == len(self._draws):
-                self._draws = self.np_random.random(_DRAW_CHUNK).tolist()
-                at = 0
-            u = self._draws[at]
-            self._draw_at = at + 1
+            # One draw straight from np_random per step (no buffer of draws), so np_random's
+            # state is all the randomness there is: saving and restoring it (a checkpoint)
+            # continues the same episodes.
+            u = self.np_random.random()
             if u < self.slip:
                 # u / slip is uniform on [0, 1) given u < slip: reuse it to pick one of the
                 # three other moves (min() guards a rounding to exactly 3)

@@ -171,6 +171,31 @@ def test_same_seed_same_rollout(slip: float) -> None:
     assert rollout(env, 600, seed=7) == first
 
 
+def test_restoring_np_random_continues_the_same_episodes() -> None:
+    kwargs = {"maze": "keulen_easy", "slip": 0.3, "random_goal": True, "max_episode_steps": 30}
+    env = GridMazeEnv(**kwargs)
+    rollout(env, 200, seed=4)
+    state = env.np_random.bit_generator.state  # a checkpoint between episodes
+    expected = rollout_on(env, 500)
+    resumed = GridMazeEnv(**kwargs)
+    resumed.reset(seed=0)
+    resumed.np_random.bit_generator.state = state
+    assert rollout_on(resumed, 500) == expected
+
+
+def rollout_on(env: GridMazeEnv, n_steps: int) -> list[tuple]:
+    """Like rollout() but without reseeding: resets continue env.np_random."""
+    obs, _ = env.reset()
+    out = [(obs["observation"], obs["desired_goal"])]
+    for a in np.arange(n_steps) % 4:
+        obs, reward, terminated, truncated, _ = env.step(a)
+        out.append((obs["observation"], reward, terminated, truncated))
+        if terminated or truncated:
+            obs, _ = env.reset()
+            out.append((obs["observation"], obs["desired_goal"]))
+    return out
+
+
 def test_slip_takes_other_moves_uniformly() -> None:
     env = GridMazeEnv("generated:5x5:kind=rooms", slip=1.0)  # an open 5 x 5 room
     counts = np.zeros(4, dtype=int)
