@@ -1,0 +1,414 @@
+"""Hindsight Experience Replay: a replay buffer that relabels goals (numpy only, no torch).
+
+Semantics (fixed in DESIGN.md; every learner and test relies on them):
+
+- A transition (s_t, g, a_t, r_t, s_{t+1}) may be replayed with a substitute goal g' that the
+  agent actually reached. Substitute goals are always *achieved goals of next states*,
+  ag(s_{t+1'}), never of the state a transition starts from.
+- Strategies choose the step t' whose next achieved goal becomes g':
+
+  ========  ==================================================================================
+  none      no relabelling: plain experience replay on the real goal.
+  future    t' uniform over t' >= t in the same episode. The current step is included
+            (t' = t gives g' = ag(s_{t+1}), a guaranteed success).
+  final     t' = T - 1, the episode's last step, so g' = ag(s_T), the last *next* achieved goal.
+  episode   t' uniform over all steps of the same episode (earlier ones included).
+  random    any next achieved goal stored in the buffer (any finished episode).
+  ========  ==================================================================================
+
+- k relabels per real transition. ``sample`` does this at sampling time: a fraction k / (k + 1)
+  of each batch is relabelled (exact in expectation), which equals k stored relabels per
+  transition in expectation without storing them. ``episode_relabels`` returns exactly k
+  relabels for every transition of the last finished episode (for the tabular learner, which
+  learns them at episode end). Both paths draw goals with the same function,
+  ``_goal_indices``.
+- Reward of a relabelled transition: ``compute_reward(ag(s_{t+1}), g')``, the env's vectorised
+  function, called as ``(achieved, desired)``. Parts of the env's reward that
+  ``compute_reward`` does not express are not carried over to relabelled transitions.
+- Terminal (1.0 = do not bootstrap): a relabelled transition is terminal when its next achieved
+  goal equals g' (a relabelled success), or when the env terminated it for a reason that does
+  not depend on the goal (``terminated and not is_success``). A real transition is terminal
+  when the env terminated it. A time-limit truncation is never terminal: it bootstraps.
+- Goals are compared exactly: ints for Discrete goals, all elements equal for array goals
+  (MultiBinary).
+
+Storage: whole episodes in numpy ring arrays of ``capacity`` transitions. Positions are absolute
+write counters (slot = position % capacity). The samplable transitions are the contiguous range
+[tail, start of the running episode): the running episode is never sampled, and when a write
+would overwrite the tail, the tail jumps past the *whole* oldest episode (amortised O(1) per
+write). Every samplable transition therefore has its full episode in the buffer, so relabelling
+never crosses an episode boundary, also after the ring wraps. Sampling a batch is O(batch),
+independent of how much is stored.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from enum import Enum
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = ["Batch", "GoalSelectionStrategy", "HerReplayBuffer"]
+
+
+class GoalSelectionStrategy(Enum):
+    """How a substitute goal is chosen; see the module docstring for the exact semantics."""
+
+    NONE = "none"
+    FINAL = "final"
+    FUTURE = "future"
+    EPISODE = "episode"
+    RANDOM = "random"
+
+
+class Batch(NamedTuple):
+    """A batch of transitions for a learner; every field is a numpy array of length B.
+
+    ``goal`` is the goal the transition is learned for (the real one or a substitute);
+    ``terminal`` is 1.0 where the target must not bootstrap; ``relabelled`` marks substitutes.
+    """
+
+    obs: np.ndarray  # (B, *obs_shape)
+    goal: np.ndarray  # (B, *goal_shape)
+    action: np.ndarray  # (B,) int64
+    reward: np.ndarray  # (B,) float32
+    next_obs: np.ndarray  # (B, *obs_shape)
+    terminal: np.ndarray  # (B,) float32
+    relabelled: np.ndarray  # (B,) bool
+
+
+ComputeReward = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class HerReplayBuffer:
+    """Episode-aware ring buffer with Hindsight Experience Replay goal relabelling.
+
+    Args:
+        capacity: number of transitions stored; the oldest whole episodes are dropped first.
+        compute_reward: ``compute_reward(achieved, desired) -> rewards``, vectorised over a
+            leading batch axis (e.g. ``lambda a, d: env.compute_reward(a, d, None)``).
+        strategy: a ``GoalSelectionStrategy`` or its string value.
+        k: relabels per real transition (``sample`` relabels k / (k + 1) of a batch).
+        obs_shape, goal_shape: shapes of one observation / goal; ``()`` for Discrete.
+        obs_dtype, goal_dtype: storage dtypes (int64 for Discrete, uint8 for MultiBinary).
+        rng: a numpy Generator, a seed, or None (fresh entropy).
+
+    Call ``add`` for each env step, ``end_episode`` when the episode terminated or was
+    truncated (only then is it samplable), then ``sample`` or ``episode_relabels``.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        compute_reward: ComputeReward,
+        *,
+        strategy: GoalSelectionStrategy | str = "future",
+        k: int = 4,
+        obs_shape: tuple[int, ...] = (),
+        goal_shape: tuple[int, ...] = (),
+        obs_dtype: Any = np.int64,
+        goal_dtype: Any = np.int64,
+        rng: np.random.Generator | int | None = None,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}.")
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}.")
+        try:
+            self.strategy = GoalSelectionStrategy(strategy)
+        except ValueError:
+            names = ", ".join(s.value for s in GoalSelectionStrategy)
+            raise ValueError(f"unknown HER strategy {strategy!r}; choose one of {names}.") from None
+        self.capacity = int(capacity)
+        self.compute_reward = compute_reward
+        self.k = int(k)
+        self.obs_shape = tuple(obs_shape)
+        self.goal_shape = tuple(goal_shape)
+        self.rng = np.random.default_rng(rng)
+        n = self.capacity
+        self._obs = np.zeros((n, *self.obs_shape), dtype=obs_dtype)
+        self._next_obs = np.zeros((n, *self.obs_shape), dtype=obs_dtype)
+        self._desired_goal = np.zeros((n, *self.goal_shape), dtype=goal_dtype)
+        self._next_achieved_goal = np.zeros((n, *self.goal_shape), dtype=goal_dtype)
+        self._action = np.zeros(n, dtype=np.int64)
+        self._reward = np.zeros(n, dtype=np.float32)
+        self._terminated = np.zeros(n, dtype=bool)
+        self._is_success = np.zeros(n, dtype=bool)
+        # Absolute positions [start, end) of each transition's episode; end is written when the
+        # episode ends (a running episode is never sampled, so it is never read before then).
+        self._episode_start = np.zeros(n, dtype=np.int64)
+        self._episode_end = np.zeros(n, dtype=np.int64)
+        self._head = 0  # absolute position of the next write
+        self._tail = 0  # absolute position of the oldest stored transition
+        self._running_start = 0  # absolute start of the running (unfinished) episode
+        self._last_episode = (0, 0)  # absolute [start, end) of the last finished episode
+        self._n_episodes = 0  # finished episodes stored
+
+    # --- sizes ---------------------------------------------------------------------------
+
+    @property
+    def n_transitions(self) -> int:
+        """Samplable transitions: those of finished episodes still stored."""
+        return self._running_start - self._tail
+
+    def __len__(self) -> int:
+        """Same as ``n_transitions``."""
+        return self._running_start - self._tail
+
+    @property
+    def n_episodes(self) -> int:
+        """Finished episodes still stored."""
+        return self._n_episodes
+
+    # --- writing -------------------------------------------------------------------------
+
+    def add(
+        self,
+        obs: Any,
+        achieved_goal: Any,
+        desired_goal: Any,
+        action: int,
+        reward: float,
+        next_obs: Any,
+        next_achieved_goal: Any,
+        terminated: bool,
+        truncated: bool,
+        is_success: bool,
+    ) -> None:
+        """Append one env step to the running episode.
+
+        ``achieved_goal`` (of ``obs``) is accepted for the goal-env call shape but not stored:
+        substitute goals come from next states only. ``truncated`` is not stored either: a
+        truncation never makes a transition terminal; call ``end_episode`` after it.
+
+        Raises:
+            ValueError: the running episode is longer than the whole buffer.
+        """
+        head = self._head
+        if head - self._tail >= self.capacity:
+            self._drop_oldest_episode()
+        slot = head % self.capacity
+        self._obs[slot] = obs
+        self._next_obs[slot] = next_obs
+        self._desired_goal[slot] = desired_goal
+        self._next_achieved_goal[slot] = next_achieved_goal
+        self._action[slot] = action
+        self._reward[slot] = reward
+        self._terminated[slot] = terminated
+        self._is_success[slot] = is_success
+        self._episode_start[slot] = self._running_start
+        self._head = head + 1
+
+    def _drop_oldest_episode(self) -> None:
+        """Advance the tail past the whole oldest finished episode to free its slots."""
+        if self._tail >= self._running_start:
+            raise ValueError(
+                f"an episode longer than the buffer capacity ({self.capacity} transitions) "
+                "cannot be stored; raise the capacity or shorten the episodes."
+            )
+        self._tail = int(self._episode_end[self._tail % self.capacity])
+        self._n_episodes -= 1
+
+    def end_episode(self) -> None:
+        """Close the running episode (terminated or truncated) and make it samplable.
+
+        A call with no transition since the last one does nothing.
+        """
+        start, end = self._running_start, self._head
+        if end == start:
+            return
+        slots = np.arange(start, end) % self.capacity
+        self._episode_end[slots] = end
+        self._running_start = end
+        self._last_episode = (start, end)
+        self._n_episodes += 1
+
+    # --- relabelling ---------------------------------------------------------------------
+
+    def _goal_indices(self, positions: np.ndarray) -> np.ndarray:
+        """Absolute positions whose next achieved goal relabels each of ``positions``.
+
+        ``positions`` are absolute positions of samplable transitions. The one place goal
+        selection lives, used by both ``sample`` and ``episode_relabels``.
+        """
+        strategy = self.strategy
+        n = len(positions)
+        if strategy is GoalSelectionStrategy.FUTURE:
+            # t' uniform in [t, end): floor(t + u * (end - t)), u in [0, 1); includes t itself.
+            end = self._episode_end[positions % self.capacity]
+            return positions + (self.rng.random(n) * (end - positions)).astype(np.int64)
+        if strategy is GoalSelectionStrategy.FINAL:
+            # The last step of the episode: its next achieved goal is ag(s_T).
+            return self._episode_end[positions % self.capacity] - 1
+        if strategy is GoalSelectionStrategy.EPISODE:
+            slots = positions % self.capacity
+            start = self._episode_start[slots]
+            end = self._episode_end[slots]
+            return start + (self.rng.random(n) * (end - start)).astype(np.int64)
+        if strategy is GoalSelectionStrategy.RANDOM:
+            # Any samplable transition of any stored episode (the running one excluded).
+            return self._tail + self.rng.integers(0, self.n_transitions, size=n)
+        raise ValueError(f"strategy {strategy.value!r} does not relabel goals.")
+
+    def _relabelled(self, slots: np.ndarray, goal_slots: np.ndarray):
+        """Goals, rewards and terminal flags of ``slots`` relabelled with ``goal_slots``' goals."""
+        new_goal = self._next_achieved_goal[goal_slots]  # (n, *goal_shape)
+        achieved = self._next_achieved_goal[slots]  # (n, *goal_shape)
+        reward = np.asarray(self.compute_reward(achieved, new_goal), dtype=np.float32)
+        reached = achieved == new_goal
+        if reached.ndim > 1:
+            reached = reached.reshape(len(slots), -1).all(axis=1)
+        # Terminal: the substitute goal is reached, or the env ended the episode for a reason
+        # that has nothing to do with the goal (terminated without success).
+        terminal = reached | (self._terminated[slots] & ~self._is_success[slots])
+        return new_goal, reward, terminal.astype(np.float32)
+
+    def sample(self, batch_size: int) -> Batch:
+        """A uniform batch of stored transitions, k / (k + 1) of them relabelled on average.
+
+        The relabelled rows are the first ``n_her`` rows, where ``n_her`` is
+        ``batch_size * k / (k + 1)`` rounded at random up or down (exact in expectation); rows
+        are drawn independently, so which rows carry substitutes does not bias anything.
+        Costs O(batch_size).
+
+        Raises:
+            RuntimeError: no finished episode is stored yet.
+        """
+        n_stored = self._running_start - self._tail
+        if n_stored <= 0:
+            raise RuntimeError(
+                "cannot sample from the HER buffer before an episode has ended "
+                "(call end_episode() once an episode terminates or is truncated)."
+            )
+        rng = self.rng
+        positions = self._tail + rng.integers(0, n_stored, size=batch_size)
+        slots = positions % self.capacity
+        goal = self._desired_goal[slots]  # fancy indexing copies
+        reward = self._reward[slots]
+        terminal = self._terminated[slots].astype(np.float32)
+        relabelled = np.zeros(batch_size, dtype=bool)
+        if self.strategy is not GoalSelectionStrategy.NONE and self.k > 0:
+            expected = batch_size * self.k / (self.k + 1)
+            n_her = int(expected) + int(rng.random() < expected - int(expected))
+            if n_her:
+                her_slots = slots[:n_her]
+                goal_slots = self._goal_indices(positions[:n_her]) % self.capacity
+                new_goal, new_reward, new_terminal = self._relabelled(her_slots, goal_slots)
+                goal[:n_her] = new_goal
+                reward[:n_her] = new_reward
+                terminal[:n_her] = new_terminal
+                relabelled[:n_her] = True
+        return Batch(
+            obs=self._obs[slots],
+            goal=goal,
+            action=self._action[slots],
+            reward=reward,
+            next_obs=self._next_obs[slots],
+            terminal=terminal,
+            relabelled=relabelled,
+        )
+
+    def episode_relabels(self) -> Batch:
+        """Exactly k relabels of every transition of the last finished episode, in step order.
+
+        Rows are t = 0 (k rows), t = 1 (k rows), ... With strategy 'none' (or k = 0) the batch
+        is empty.
+
+        Raises:
+            RuntimeError: no episode has ended yet, or the last one was already overwritten.
+        """
+        if self.strategy is GoalSelectionStrategy.NONE or self.k == 0:
+            return self._empty_batch()
+        start, end = self._last_episode
+        if end == start:
+            raise RuntimeError("no finished episode to relabel yet (call end_episode() first).")
+        if start < self._tail:
+            raise RuntimeError(
+                "the last finished episode was overwritten by the running one; "
+                "call episode_relabels() right after end_episode()."
+            )
+        positions = np.repeat(np.arange(start, end, dtype=np.int64), self.k)
+        slots = positions % self.capacity
+        goal_slots = self._goal_indices(positions) % self.capacity
+        goal, reward, terminal = self._relabelled(slots, goal_slots)
+        return Batch(
+            obs=self._obs[slots],
+            goal=goal,
+            action=self._action[slots],
+            reward=reward,
+            next_obs=self._next_obs[slots],
+            terminal=terminal,
+            relabelled=np.ones(len(slots), dtype=bool),
+        )
+
+    def _empty_batch(self) -> Batch:
+        """A batch of length 0 with this buffer's shapes and dtypes."""
+        return Batch(
+            obs=self._obs[:0].copy(),
+            goal=self._desired_goal[:0].copy(),
+            action=self._action[:0].copy(),
+            reward=self._reward[:0].copy(),
+            next_obs=self._next_obs[:0].copy(),
+            terminal=np.zeros(0, dtype=np.float32),
+            relabelled=np.zeros(0, dtype=bool),
+        )
+
+    # --- checkpoints ---------------------------------------------------------------------
+
+    _ARRAYS = (
+        "_obs",
+        "_next_obs",
+        "_desired_goal",
+        "_next_achieved_goal",
+        "_action",
+        "_reward",
+        "_terminated",
+        "_is_success",
+        "_episode_start",
+        "_episode_end",
+    )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: numpy arrays and python scalars (copies)."""
+        state: dict[str, Any] = {
+            name.lstrip("_"): getattr(self, name).copy() for name in self._ARRAYS
+        }
+        state.update(
+            capacity=self.capacity,
+            strategy=self.strategy.value,
+            k=self.k,
+            head=self._head,
+            tail=self._tail,
+            running_start=self._running_start,
+            last_episode=list(self._last_episode),
+            n_episodes=self._n_episodes,
+            rng_state=copy.deepcopy(self.rng.bit_generator.state),
+        )
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from ``state_dict()``; capacity and shapes must match this buffer's."""
+        if int(state["capacity"]) != self.capacity:
+            raise ValueError(
+                f"checkpoint buffer capacity {state['capacity']} differs from {self.capacity}."
+            )
+        for name in self._ARRAYS:
+            array = getattr(self, name)
+            saved = np.asarray(state[name.lstrip("_")])
+            if saved.shape != array.shape:
+                raise ValueError(
+                    f"checkpoint buffer array {name.lstrip('_')} has shape {saved.shape}, "
+                    f"expected {array.shape}."
+                )
+            array[...] = saved
+        self.strategy = GoalSelectionStrategy(state["strategy"])
+        self.k = int(state["k"])
+        self._head = int(state["head"])
+        self._tail = int(state["tail"])
+        self._running_start = int(state["running_start"])
+        start, end = state["last_episode"]
+        self._last_episode = (int(start), int(end))
+        self._n_episodes = int(state["n_episodes"])
+        self.rng.bit_generator.state = copy.deepcopy(state["rng_state"])
