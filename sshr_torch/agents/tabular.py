@@ -1,0 +1,275 @@
+"""Tabular goal-conditioned Q-learning, Q(s, g, a) (numpy only, no torch).
+
+The learner of the paper's tabular experiments, with Keulen's defaults: Q0 = 0, alpha 0.1,
+gamma 0.99, greedy ties broken at random (epsilon is the caller's: 0.1 constant in Keulen's
+code). It is *online*: the trainer passes each real transition to ``update`` as it happens, and
+at the end of each episode the buffer's HER relabels of that episode. With HER 'none' it is plain
+Q-learning on the real goal, the paper's "SS alone" baseline.
+
+Q is allocated per goal as goals appear: a goal's table of n_states x n_actions values is created
+the first time ``update`` sees that goal, so a large maze with one fixed goal costs one table, not
+n_goals of them. A goal never updated reads as ``q_init`` everywhere.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+
+from sshr_torch.her import Batch
+
+__all__ = ["TabularAgent"]
+
+
+class TabularAgent:
+    """Goal-conditioned Q-learning on Discrete states and goals.
+
+    Update, for each row of a batch in order:
+        Q(s, g, a) <- Q(s, g, a) + alpha * (r + gamma * (1 - terminal) * max_a' Q(s', g, a')
+                                            - Q(s, g, a))
+
+    Args:
+        n_states: size of the Discrete observation space (states are ints in [0, n_states)).
+        n_actions: number of actions.
+        alpha: learning rate.
+        gamma: discount.
+        q_init: initial value of every Q(s, g, a).
+        seed: seeds the generator used for exploration and tie-breaks.
+        goal_capacity: goal tables allocated up front (more are added by doubling as goals
+            appear); set it to the number of goals to allocate everything at once.
+    """
+
+    online: bool = True
+
+    def __init__(
+        self,
+        n_states: int,
+        n_actions: int,
+        *,
+        alpha: float = 0.1,
+        gamma: float = 0.99,
+        q_init: float = 0.0,
+        seed: int = 0,
+        goal_capacity: int = 4,
+    ) -> None:
+        if n_states < 1 or n_actions < 1:
+            raise ValueError(f"n_states and n_actions must be >= 1, got {n_states}, {n_actions}.")
+        self.n_states = int(n_states)
+        self.n_actions = int(n_actions)
+        self.alpha = float(alpha)
+        self.gamma = float(gamma)
+        self.q_init = float(q_init)
+        self.rng = np.random.default_rng(seed)
+        self._goal_rows: dict[int, int] = {}  # goal -> index into self._q
+        self._q = np.full(
+            (max(int(goal_capacity), 1), self.n_states, self.n_actions), self.q_init
+        )  # (goal_capacity, n_states, n_actions)
+        self._unseen = np.full((self.n_states, self.n_actions), self.q_init)  # read-only default
+
+    # --- goals ---------------------------------------------------------------------------
+
+    @property
+    def n_goals(self) -> int:
+        """Goals with a Q table so far."""
+        return len(self._goal_rows)
+
+    @property
+    def goals(self) -> list[int]:
+        """Goals with a Q table, in the order they appeared."""
+        return list(self._goal_rows)
+
+    def table(self, goal: Any) -> np.ndarray:
+        """Q(., goal, .) as an (n_states, n_actions) array (a copy of q_init if never seen)."""
+        row = self._goal_rows.get(_as_int(goal, "goal"))
+        return self._unseen.copy() if row is None else self._q[row].copy()
+
+    def _row(self, goal: int) -> int:
+        """The table index of ``goal``, allocating a table (growing by doubling) if it is new."""
+        row = self._goal_rows.get(goal)
+        if row is None:
+            if not 0 <= goal < self.n_states:
+                raise ValueError(f"goal {goal} is outside the Discrete({self.n_states}) space.")
+            row = len(self._goal_rows)
+            if row == len(self._q):
+                grown = np.full((2 * len(self._q), self.n_states, self.n_actions), self.q_init)
+                grown[:row] = self._q
+                self._q = grown
+            self._goal_rows[goal] = row
+        return row
+
+    # --- acting --------------------------------------------------------------------------
+
+    def act(self, obs: Any, goal: Any, epsilon: float) -> int:
+        """Epsilon-greedy: uniform with probability epsilon, else greedy (ties at random)."""
+        s = _as_int(obs, "state")
+        if not 0 <= s < self.n_states:
+            raise ValueError(f"state {s} is outside the Discrete({self.n_states}) space.")
+        rng = self.rng
+        if epsilon > 0.0 and rng.random() < epsilon:
+            return int(rng.integers(self.n_actions))
+        row = self._goal_rows.get(_as_int(goal, "goal"))
+        if row is None:  # every action still at q_init: all tied
+            return int(rng.integers(self.n_actions))
+        q = self._q[row, s]  # (n_actions,)
+        best = np.flatnonzero(q == q.max())
+        return int(best[0]) if len(best) == 1 else int(rng.choice(best))
+
+    def q_values(self, states: np.ndarray, goal: Any) -> np.ndarray:
+        """Q(s, goal, a) for each state, shape (n, n_actions) (a copy)."""
+        states = _as_states(states)
+        row = self._goal_rows.get(_as_int(goal, "goal"))
+        if row is None:
+            return np.full((len(states), self.n_actions), self.q_init)
+        return self._q[row][states]
+
+    def max_q(self, states: np.ndarray, goal: Any) -> np.ndarray:
+        """max_a Q(s, goal, a) for each state, shape (n,)."""
+        return self.q_values(states, goal).max(axis=1)
+
+    # --- learning ------------------------------------------------------------------------
+
+    def update_transition(
+        self, obs: Any, goal: Any, action: int, reward: float, next_obs: Any, terminal: bool
+    ) -> float:
+        """One Q-learning step on a single transition; returns the TD error before the step.
+
+        The lean path for one real transition (``update`` takes it for one-row batches).
+        """
+        return self._learn_one(obs, goal, action, reward, next_obs, terminal)[1]
+
+    def _learn_one(
+        self, obs: Any, goal: Any, action: Any, reward: Any, next_obs: Any, terminal: Any
+    ) -> tuple[float, float]:
+        """One Q-learning step; returns (Q(s, g, a) before it, TD error)."""
+        s, s_next = _as_int(obs, "state"), _as_int(next_obs, "state")
+        n_states = self.n_states
+        if not (0 <= s < n_states and 0 <= s_next < n_states):
+            raise ValueError(f"a state is outside the Discrete({n_states}) space.")
+        goal = _as_int(goal, "goal")
+        row = self._goal_rows.get(goal)
+        if row is None:
+            row = self._row(goal)  # may grow (replace) self._q: index it afterwards
+        q = self._q[row]  # (n_states, n_actions) view
+        a = int(action)
+        old = q.item(s, a)
+        target = float(reward)
+        if not terminal:
+            target += self.gamma * max(q[s_next].tolist())
+        td_error = target - old
+        q[s, a] = old + self.alpha * td_error
+        return old, td_error
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """Apply the Q-learning update to each row of ``batch`` in order (see the class).
+
+        Rows are applied one after another, so a later row sees the earlier rows' changes,
+        exactly as if the transitions were learned one at a time. Returns ``td_loss`` (mean
+        squared TD error before each row's step) and ``q_mean`` (mean Q(s, g, a) before it).
+
+        Raises:
+            ValueError: states or goals are not Discrete (ints) or out of range.
+        """
+        n = len(batch.action)
+        if n == 0:
+            return {"td_loss": 0.0, "q_mean": 0.0}
+        if n == 1 and batch.obs.ndim == batch.goal.ndim == batch.next_obs.ndim == 1:
+            # One real transition: skip the vectorised conversions.
+            old, td_error = self._learn_one(
+                batch.obs[0],
+                batch.goal[0],
+                batch.action[0],
+                batch.reward[0],
+                batch.next_obs[0],
+                batch.terminal[0],
+            )
+            return {"td_loss": td_error * td_error, "q_mean": old}
+        obs = _as_states(batch.obs, self.n_states).tolist()
+        next_obs = _as_states(batch.next_obs, self.n_states).tolist()
+        goals = _as_states(batch.goal).tolist()
+        actions = np.asarray(batch.action).tolist()
+        rewards = np.asarray(batch.reward, dtype=np.float64).tolist()
+        terminals = np.asarray(batch.terminal).tolist()
+        alpha, gamma = self.alpha, self.gamma
+        rows = self._goal_rows
+        sq_error = 0.0
+        q_sum = 0.0
+        q = None
+        last_goal = None
+        for i in range(n):
+            goal = goals[i]
+            if goal != last_goal:  # relabel batches come in runs of the same goal often enough
+                row = rows.get(goal)
+                if row is None:
+                    row = self._row(goal)  # may grow (replace) self._q: look it up after
+                q = self._q[row]  # (n_states, n_actions) view
+                last_goal = goal
+            s, a = obs[i], actions[i]
+            old = q.item(s, a)
+            if terminals[i]:
+                target = rewards[i]
+            else:
+                target = rewards[i] + gamma * max(q[next_obs[i]].tolist())
+            td_error = target - old
+            q[s, a] = old + alpha * td_error
+            sq_error += td_error * td_error
+            q_sum += old
+        return {"td_loss": float(sq_error / n), "q_mean": float(q_sum / n)}
+
+    # --- checkpoints ---------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Q tables, goals, settings and generator state (numpy arrays and python scalars)."""
+        return {
+            "q": self._q[: self.n_goals].copy(),  # (n_goals, n_states, n_actions)
+            "goals": list(self._goal_rows),
+            "n_states": self.n_states,
+            "n_actions": self.n_actions,
+            "alpha": self.alpha,
+            "gamma": self.gamma,
+            "q_init": self.q_init,
+            "rng_state": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from ``state_dict()``; the state and action counts must match."""
+        if (int(state["n_states"]), int(state["n_actions"])) != (self.n_states, self.n_actions):
+            raise ValueError(
+                f"checkpoint Q table is for {state['n_states']} states x {state['n_actions']} "
+                f"actions, this agent has {self.n_states} x {self.n_actions}."
+            )
+        q = np.asarray(state["q"], dtype=np.float64)
+        goals = [int(goal) for goal in state["goals"]]
+        self.alpha = float(state["alpha"])
+        self.gamma = float(state["gamma"])
+        self.q_init = float(state["q_init"])
+        self._q = np.full((max(len(goals), 1), self.n_states, self.n_actions), self.q_init)
+        self._q[: len(goals)] = q
+        self._goal_rows = {goal: row for row, goal in enumerate(goals)}
+        self._unseen = np.full((self.n_states, self.n_actions), self.q_init)
+        self.rng.bit_generator.state = state["rng_state"]
+
+
+def _as_int(value: Any, what: str) -> int:
+    """A Discrete state or goal as a python int; a clear error for anything else."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(
+            f"the tabular agent needs Discrete (integer) {what}s, got {value!r}; "
+            "use the DQN for other spaces."
+        ) from None
+
+
+def _as_states(values: Any, n_states: int | None = None) -> np.ndarray:
+    """A stack of Discrete states or goals as an int64 array (n,); a clear error otherwise."""
+    array = np.asarray(values)
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(
+            f"the tabular agent needs Discrete (integer) states and goals, got an array of "
+            f"shape {array.shape} and dtype {array.dtype}; use the DQN for other spaces."
+        )
+    if n_states is not None and len(array) and not (array.min() >= 0 and array.max() < n_states):
+        raise ValueError(f"a state is outside the Discrete({n_states}) space.")
+    return array.astype(np.int64, copy=False)
