@@ -335,6 +335,10 @@ def test_settings_errors_and_protocol():
         DQNAgent(spaces.Box(0, 1, (2,)), 5, 4)
     with pytest.raises(ValueError, match="outside"):
         agent.update(random_batch(np.random.default_rng(0), 6, 5, 4))
+    negative_goal = random_batch(np.random.default_rng(0), 5, 5, 4)
+    negative_goal.goal[3] = -1  # would read a state's row if not caught
+    with pytest.raises(ValueError, match="outside"):
+        agent.update(negative_goal)
     with pytest.raises(ValueError, match="Discrete"):
         agent.act(5, 0, 0.0)
     with pytest.raises(ValueError, match="tau"):

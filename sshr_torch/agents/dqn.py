@@ -17,8 +17,9 @@ by hand (the network is a plain MLP, so backpropagation is a few matrix products
 the per-call overhead of autograd and ``torch.optim`` would cost more than the arithmetic. In
 index mode the rows of W1 are updated by a *lazy* Adam, as ``torch.optim.SparseAdam`` does: only
 rows in the batch move, the moments of the other rows are not decayed on that step, and bias
-correction uses the global step. All other parameters live in one flat tensor updated by
-ordinary Adam. Both use torch's fused Adam kernel when this torch has one for the device, and
+correction uses the global step (eps enters as in ``torch.optim.Adam``, after the bias
+correction; SparseAdam adds it before). All other parameters live in one flat tensor updated
+by ordinary Adam. Both use torch's fused Adam kernel when this torch has one for the device, and
 the same update written out otherwise (tests check both against ``torch.optim.Adam``).
 
 Target network: a copy refreshed every ``target_update_interval`` updates, by a hard copy
@@ -560,7 +561,13 @@ class _Staging:
             ints[3] = ints[1]
             ints[4] = batch.action
             used = ints[0:2].reshape(-1)  # (2B,)
-            if ints[0:4].min() < 0 or ints[0:3:2].max() >= n_s or ints[1].max() >= agent.n_inputs:
+            states, goals = ints[0:3:2], ints[1]  # (2, B) s and s', (B,) n_s + g
+            if (
+                states.min() < 0
+                or states.max() >= n_s
+                or goals.min() < n_s
+                or goals.max() >= agent.n_inputs
+            ):
                 raise ValueError(
                     f"a batch holds a state outside Discrete({n_s}) or a goal outside "
                     f"Discrete({agent.goal_spec.size})."
