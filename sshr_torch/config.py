@@ -1,0 +1,227 @@
+"""TrainConfig: the one source of truth for a training run.
+
+Every field has a docstring right under it; the command line (sshr_torch.train) turns each field
+into a kebab-case flag whose ``--help`` text is that docstring, and experiments build the
+dataclass directly. ``validate()`` checks every value a user can get wrong and raises
+``ConfigError`` with one sentence that names the flag.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+AgentName = Literal["dqn", "tabular"]
+HerName = Literal["none", "final", "future", "episode", "random"]
+UcbForm = Literal["paper", "keulen"]
+
+# The default run length when neither `episodes` nor `total_steps` is set: enough for the DQN
+# to learn keulen_easy in a few minutes on a 2-core CPU.
+DEFAULT_EPISODES = 100
+
+
+class ConfigError(ValueError):
+    """A configuration value a user gave is invalid; the message names the flag."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """All settings of a training run (Smart Start + HER on a goal-conditioned learner)."""
+
+    # --- what is trained -------------------------------------------------------------------
+    agent: AgentName = "dqn"
+    """Learner: 'dqn' (goal-conditioned DQN, torch) or 'tabular' (goal-conditioned Q-learning)."""
+    her: HerName = "future"
+    """HER goal-selection strategy: none, final, future, episode or random."""
+    her_k: int = 4
+    """HER relabels per real transition (k)."""
+    smart_start: bool = True
+    """Use Smart Start: walk to the UCB-chosen state S_ss before exploring (paper Sec. III.A)."""
+    eta: float = 1.0
+    """Probability that an episode (after the first) starts with a Smart Start phase."""
+    c_ss: float = 0.1
+    """Exploration weight c_ss of the UCB rule that chooses S_ss (paper Eq. 1)."""
+    ucb_form: UcbForm = "paper"
+    """Where c_ss sits: 'paper' c*sqrt(ln N / C(s)), or 'keulen' sqrt(c * ln N / C(s))."""
+    theta: float = 0.0
+    """The guided walk ends within this grid distance of S_ss (0: the exact state, as Keulen)."""
+    replan: bool = False
+    """Replan the walk to S_ss when a stochastic step leaves the planned path."""
+
+    # --- environment -----------------------------------------------------------------------
+    maze: str = "keulen_easy"
+    """Maze: a built-in name, a path to a text file, or 'generated:HxW[:seed=N][:kind=K]'."""
+    max_episode_steps: int = 1000
+    """Episode step limit (the paper uses 1000; Keulen's code 100). Guided steps count."""
+    slip: float = 0.0
+    """Probability that a move is replaced by a random other move (stochastic mazes)."""
+    random_start: bool = False
+    """Draw a random start cell every episode."""
+    random_goal: bool = False
+    """Draw a random goal cell every episode (goal-conditioned training)."""
+
+    # --- run length and bookkeeping --------------------------------------------------------
+    episodes: int | None = None
+    """Episodes to train (unset with total_steps unset: the default run of 100 episodes)."""
+    total_steps: int | None = None
+    """Env steps to train; with episodes also set, training stops at whichever comes first."""
+    seed: int = 0
+    """The one seed every random number of the run comes from."""
+    run_dir: str | None = None
+    """Run directory (default runs/{maze}__{agent}__her-{her}__ss-{0|1}__s{seed}__{time})."""
+    runs_root: str = "runs"
+    """Parent directory of the default run directory."""
+    resume: str | None = None
+    """Continue the run in this directory from its last checkpoint, with its saved config."""
+    device: str = "cpu"
+    """Torch device for the DQN: 'cpu', 'cuda', or 'auto' (CUDA when present)."""
+    torch_threads: int = 1
+    """Torch CPU threads (1 is fastest for these small networks)."""
+    quiet: bool = False
+    """No progress bar and no closing summary on the terminal."""
+
+    # --- DQN -------------------------------------------------------------------------------
+    hidden_sizes: tuple[int, ...] = (256,)
+    """DQN hidden layer sizes (the HER paper: one layer of 256)."""
+    batch_size: int = 128
+    """DQN minibatch size."""
+    learning_rate: float = 1e-3
+    """DQN Adam learning rate."""
+    gamma: float = 0.99
+    """Discount factor (both learners)."""
+    train_freq: int = 1
+    """DQN: one gradient update every this many env steps."""
+    learning_starts: int = 1000
+    """DQN: env steps before the first gradient update."""
+    buffer_size: int = 100_000
+    """HER replay buffer capacity, in transitions."""
+    target_update_interval: int = 500
+    """DQN: gradient updates between hard target-network syncs."""
+    tau: float = 1.0
+    """DQN target update rate: 1 is a hard sync, < 1 is Polyak averaging every update."""
+    double_dqn: bool = False
+    """DQN: use the Double DQN target."""
+    max_grad_norm: float = 10.0
+    """DQN: gradient-norm clipping threshold."""
+    epsilon_start: float = 1.0
+    """DQN: epsilon of the linear exploration schedule at step 0."""
+    epsilon_end: float = 0.05
+    """DQN: epsilon at the end of the schedule."""
+    epsilon_decay_steps: int = 20_000
+    """DQN: env steps over which epsilon falls linearly from start to end."""
+
+    # --- tabular ---------------------------------------------------------------------------
+    alpha: float = 0.1
+    """Tabular: learning rate (Keulen: 0.1)."""
+    tabular_epsilon: float = 0.1
+    """Tabular: constant epsilon of epsilon-greedy (Keulen: 0.1)."""
+
+    # --- evaluation, dashboards, checkpoints -----------------------------------------------
+    eval_interval: int = 10
+    """Greedy evaluation every this many episodes (0: only the final one)."""
+    eval_episodes: int = 5
+    """Greedy episodes per evaluation."""
+    image_interval: int = 25
+    """Heatmap and policy images to TensorBoard every this many episodes (0: only at the end)."""
+    checkpoint_interval: int = 10
+    """Checkpoint every this many episodes (and always at the end)."""
+
+    def validate(self) -> TrainConfig:
+        """Check every value; raise ConfigError naming the flag. Returns self."""
+        for name in ("her_k", "max_episode_steps", "batch_size", "train_freq", "buffer_size"):
+            _positive(name, getattr(self, name))
+        for name in ("target_update_interval", "eval_episodes", "torch_threads"):
+            _positive(name, getattr(self, name))
+        for name in ("episodes", "total_steps"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        for name in ("learning_starts", "epsilon_decay_steps", "eval_interval", "image_interval"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{flag(name)} must be >= 0, got {getattr(self, name)}.")
+        _positive("checkpoint_interval", self.checkpoint_interval)
+        for name in ("eta", "slip", "epsilon_start", "epsilon_end", "tabular_epsilon", "tau"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"--{flag(name)} must be in [0, 1], got {value}.")
+        if self.tau == 0.0:
+            raise ConfigError("--tau must be in (0, 1], got 0.")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ConfigError(f"--gamma must be in [0, 1], got {self.gamma}.")
+        for name in ("c_ss", "theta", "max_grad_norm"):
+            value = getattr(self, name)
+            if not (value >= 0.0 and math.isfinite(value)):
+                raise ConfigError(f"--{flag(name)} must be a finite number >= 0, got {value}.")
+        for name in ("learning_rate", "alpha"):
+            value = getattr(self, name)
+            if not (value > 0.0 and math.isfinite(value)):
+                raise ConfigError(f"--{flag(name)} must be a finite number > 0, got {value}.")
+        if not self.hidden_sizes or any(size <= 0 for size in self.hidden_sizes):
+            raise ConfigError(f"--hidden-sizes must be positive integers, got {self.hidden_sizes}.")
+        _choice("agent", self.agent, ("dqn", "tabular"))
+        _choice("her", self.her, ("none", "final", "future", "episode", "random"))
+        _choice("ucb_form", self.ucb_form, ("paper", "keulen"))
+        if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"--device must be cpu, cuda, cuda:N or auto, got {self.device!r}.")
+        return self
+
+    @property
+    def run_length(self) -> tuple[int | None, int | None]:
+        """(episodes, total_steps) to train; None means unlimited on that axis."""
+        if self.episodes is None and self.total_steps is None:
+            return DEFAULT_EPISODES, None
+        return self.episodes, self.total_steps
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready values (tuples become lists)."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Inverse of to_dict; unknown keys raise ConfigError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}.")
+        values = dict(values)
+        if "hidden_sizes" in values:
+            values["hidden_sizes"] = tuple(values["hidden_sizes"])
+        return cls(**values)
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of a field name (kebab case)."""
+    return name.replace("_", "-")
+
+
+def field_docs(cls: type = TrainConfig) -> dict[str, str]:
+    """Each dataclass field's docstring (the string literal right under it), by field name."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, following in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[node.target.id] = following.value.value.strip()
+    return docs
+
+
+def _positive(name: str, value: int) -> None:
+    if value <= 0:
+        raise ConfigError(f"--{flag(name)} must be a positive integer, got {value}.")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"--{flag(name)} must be one of {', '.join(choices)}; got {value!r}.")

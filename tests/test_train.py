@@ -1,0 +1,308 @@
+"""The trainer and its command line: run directories, dashboards, resume, determinism, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import goal_envs
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from sshr_torch import runlog
+from sshr_torch.config import TrainConfig
+from sshr_torch.train import main
+from sshr_torch.trainer import train
+
+# A tiny, quick configuration: the 4x3 unscaled Easy maze, 30-step episodes.
+TINY = [
+    "--maze", "keulen_easy_unscaled", "--max-episode-steps", "30", "--episodes", "4",
+    "--learning-starts", "20", "--batch-size", "16", "--hidden-sizes", "32",
+    "--eval-interval", "2", "--eval-episodes", "2", "--image-interval", "2",
+    "--checkpoint-interval", "2", "--quiet",
+]  # fmt: skip
+
+
+def tiny_config(tmp_path: Path, **overrides) -> TrainConfig:
+    values = dict(
+        maze="keulen_easy_unscaled",
+        max_episode_steps=30,
+        episodes=4,
+        learning_starts=20,
+        batch_size=16,
+        hidden_sizes=(32,),
+        eval_interval=2,
+        eval_episodes=2,
+        image_interval=0,
+        checkpoint_interval=2,
+        quiet=True,
+        run_dir=str(tmp_path / "run"),
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def read_rows(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / runlog.EPISODES_FILE).open() as file:
+        return list(csv.DictReader(file))
+
+
+def without_wall_clock(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [{k: v for k, v in row.items() if k != "wall_s"} for row in rows]
+
+
+def scalar_tags(run_dir: Path) -> set[str]:
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    accumulator.Reload()
+    return set(accumulator.Tags()["scalars"]) | set(accumulator.Tags()["images"])
+
+
+@pytest.mark.parametrize("agent", ["dqn", "tabular"])
+@pytest.mark.parametrize("her", ["none", "final", "future", "episode", "random"])
+@pytest.mark.parametrize("smart_start", [True, False])
+def test_command_line_writes_a_complete_run(tmp_path, agent, her, smart_start):
+    run_dir = tmp_path / "run"
+    flags = ["--agent", agent, "--her", her, "--run-dir", str(run_dir)]
+    flags.append("--smart-start" if smart_start else "--no-smart-start")
+    assert main(TINY + flags) == 0
+
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert (saved["agent"], saved["her"], saved["smart_start"]) == (agent, her, smart_start)
+    rows = read_rows(run_dir)
+    assert [int(row["episode"]) for row in rows] == [0, 1, 2, 3]
+    assert set(runlog.EPISODE_COLUMNS) <= set(rows[0])
+    # Env steps add up the episode lengths, and no episode outlives the 30-step limit.
+    lengths = [int(row["length"]) for row in rows]
+    assert int(rows[-1]["env_steps"]) == sum(lengths)
+    assert max(lengths) <= 30
+    # Smart Start never runs in the first episode, and only when it is switched on.
+    assert rows[0]["smart_start"] == "0"
+    assert any(row["smart_start"] == "1" for row in rows) == smart_start
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["episodes"] == 4 and summary["env_steps"] == sum(lengths)
+    assert 0.0 <= summary["eval_success_rate"] <= 1.0
+    assert (run_dir / "checkpoint.pt").is_file()
+
+    tags = scalar_tags(run_dir)
+    expected = {
+        "rollout/episodic_return",
+        "rollout/episodic_length",
+        "rollout/success",
+        "rollout/success_rate",
+        "train/epsilon",
+        "train/n_updates",
+        "her/buffer_size",
+        "eval/success_rate",
+        "eval/mean_length",
+        "time/sps",
+        "maze/visits",
+        "maze/policy",
+    }
+    if smart_start:
+        expected |= {"smart_start/used", "smart_start/plan_length", "smart_start/reached"}
+    if her != "none":
+        expected.add("her/relabelled_fraction")
+    assert expected <= tags, expected - tags
+
+
+def test_tabular_with_smart_start_learns_the_easy_maze(tmp_path):
+    """The paper's tabular setting finds the goal and ends with a greedy path close to optimal."""
+    config = tiny_config(
+        tmp_path,
+        agent="tabular",
+        maze="keulen_easy",
+        max_episode_steps=1000,
+        episodes=60,
+        eval_interval=0,
+        checkpoint_interval=60,
+    )
+    result = train(config)
+    assert result.summary["first_success_step"] is not None
+    assert result.summary["eval_success_rate"] == 1.0
+    # The shortest path is 19 steps; the greedy path must be near it.
+    assert result.summary["eval_mean_length"] <= 25
+
+
+@pytest.mark.parametrize("agent", ["tabular", "dqn"])
+def test_same_seed_gives_the_same_episodes(tmp_path, agent):
+    first = train(tiny_config(tmp_path / "a", agent=agent, slip=0.1, episodes=5))
+    second = train(tiny_config(tmp_path / "b", agent=agent, slip=0.1, episodes=5))
+    other = train(tiny_config(tmp_path / "c", agent=agent, slip=0.1, episodes=5, seed=1))
+    rows = without_wall_clock(read_rows(first.run_dir))
+    assert rows == without_wall_clock(read_rows(second.run_dir))
+    assert rows != without_wall_clock(read_rows(other.run_dir))
+
+
+def test_train_accepts_a_goal_env_that_is_not_a_maze(tmp_path):
+    env = goal_envs.BitFlippingEnv(n_bits=4)
+    config = tiny_config(tmp_path, episodes=6, learning_starts=8, image_interval=2)
+    result = train(config, env=env)
+    rows = read_rows(result.run_dir)
+    assert len(rows) == 6
+    assert all(int(row["length"]) <= 4 for row in rows)
+    # Smart Start keys MultiBinary states by their bytes; its targets are logged as hex.
+    assert any(row["ss_target"] for row in rows)
+    assert not any(result.run_dir.glob("*.png"))
+    assert "maze/visits" not in scalar_tags(result.run_dir)
+
+
+def _run_cli(args: list[str], **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "sshr_torch.train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kwargs,
+    )
+
+
+def _wait_for_rows(run_dir: Path, n_rows: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    path = run_dir / runlog.EPISODES_FILE
+    while time.monotonic() < deadline:
+        if path.exists() and len(path.read_text().splitlines()) > n_rows:
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    raise AssertionError("the run did not write enough episodes in time")
+
+
+RESUMABLE = [
+    "--agent", "tabular", "--maze", "keulen_easy", "--max-episode-steps", "200",
+    "--episodes", "40", "--checkpoint-interval", "3", "--eval-interval", "5",
+    "--image-interval", "0", "--slip", "0.1", "--quiet",
+]  # fmt: skip
+
+
+def test_resume_after_sigkill_continues_the_same_episodes(tmp_path):
+    reference = tmp_path / "reference"
+    assert main(RESUMABLE + ["--run-dir", str(reference)]) == 0
+
+    killed = tmp_path / "killed"
+    process = _run_cli(RESUMABLE + ["--run-dir", str(killed)])
+    _wait_for_rows(killed, 8, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (
+        not (killed / "summary.json").exists()
+        or json.loads((killed / "summary.json").read_text())["episodes"] < 40
+    )
+
+    assert main(["--resume", str(killed), "--quiet"]) == 0
+    rows = read_rows(killed)
+    assert [int(row["episode"]) for row in rows] == list(range(40))
+    assert without_wall_clock(rows) == without_wall_clock(read_rows(reference))
+    assert json.loads((killed / "summary.json").read_text())["episodes"] == 40
+    # The TensorBoard curves continue: one env-step axis, no step written twice.
+    accumulator = EventAccumulator(str(killed))
+    accumulator.Reload()
+    steps = [event.step for event in accumulator.Scalars("rollout/episodic_length")]
+    assert steps == sorted(set(steps))
+    assert steps[-1] == int(rows[-1]["env_steps"])
+
+
+def test_resume_can_extend_a_finished_run(tmp_path):
+    run_dir = tmp_path / "run"
+    train(tiny_config(tmp_path, agent="tabular", episodes=3))
+    assert main(["--resume", str(run_dir), "--episodes", "6", "--quiet"]) == 0
+    assert [int(row["episode"]) for row in read_rows(run_dir)] == list(range(6))
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    run_dir = tmp_path / "run"
+    args = RESUMABLE[:-1] + ["--episodes", "100000", "--run-dir", str(run_dir)]
+    process = _run_cli(args)
+    _wait_for_rows(run_dir, 3, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["interrupted"] is True
+    checkpoint = runlog.load_checkpoint(run_dir / "checkpoint.pt")
+    assert checkpoint["progress"]["episode"] == summary["episodes"] == len(read_rows(run_dir))
+
+
+def _bad_maze(tmp_path: Path) -> str:
+    path = tmp_path / "bad.txt"
+    path.write_text("S..\n.#\n..G\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--maze", "no_such_maze"], "no_such_maze"),
+        (["--maze", "BAD_FILE"], "bad.txt"),
+        (["--episodes", "0"], "--episodes"),
+        (["--total-steps", "-5"], "--total-steps"),
+        (["--her", "sometimes"], "--her"),
+        (["--agent", "ppo"], "--agent"),
+        (["--eta", "1.5"], "--eta"),
+        (["--her-k", "0"], "--her-k"),
+        (["--no-such-flag"], "--no-such-flag"),
+        (["--episodes", "many"], "--episodes"),
+        (["--resume", "MISSING_DIR"], "missing"),
+        (["--run-dir", "UNWRITABLE"], "blocker"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_status_2(tmp_path, capsys, args, needle):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a directory should be")
+    replacements = {
+        "BAD_FILE": _bad_maze(tmp_path),
+        "MISSING_DIR": str(tmp_path / "missing"),
+        "UNWRITABLE": str(blocker / "run"),
+    }
+    args = [replacements.get(arg, arg) for arg in args]
+    with pytest.raises(SystemExit) as exit_info:
+        status = main(args + ["--quiet"])
+        raise SystemExit(status)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error:") and needle in err
+
+
+def test_corrupt_checkpoint_is_reported_and_run_data_kept(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    train(tiny_config(tmp_path, agent="tabular", episodes=2))
+    rows_before = (run_dir / runlog.EPISODES_FILE).read_text()
+    (run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert main(["--resume", str(run_dir), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "checkpoint.pt" in err
+    assert (run_dir / runlog.EPISODES_FILE).read_text() == rows_before
+
+
+def test_resume_refuses_to_change_the_saved_settings(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    train(tiny_config(tmp_path, agent="tabular", episodes=2))
+    assert main(["--resume", str(run_dir), "--her", "final"]) == 2
+    assert "--her" in capsys.readouterr().err
+
+
+def test_bad_input_from_a_real_process_has_no_traceback(tmp_path):
+    process = _run_cli(["--maze", _bad_maze(tmp_path), "--quiet"])
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_help_explains_every_field(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("--her-k", "--smart-start", "--no-smart-start", "--c-ss", "--resume"):
+        assert name in out
+    assert "Exploration weight c_ss" in out
