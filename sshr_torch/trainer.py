@@ -312,10 +312,12 @@ class Trainer:
             saved = {**config.to_dict(), "run_dir": str(self.run_dir), "resume": None}
             runlog.write_json(self.run_dir / runlog.CONFIG_FILE, saved)
         self.episode_log = runlog.EpisodeLog(self.run_dir / runlog.EPISODES_FILE)
-        # purge_step hides events a killed run wrote after its last checkpoint, so resumed
-        # curves continue without a doubled stretch.
+        # purge_step hides the events a killed run wrote after its last checkpoint (those at
+        # later env steps), so resumed curves continue without a doubled stretch.
+        if config.resume:
+            _wait_for_a_newer_event_file_name(self.run_dir)
         self.writer = SummaryWriter(
-            str(self.run_dir), purge_step=self.progress.env_steps if config.resume else None
+            str(self.run_dir), purge_step=self.progress.env_steps + 1 if config.resume else None
         )
         if not config.resume:
             self._write_config_to_tensorboard()
@@ -499,6 +501,7 @@ class Trainer:
             self._write_images()
         if episode % config.checkpoint_interval == 0:
             self._log_pending(force=True)  # a resume starts from here: nothing left pending
+            self.writer.flush()  # and the curves up to here are on disk before the checkpoint
             self._checkpoint()
             runlog.write_json(self.run_dir / runlog.SUMMARY_FILE, self._summary(False))
 
@@ -671,6 +674,16 @@ class Trainer:
                 f"the checkpoint in {self.config.resume} does not match this run ({error})."
             ) from None
         self._last_log_step = self.progress.env_steps
+
+
+def _wait_for_a_newer_event_file_name(run_dir: Path) -> None:
+    """TensorBoard reads event files in name order, and names start with the time in whole
+    seconds: a resumed run must not share the killed run's second, or its file (and the purge
+    it starts with) could sort first."""
+    names = (path.name.split(".") for path in run_dir.glob("events.out.tfevents.*"))
+    stamps = [int(parts[3]) for parts in names if len(parts) > 3 and parts[3].isdigit()]
+    if stamps and (wait := max(stamps) + 1 - time.time()) > 0:
+        time.sleep(wait)
 
 
 def _batch_of_one(agent: Agent) -> Callable[..., float]:
