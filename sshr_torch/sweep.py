@@ -1,0 +1,428 @@
+"""Many configs x seeds: local processes by default, a Ray cluster on request.
+
+Every run of a sweep is a normal run directory under the sweep's directory, named from the
+settings that vary (no time stamp), so a sweep that is started again skips the runs that already
+finished and resumes those that were cut off. At the end the runs' summaries are collected into
+``results.csv`` (one row per run) and their episodes into ``episodes.csv`` (one row per episode,
+with the run's settings in front).
+
+    python -m sshr_torch.sweep --out runs/sweep_easy --seeds 10 \\
+        --grid her=none,future --grid smart_start=true,false -- --agent tabular --episodes 300
+    python -m sshr_torch.sweep ... --backend ray [--address ray://head:10001]
+
+From Python (the experiments use this)::
+
+    configs = grid(TrainConfig(agent="tabular", episodes=300), {"her": ["none", "future"]}, 10)
+    table = run_sweep(configs, "runs/sweep_easy", workers=2)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import itertools
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, NoReturn
+
+from tqdm import tqdm
+
+from sshr_torch import runlog
+from sshr_torch.config import ConfigError, TrainConfig
+
+RESULTS_FILE = "results.csv"
+EPISODES_FILE = "episodes.csv"
+SUMMARY_COLUMNS = (
+    "episodes",
+    "env_steps",
+    "first_success_step",
+    "success_rate_last_100",
+    "mean_length_last_100",
+    "eval_success_rate",
+    "eval_mean_length",
+    "n_updates",
+    "wall_s",
+    "sps",
+)
+# Fields that may differ between a run directory's saved config and the sweep's job for it: the
+# run length (a longer budget continues the run), where it lives and how much it prints.
+_MAY_DIFFER = ("episodes", "total_steps", "run_dir", "resume", "quiet")
+
+
+def grid(
+    base: TrainConfig, axes: Mapping[str, Sequence[Any]], seeds: int | Iterable[int]
+) -> list[TrainConfig]:
+    """Every combination of the ``axes`` values applied to ``base``, for every seed.
+
+    Args:
+        base: the settings shared by all runs.
+        axes: field name -> the values it takes.
+        seeds: a number of seeds (0..n-1) or the seeds themselves.
+    """
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(axes) - names)
+    if unknown:
+        raise ConfigError(f"unknown sweep axis {', '.join(unknown)}.")
+    for name, values in axes.items():
+        if isinstance(values, (str, bytes)) or not len(values):
+            raise ConfigError(f"sweep axis {name} needs a non-empty list of values.")
+    if "seed" in axes:
+        raise ConfigError("seed is not a sweep axis; pass the seeds as `seeds`.")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seed_list:
+        raise ConfigError("a sweep needs at least one seed.")
+    configs = []
+    for values in itertools.product(*axes.values()):
+        for seed in seed_list:
+            settings = dict(zip(axes, values, strict=True), seed=seed)
+            configs.append(dataclasses.replace(base, **settings).validate())
+    return configs
+
+
+def run_name(config: TrainConfig, varying: Iterable[str]) -> str:
+    """A run directory name from the settings that vary across the sweep (seed last)."""
+    parts = [f"{name}={_label(getattr(config, name))}" for name in varying if name != "seed"]
+    parts.append(f"seed={config.seed}")
+    return "__".join(parts).replace("/", "-").replace(":", "-")
+
+
+def run_sweep(
+    configs: Sequence[TrainConfig],
+    out_dir: str | Path,
+    *,
+    workers: int | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Run every config (skipping finished ones), then write and return the results table.
+
+    Args:
+        configs: the runs; their run_dir is set to ``out_dir / run_name(...)``.
+        out_dir: the sweep directory.
+        workers: parallel local processes (default: the CPU count).
+        backend: 'local' (processes on this machine) or 'ray'.
+        address: the Ray cluster to join; None starts a local Ray.
+        progress: show a progress bar over runs.
+
+    Returns:
+        One dict per run: the settings that vary, ``run`` (the run directory's name), then the
+        summary fields; a failed run has an ``error`` message and empty summary fields.
+
+    Raises:
+        ConfigError: a bad backend or worker count, two identical runs, or a run directory
+            already holding a run with other settings.
+
+    Run directories are absolute paths, so Ray workers find them whatever their working
+    directory; on a multi-machine Ray cluster ``out_dir`` must be on storage all nodes share.
+    """
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"--backend must be local or ray, got {backend!r}.")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be a positive integer, got {workers}.")
+    if not configs:
+        raise ConfigError("a sweep needs at least one config.")
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    varying = _varying_fields(configs)
+    jobs = [
+        dataclasses.replace(config, run_dir=str(out_dir / run_name(config, varying)), quiet=True)
+        for config in configs
+    ]
+    names = [Path(job.run_dir).name for job in jobs]
+    if len(set(names)) != len(names):
+        raise ConfigError("two runs of the sweep have the same settings and seed.")
+    for job in jobs:
+        _check_same_settings(job)
+    todo = [job for job in jobs if not _finished(job)]
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="run", disable=not progress)
+    errors: dict[str, str] = {}
+    runner = _run_ray if backend == "ray" else _run_local
+    try:
+        for run_dir, error in runner(todo, workers, address):
+            if error:
+                errors[run_dir] = error
+            bar.update(1)
+            bar.set_postfix(failed=len(errors), refresh=False)
+    finally:
+        bar.close()
+    return collect(jobs, out_dir, varying, errors)
+
+
+def collect(
+    configs: Sequence[TrainConfig],
+    out_dir: Path,
+    varying: Sequence[str],
+    errors: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Gather the runs' summary.json and episodes.csv into results.csv and episodes.csv.
+
+    Args:
+        configs: the runs, each with its ``run_dir`` set.
+        out_dir: where results.csv and episodes.csv are written.
+        varying: the settings that tell the runs apart (the tables' first columns).
+        errors: run_dir -> error message of the runs that failed.
+
+    Returns:
+        The rows of results.csv: the varying settings, ``run``, SUMMARY_COLUMNS and ``error``
+        (empty for a run that finished; a run without summary.json counts as failed).
+    """
+    errors = errors or {}
+    rows, episode_rows = [], []
+    columns = [*varying, "run", *SUMMARY_COLUMNS, "error"]
+    for config in configs:
+        if config.run_dir is None:
+            raise ConfigError("collect() needs configs with run_dir set.")
+        run_dir = Path(config.run_dir)
+        prefix = {name: _label(getattr(config, name)) for name in varying}
+        row: dict[str, Any] = {**prefix, "run": run_dir.name}
+        summary = _read_summary(run_dir)
+        if config.run_dir in errors or summary is None:
+            row.update(dict.fromkeys(SUMMARY_COLUMNS))
+            row["error"] = errors.get(config.run_dir, "no summary.json")
+        else:
+            row.update({key: summary.get(key) for key in SUMMARY_COLUMNS})
+            row["error"] = ""
+            with (run_dir / runlog.EPISODES_FILE).open(newline="") as file:
+                episode_rows.extend({**prefix, **episode} for episode in csv.DictReader(file))
+        rows.append(row)
+    _write_csv(out_dir / RESULTS_FILE, rows, columns)
+    episode_columns = [*varying, *runlog.EPISODE_COLUMNS]
+    _write_csv(out_dir / EPISODES_FILE, episode_rows, episode_columns)
+    return rows
+
+
+def _read_summary(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / runlog.SUMMARY_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _finished(job: TrainConfig) -> bool:
+    """Whether the job's run spent its whole budget.
+
+    The trainer rewrites summary.json at every checkpoint, so a summary alone does not mean the
+    run finished: a killed run leaves one too. The budget decides.
+    """
+    summary = _read_summary(Path(job.run_dir))
+    if summary is None or summary.get("interrupted", False):
+        return False
+    max_episodes, max_steps = job.run_length
+    return (max_episodes is not None and summary.get("episodes", 0) >= max_episodes) or (
+        max_steps is not None and summary.get("env_steps", 0) >= max_steps
+    )
+
+
+def _check_same_settings(job: TrainConfig) -> None:
+    """A run directory that already holds a run must hold this job's run (budget aside)."""
+    config_path = Path(job.run_dir) / runlog.CONFIG_FILE
+    if not config_path.exists():
+        return
+    try:
+        saved = json.loads(config_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return  # unreadable: the run is started again from scratch
+    wanted = job.to_dict()
+    differ = sorted(
+        name
+        for name, value in wanted.items()
+        if name not in _MAY_DIFFER and saved.get(name, value) != value
+    )
+    if differ:
+        raise ConfigError(
+            f"{job.run_dir} holds a run with other settings ({', '.join(differ)}); "
+            "use another --out."
+        )
+
+
+def _train_one(config_dict: dict[str, Any]) -> tuple[str, str | None]:
+    """Run (or resume) one config; returns (run_dir, error or None). Runs in a worker."""
+    from sshr_torch.trainer import resume_config, train
+
+    config = TrainConfig.from_dict(config_dict)
+    run_dir = Path(config.run_dir)
+    try:
+        if (run_dir / runlog.CHECKPOINT_FILE).exists():
+            config = resume_config(
+                run_dir, episodes=config.episodes, total_steps=config.total_steps, quiet=True
+            )
+        elif (run_dir / runlog.CONFIG_FILE).exists():
+            # Cut off before its first checkpoint: nothing to resume from; start it afresh so
+            # that it plays the same episodes as an uninterrupted run.
+            shutil.rmtree(run_dir)
+        train(config)
+    except Exception as error:  # one failed run must not stop the sweep; it is reported
+        return config.run_dir, f"{type(error).__name__}: {' '.join(str(error).split())}"
+    return config.run_dir, None
+
+
+def _run_local(
+    jobs: Sequence[TrainConfig], workers: int | None, address: str | None
+) -> Iterable[tuple[str, str | None]]:
+    if not jobs:
+        return
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    if workers == 1:
+        for job in jobs:
+            yield _train_one(job.to_dict())
+        return
+    # 'spawn' gives each worker a clean interpreter: no torch threads inherited across fork.
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_train_one, job.to_dict()): job.run_dir for job in jobs}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as error:  # a worker that died (killed, out of memory)
+                yield futures[future], f"{type(error).__name__}: {error}"
+
+
+def _run_ray(
+    jobs: Sequence[TrainConfig], workers: int | None, address: str | None
+) -> Iterable[tuple[str, str | None]]:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError('--backend ray needs Ray: pip install -e ".[ray]".') from None
+    if not jobs:
+        return
+    started_here = not ray.is_initialized()
+    if started_here:
+        options: dict[str, Any] = {"address": address, "include_dashboard": False}
+        if address is None and workers:
+            options["num_cpus"] = workers
+        ray.init(**options, log_to_driver=False)
+    try:
+        remote = ray.remote(num_cpus=1)(_train_one)
+        pending = [remote.remote(job.to_dict()) for job in jobs]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done[0])
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _varying_fields(configs: Sequence[TrainConfig]) -> list[str]:
+    fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("run_dir",)]
+    varying = [name for name in fields if len({repr(getattr(c, name)) for c in configs}) > 1]
+    return [name for name in varying if name != "seed"] + ["seed"]
+
+
+def _label(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return "-".join(map(str, value))
+    return value
+
+
+def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see --help).\n")
+
+
+def _parse_axis(text: str, types: Mapping[str, Callable[[str], Any]]) -> tuple[str, list[Any]]:
+    name, _, values = text.partition("=")
+    name = name.strip().replace("-", "_")
+    if not values or name not in types or name in ("seed", "run_dir", "resume"):
+        raise ConfigError(f"--grid {text!r} must be FIELD=V1,V2,... with a TrainConfig field.")
+    try:
+        return name, [types[name](value.strip()) for value in values.split(",")]
+    except ValueError:
+        raise ConfigError(f"--grid {text!r}: a value is not a valid {name}.") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sshr_torch.sweep``: flags after ``--`` are train flags shared by all runs."""
+    from sshr_torch.train import build_parser
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    shared = argv[argv.index("--") + 1 :] if "--" in argv else []
+    own = argv[: argv.index("--")] if "--" in argv else argv
+    parser = _Parser(prog="python -m sshr_torch.sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="sweep directory (runs + results.csv)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per config")
+    parser.add_argument(
+        "--grid", action="append", default=[], help="FIELD=V1,V2 (repeat for more axes)"
+    )
+    parser.add_argument("--workers", type=int, default=None, help="local processes (CPU count)")
+    parser.add_argument("--backend", choices=["local", "ray"], default="local")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: local)")
+    args = parser.parse_args(own)
+    try:
+        base_args = vars(build_parser().parse_args(shared))
+        if {"resume", "run_dir"} & set(base_args):
+            raise ConfigError("--resume and --run-dir cannot be used in a sweep (it names runs).")
+        if "hidden_sizes" in base_args:
+            base_args["hidden_sizes"] = tuple(base_args["hidden_sizes"])
+        base = TrainConfig(**base_args).validate()
+        types = {f.name: _caster(getattr(base, f.name)) for f in dataclasses.fields(TrainConfig)}
+        axes = dict(_parse_axis(text, types) for text in args.grid)
+        if args.seeds <= 0:
+            raise ConfigError(f"--seeds must be a positive integer, got {args.seeds}.")
+        configs = grid(base, axes, args.seeds)
+        rows = run_sweep(
+            configs, args.out, workers=args.workers, backend=args.backend, address=args.address
+        )
+    except (ValueError, OSError) as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    failed = [row for row in rows if row["error"]]
+    print(
+        f"{len(rows) - len(failed)}/{len(rows)} runs done; table: {Path(args.out) / RESULTS_FILE}"
+    )
+    for row in failed:
+        print(f"failed: {row['run']}: {row['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _caster(default: Any) -> Callable[[str], Any]:
+    if isinstance(default, bool):
+        return _boolean
+    if isinstance(default, (int, float)):
+        return type(default)
+    if isinstance(default, tuple):
+        return lambda text: tuple(int(part) for part in text.split("-"))
+    if isinstance(default, str):
+        return str  # 'none' is a value of --her, not None
+    return _optional_int_or_str  # the fields that default to None: episodes, total_steps
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{text!r} is not a boolean (true/false).")
+
+
+def _optional_int_or_str(text: str) -> Any:
+    if text.lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())
