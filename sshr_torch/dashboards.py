@@ -1,8 +1,14 @@
 """Images for the TensorBoard dashboards: where the agent has been, and what it has learned.
 
-Each function returns an RGB image as a ``(height, width, 3)`` uint8 array, drawn with
-matplotlib's Agg canvas (no pyplot state, no display), ready for ``SummaryWriter.add_image(...,
-dataformats="HWC")``.
+Each function returns an RGB image as a ``(height, width, 3)`` uint8 array for
+``SummaryWriter.add_image(..., dataformats="HWC")``. Images are drawn straight into NumPy arrays
+(a colour look-up per cell, then each cell blown up to a square of pixels): a few milliseconds
+even for a 201x201 maze, so dashboards do not slow training down.
+
+Legend (the README repeats it): walls dark grey; start a white square, goal a red square, decoys
+orange squares; in the visit heatmap the planned walk to S_ss is a white dot per cell and S_ss a
+magenta frame; in the policy map the colour is max_a Q(s, a) and a blue stroke from the cell's
+centre points along the greedy action.
 """
 
 from __future__ import annotations
@@ -10,19 +16,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from matplotlib import colormaps
 
 from sshr_torch.env import Action
 from sshr_torch.maze import Maze
 
-# Unit moves (d_row, d_col) of each action, for the policy arrows.
-_ACTION_DELTAS = {
-    Action.UP: (-1, 0),
-    Action.RIGHT: (0, 1),
-    Action.DOWN: (1, 0),
-    Action.LEFT: (0, -1),
-}
+WALL = np.array([45, 45, 45], dtype=np.uint8)
+START = np.array([255, 255, 255], dtype=np.uint8)
+GOAL = np.array([230, 30, 30], dtype=np.uint8)
+DECOY = np.array([255, 150, 0], dtype=np.uint8)
+TARGET = np.array([255, 0, 255], dtype=np.uint8)
+PATH = np.array([255, 255, 255], dtype=np.uint8)
+STROKE = np.array([0, 170, 255], dtype=np.uint8)
+
+# Unit moves (d_row, d_col) of each action, for the policy strokes.
+_DELTAS = {Action.UP: (-1, 0), Action.RIGHT: (0, 1), Action.DOWN: (1, 0), Action.LEFT: (0, -1)}
+# 256-entry colour tables, so colouring a maze is one fancy-indexing operation.
+_LUTS = {name: (colormaps[name](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+         for name in ("viridis", "magma")}  # fmt: skip
+
+
+def cell_pixels(maze: Maze, max_side: int = 640) -> int:
+    """Pixels per cell side: large for small mazes, at least 3 so marks stay visible."""
+    return int(np.clip(max_side // max(maze.n_rows, maze.n_cols), 3, 24))
 
 
 def visit_heatmap(
@@ -30,92 +46,101 @@ def visit_heatmap(
     visits: np.ndarray,
     target: int | None = None,
     path: Sequence[int] = (),
-    title: str = "",
 ) -> np.ndarray:
-    """State-visit counts on the maze (log scale), with S_ss and the planned path drawn.
+    """State-visit counts (log scale, viridis) with S_ss and its planned walk drawn.
 
     Args:
         maze: the maze.
         visits: ``(n_cells,)`` visit counts by cell index.
         target: the cell index of the last Smart Start state S_ss, if any.
         path: cell indices of the last planned walk to S_ss.
-        title: a title above the image.
     """
-    counts = np.log1p(np.asarray(visits, dtype=float).reshape(maze.shape))
-    image = np.ma.masked_array(counts, mask=maze.walls)
-    figure, axes = _figure(maze)
-    shown = axes.imshow(image, cmap="viridis", interpolation="nearest")
-    axes.imshow(np.ma.masked_array(maze.walls, mask=~maze.walls), cmap="gray_r", vmin=0, vmax=1.5)
-    figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.04, label="ln(1 + visits)")
-    if len(path) > 1:
-        rows, cols = np.divmod(np.asarray(path), maze.n_cols)
-        axes.plot(cols, rows, color="white", linewidth=1.5, alpha=0.9, label="planned path")
-    _mark_endpoints(axes, maze)
+    colours = _colour(maze, np.log1p(np.asarray(visits, dtype=float)), "viridis")
+    px = cell_pixels(maze)
+    image = _blow_up(colours, px)
+    for cell in path:
+        _mark(image, maze, int(cell), px, PATH, fraction=0.3)
+    _mark_endpoints(image, maze, px)
     if target is not None:
-        row, col = divmod(int(target), maze.n_cols)
-        axes.plot(col, row, marker="*", color="red", markersize=14, linestyle="", label="S_ss")
-    if target is not None or len(path) > 1:
-        axes.legend(loc="upper right", fontsize=7, framealpha=0.6)
-    axes.set_title(title, fontsize=9)
-    return _render(figure)
+        _frame(image, maze, int(target), px, TARGET)
+    return image
 
 
-def policy_map(maze: Maze, q_values: np.ndarray, title: str = "") -> np.ndarray:
-    """max_a Q(s, a) for the real goal as colours, the greedy action as an arrow per free cell.
+def policy_map(maze: Maze, q_values: np.ndarray) -> np.ndarray:
+    """max_a Q(s, a) for the real goal (magma), a blue stroke along the greedy action per free cell.
 
     Args:
         maze: the maze.
         q_values: ``(n_cells, n_actions)`` action values of every cell for the goal.
-        title: a title above the image.
     """
     q_values = np.asarray(q_values, dtype=float)
-    best = q_values.max(axis=1).reshape(maze.shape)
-    figure, axes = _figure(maze)
-    shown = axes.imshow(np.ma.masked_array(best, mask=maze.walls), cmap="magma")
-    axes.imshow(np.ma.masked_array(maze.walls, mask=~maze.walls), cmap="gray_r", vmin=0, vmax=1.5)
-    figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.04, label="max_a Q(s, a)")
-    free = np.flatnonzero(~maze.walls.ravel())
-    greedy = q_values[free].argmax(axis=1)
-    deltas = np.array([_ACTION_DELTAS[Action(a)] for a in range(len(Action))])
-    rows, cols = np.divmod(free, maze.n_cols)
-    # quiver's v axis points up while rows grow downwards: negate d_row.
-    axes.quiver(
-        cols,
-        rows,
-        deltas[greedy, 1],
-        -deltas[greedy, 0],
-        color="cyan",
-        scale=1.6,
-        scale_units="xy",
-        width=0.004,
-        pivot="middle",
-    )
-    _mark_endpoints(axes, maze)
-    axes.set_title(title, fontsize=9)
-    return _render(figure)
+    px = cell_pixels(maze)
+    image = _blow_up(_colour(maze, q_values.max(axis=1), "magma"), px)
+    if px >= 5:
+        strokes = _strokes(px)  # (n_actions, px, px) bool
+        greedy = q_values.argmax(axis=1).reshape(maze.shape)
+        tiles = strokes[greedy]  # (rows, cols, px, px)
+        tiles &= ~maze.walls[:, :, None, None]
+        mask = tiles.transpose(0, 2, 1, 3).reshape(maze.n_rows * px, maze.n_cols * px)
+        image[mask] = STROKE
+    _mark_endpoints(image, maze, px)
+    return image
 
 
-def _figure(maze: Maze) -> tuple[Figure, object]:
-    # About 0.22 inch per cell, clamped so small mazes stay legible and large ones stay small.
-    width = float(np.clip(0.22 * maze.n_cols, 3.0, 9.0)) + 1.2
-    height = float(np.clip(0.22 * maze.n_rows, 3.0, 9.0)) + 0.5
-    figure = Figure(figsize=(width, height), dpi=80)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    axes.set_xticks([])
-    axes.set_yticks([])
-    return figure, axes
+def _colour(maze: Maze, values: np.ndarray, lut: str) -> np.ndarray:
+    values = np.asarray(values, dtype=float).reshape(maze.shape)
+    free = ~maze.walls
+    scaled = np.zeros(maze.shape)
+    if free.any():
+        low, high = values[free].min(), values[free].max()
+        if high > low:
+            scaled = (values - low) / (high - low)
+    colours = _LUTS[lut][np.clip((scaled * 255).round(), 0, 255).astype(np.intp)]
+    colours[maze.walls] = WALL
+    return colours  # (rows, cols, 3)
 
 
-def _mark_endpoints(axes: object, maze: Maze) -> None:
-    axes.text(maze.start[1], maze.start[0], "S", ha="center", va="center", color="white")
-    axes.text(maze.goal[1], maze.goal[0], "G", ha="center", va="center", color="red")
+def _blow_up(colours: np.ndarray, px: int) -> np.ndarray:
+    return np.repeat(np.repeat(colours, px, axis=0), px, axis=1)
+
+
+def _cell_box(maze: Maze, cell: int, px: int) -> tuple[int, int]:
+    row, col = divmod(cell, maze.n_cols)
+    return row * px, col * px
+
+
+def _mark(image: np.ndarray, maze: Maze, cell: int, px: int, colour, fraction: float) -> None:
+    """A centred square covering ``fraction`` of the cell's side."""
+    top, left = _cell_box(maze, cell, px)
+    side = max(1, round(px * fraction))
+    offset = (px - side) // 2
+    image[top + offset : top + offset + side, left + offset : left + offset + side] = colour
+
+
+def _frame(image: np.ndarray, maze: Maze, cell: int, px: int, colour) -> None:
+    top, left = _cell_box(maze, cell, px)
+    width = max(1, px // 6)
+    box = image[top : top + px, left : left + px]
+    box[:width], box[-width:], box[:, :width], box[:, -width:] = colour, colour, colour, colour
+
+
+def _mark_endpoints(image: np.ndarray, maze: Maze, px: int) -> None:
+    _mark(image, maze, maze.cell_index(*maze.start), px, START, fraction=0.6)
+    _mark(image, maze, maze.cell_index(*maze.goal), px, GOAL, fraction=0.6)
     for row, col in maze.decoys:
-        axes.text(col, row, "g", ha="center", va="center", color="orange")
+        _mark(image, maze, maze.cell_index(row, col), px, DECOY, fraction=0.6)
 
 
-def _render(figure: Figure) -> np.ndarray:
-    figure.tight_layout()
-    canvas = figure.canvas
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+def _strokes(px: int) -> np.ndarray:
+    """Per action, a ``(px, px)`` mask: a line from the cell's centre towards that side."""
+    strokes = np.zeros((len(Action), px, px), dtype=bool)
+    centre, half_width = px // 2, max(0, px // 10)
+    for action, (d_row, d_col) in _DELTAS.items():
+        for step in range(0, px // 2):
+            row, col = centre + d_row * step, centre + d_col * step
+            strokes[
+                action,
+                max(row - half_width, 0) : row + half_width + 1,
+                max(col - half_width, 0) : col + half_width + 1,
+            ] = True
+    return strokes

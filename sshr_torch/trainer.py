@@ -133,7 +133,7 @@ def make_agent(config: TrainConfig, env: gym.Env, seed: int) -> Agent:
             int(observation_space.n),
             n_actions,
             alpha=config.alpha,
-            gamma=config.gamma,
+            gamma=config.discount,
             seed=seed,
         )
     return DQNAgent(
@@ -142,7 +142,7 @@ def make_agent(config: TrainConfig, env: gym.Env, seed: int) -> Agent:
         n_actions,
         hidden_sizes=config.hidden_sizes,
         learning_rate=config.learning_rate,
-        gamma=config.gamma,
+        gamma=config.discount,
         target_update_interval=config.target_update_interval,
         tau=config.tau,
         double_dqn=config.double_dqn,
@@ -561,7 +561,7 @@ class Trainer:
     def _write_images(self) -> None:
         if self.maze is None:
             return
-        from sshr_torch import dashboards  # matplotlib is only needed once images are drawn
+        from sshr_torch import dashboards  # matplotlib loads only once images are drawn
 
         step, maze, report = self.progress.env_steps, self.maze, self._last_report
         target = path = None
@@ -573,13 +573,12 @@ class Trainer:
             self.visits,
             target=None if target is None else int(target),
             path=[int(cell) for cell in path or ()],
-            title=f"visits after {step} steps",
         )
         self.writer.add_image("maze/visits", heatmap, step, dataformats="HWC")
         cells = np.arange(maze.n_cells)
         goal = maze.cell_index(*maze.goal)
         q_values = self.agent.q_values(cells, goal)
-        policy = dashboards.policy_map(maze, q_values, title=f"greedy policy at {step} steps")
+        policy = dashboards.policy_map(maze, q_values)
         self.writer.add_image("maze/policy", policy, step, dataformats="HWC")
 
     def _postfix(self) -> dict[str, str]:
