@@ -52,7 +52,7 @@ SETTINGS = [
     "Smart Start (when on) with eta 1, c_ss 0.1, the paper's UCB form; HER (when on) 'future' "
     "with k = 4. 'plain' is epsilon-greedy alone.",
     "Tabular: Q-learning alpha 0.1, gamma 0.99, epsilon 0.1 constant. DQN: one hidden layer of "
-    "256, Adam 1e-3, gamma 0.99, batch 128, epsilon 1 -> 0.05 over 20k steps (so still high at "
+    "256, Adam 1e-3, gamma 0.98, batch 128, epsilon 1 -> 0.05 over 20k steps (so still high at "
     "the end of a 15k-step run), updates from step 1000 on.",
     "The issue leaves the generated mazes' kind open: generator kind 'loops' (a perfect maze "
     "with some walls knocked through), seed 1; the perfect 101x101 maze's shortest path (2382 "

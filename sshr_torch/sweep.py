@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, get_args, get_origin, get_type_hints
 
 from tqdm import tqdm
 
@@ -374,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "hidden_sizes" in base_args:
             base_args["hidden_sizes"] = tuple(base_args["hidden_sizes"])
         base = TrainConfig(**base_args).validate()
-        types = {f.name: _caster(getattr(base, f.name)) for f in dataclasses.fields(TrainConfig)}
+        types = {name: _caster(hint) for name, hint in get_type_hints(TrainConfig).items()}
         axes = dict(_parse_axis(text, types) for text in args.grid)
         if args.seeds <= 0:
             raise ConfigError(f"--seeds must be a positive integer, got {args.seeds}.")
@@ -394,16 +394,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def _caster(default: Any) -> Callable[[str], Any]:
-    if isinstance(default, bool):
-        return _boolean
-    if isinstance(default, (int, float)):
-        return type(default)
-    if isinstance(default, tuple):
-        return lambda text: tuple(int(part) for part in text.split("-"))
-    if isinstance(default, str):
-        return str  # 'none' is a value of --her, not None
-    return _optional_int_or_str  # the fields that default to None: episodes, total_steps
+def _caster(hint: Any) -> Callable[[str], Any]:
+    """The parser of one --grid value for a field of type ``hint`` ('none' is None if allowed)."""
+    args = get_args(hint)
+    optional = type(None) in args
+    if optional:
+        (hint,) = [arg for arg in args if arg is not type(None)]
+    if get_origin(hint) is Literal:
+        parse: Callable[[str], Any] = str  # 'none' is a value of --her, not None
+    elif get_origin(hint) is tuple:
+        parse = lambda text: tuple(int(part) for part in text.split("-"))  # noqa: E731
+    elif hint is bool:
+        parse = _boolean
+    else:
+        parse = hint  # int, float or str
+    if not optional:
+        return parse
+    return lambda text: None if text.lower() == "none" else parse(text)
 
 
 def _boolean(text: str) -> bool:
@@ -413,15 +420,6 @@ def _boolean(text: str) -> bool:
     if lowered in ("false", "0", "no", "off"):
         return False
     raise ConfigError(f"{text!r} is not a boolean (true/false).")
-
-
-def _optional_int_or_str(text: str) -> Any:
-    if text.lower() == "none":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 if __name__ == "__main__":
