@@ -584,6 +584,7 @@ class Trainer:
     def _postfix(self) -> dict[str, str]:
         progress = self.progress
         return {
+            "episodes": str(progress.episode),
             "steps": str(progress.env_steps),
             "success": f"{_mean(progress.successes):.2f}",
             "eps": f"{self.epsilon(progress.env_steps):.2f}",
