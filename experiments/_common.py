@@ -153,14 +153,15 @@ def per_seed_curves(
     by_seed: dict[int, list[float]] = {}
     for row in episodes:
         if keep(row):
-            by_seed.setdefault(int(row["seed"]), []).append(_number(row[column]))
+            by_seed.setdefault(int(row["seed"]), []).append(number(row[column]))
     curves = [by_seed[seed][:n_episodes] for seed in sorted(by_seed)]
     if not curves or any(len(curve) < n_episodes for curve in curves):
         raise RuntimeError(f"some runs have fewer than {n_episodes} episodes of {column}.")
     return np.asarray(curves)  # (n_seeds, n_episodes)
 
 
-def _number(text: str) -> float:
+def number(text: str) -> float:
+    """An episodes.csv cell as a float (booleans as 0/1, whichever way they are written)."""
     if text in ("True", "False"):
         return float(text == "True")
     return float(text)

@@ -19,7 +19,16 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import Timer, mean_ci, median_range, parse_args, read_episodes, save, write_table
+from _common import (
+    Timer,
+    mean_ci,
+    median_range,
+    number,
+    parse_args,
+    read_episodes,
+    save,
+    write_table,
+)
 
 from sshr_torch.config import TrainConfig
 from sshr_torch.maze import load_maze, shortest_path_length
@@ -146,7 +155,7 @@ def curves(out: Path, episodes: list[dict[str, str]], configs: Sequence[TrainCon
                 for r in episodes:
                     if r["agent"] == learner and r["maze"] == maze and _arm(r) == label:
                         by_seed.setdefault(r["seed"], []).append(
-                            (int(r["env_steps"]), float(r["success"] == "True"))
+                            (int(r["env_steps"]), number(r["success"]))
                         )
                 rates = []
                 for points in by_seed.values():

@@ -4,7 +4,8 @@ Every run of a sweep is a normal run directory under the sweep's directory, name
 settings that vary (no time stamp), so a sweep that is started again skips the runs that already
 finished and resumes those that were cut off. At the end the runs' summaries are collected into
 ``results.csv`` (one row per run) and their episodes into ``episodes.csv`` (one row per episode,
-with the run's settings in front).
+with the run's settings in front; an episode column named like a varying setting, such as
+``smart_start``, is renamed ``episode_smart_start``).
 
     python -m sshr_torch.sweep --out runs/sweep_easy --seeds 10 \\
         --grid her=none,future --grid smart_start=true,false -- --agent tabular --episodes 300
@@ -191,12 +192,21 @@ def collect(
             row.update({key: summary.get(key) for key in SUMMARY_COLUMNS})
             row["error"] = ""
             with (run_dir / runlog.EPISODES_FILE).open(newline="") as file:
-                episode_rows.extend({**prefix, **episode} for episode in csv.DictReader(file))
+                episode_rows.extend(
+                    {**prefix, **{_episode_column(k, varying): v for k, v in episode.items()}}
+                    for episode in csv.DictReader(file)
+                )
         rows.append(row)
     _write_csv(out_dir / RESULTS_FILE, rows, columns)
-    episode_columns = [*varying, *runlog.EPISODE_COLUMNS]
+    episode_columns = [*varying, *(_episode_column(k, varying) for k in runlog.EPISODE_COLUMNS)]
     _write_csv(out_dir / EPISODES_FILE, episode_rows, episode_columns)
     return rows
+
+
+def _episode_column(name: str, varying: Sequence[str]) -> str:
+    """An episodes.csv column's name in the sweep's table: ``episode_smart_start`` (whether
+    this episode began with a Smart Start phase) when a setting of the same name varies."""
+    return f"episode_{name}" if name in varying else name
 
 
 def _read_summary(run_dir: Path) -> dict[str, Any] | None:

@@ -103,9 +103,15 @@ def test_run_sweep_same_result_with_one_or_two_workers(tmp_path: Path) -> None:
     assert [[row[k] for k in keys] for row in one] == [[row[k] for k in keys] for row in two]
     assert all(row["error"] == "" and row["episodes"] == 4 for row in two)
     assert _read_csv(tmp_path / "two" / "results.csv")[3]["run"] == "smart_start=False__seed=1"
-    assert _without_wall_time(_read_csv(tmp_path / "two" / "episodes.csv")) == _without_wall_time(
+    episodes = _read_csv(tmp_path / "two" / "episodes.csv")
+    assert _without_wall_time(episodes) == _without_wall_time(
         _read_csv(tmp_path / "one" / "episodes.csv")
     )
+    # The setting smart_start and the episode's own smart_start column both survive.
+    assert {row["smart_start"] for row in episodes} == {"True", "False"}
+    off = {row["episode_smart_start"] for row in episodes if row["smart_start"] == "False"}
+    on = {row["episode_smart_start"] for row in episodes if row["smart_start"] == "True"}
+    assert off == {"0"} and "1" in on
 
 
 def test_second_call_skips_finished_runs(tmp_path: Path) -> None:
