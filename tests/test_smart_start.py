@@ -560,8 +560,9 @@ def test_ucb_total_is_sum_of_state_counts():
 
 
 def test_guided_walks_in_grid_maze_env():
-    env_module = pytest.importorskip("sshr_torch.env")
-    maze_module = pytest.importorskip("sshr_torch.maze")
+    from sshr_torch import env as env_module
+    from sshr_torch import maze as maze_module
+
     env = env_module.GridMazeEnv("keulen_easy", max_episode_steps=100)
     controller = SmartStartController(4, rng=np.random.default_rng(0))
     rng = np.random.default_rng(0)
