@@ -168,17 +168,25 @@ def number(text: str) -> float:
 
 
 def band_plot(
-    ax: Any, curves: Mapping[str, np.ndarray], ylabel: str, title: str, smooth: int = 1
+    ax: Any,
+    curves: Mapping[str, np.ndarray],
+    ylabel: str,
+    title: str,
+    smooth: int = 1,
+    floor: float | None = None,
 ) -> None:
     """Mean over seeds with its 95% t-band per label, episodes on x, drawn on ``ax``.
 
-    ``smooth`` > 1 first averages each seed's curve over a moving window of that many episodes.
+    ``smooth`` > 1 first averages each seed's curve over a moving window of that many episodes;
+    ``floor`` clips the band from below (for a log axis, where a t-band can reach below 0).
     """
     for label, values in curves.items():
         if smooth > 1 and values.shape[1] >= smooth:
             kernel = np.ones(smooth) / smooth
             values = np.asarray([np.convolve(v, kernel, mode="valid") for v in values])
         mean, low, high = mean_ci(values)
+        if floor is not None:
+            low = np.maximum(low, floor)
         x = np.arange(len(mean)) + (smooth - 1) / 2
         ax.plot(x, mean, label=f"{label} (n={len(values)})", lw=1.2)
         ax.fill_between(x, low, high, alpha=0.25)
