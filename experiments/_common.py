@@ -77,7 +77,8 @@ def bootstrap_ratio(
     finite = ratios[~np.isnan(ratios)]
     if not len(finite):
         return float(ratio), math.nan, math.nan
-    low, high = np.percentile(finite, [2.5, 97.5])
+    # No interpolation: a resample whose denominator is 0 gives an infinite ratio.
+    low, high = np.quantile(finite, [0.025, 0.975], method="inverted_cdf")
     return float(ratio), float(low), float(high)
 
 
