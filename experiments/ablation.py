@@ -190,7 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         *SETTINGS,
         "Budgets: "
         + "; ".join(f"{k} {s:,} env steps x {n} seeds (0-{n - 1})" for k, (s, n) in budgets.items())
-        + f". Sweep wall time {timer.seconds:.0f} s with {args.workers} worker(s)"
+        + f". Wall time of this call's sweep (finished runs skipped): {timer.seconds:.0f} s, "
+        + f"{args.workers} worker(s)"
         + (" (smoke: 2 mazes)." if args.smoke else "."),
     ]
     write_table(out, "ablation", table(rows, mazes), "Ablation: each part on and off", notes)

@@ -221,8 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     budget = configs[0].total_steps or 0
     notes = [
         *(note.format(budget=budget) for note in SETTINGS),
-        f"Seeds 0-{n_seeds - 1}; sweep wall time {timer.seconds:.0f} s "
-        f"with {args.workers} worker(s)"
+        f"Seeds 0-{n_seeds - 1}. Wall time of this call's sweep (finished runs skipped): "
+        f"{timer.seconds:.0f} s, {args.workers} worker(s)"
         + (" (smoke: 2k-step budget, 2 seeds)" if args.smoke else "")
         + ".",
     ]

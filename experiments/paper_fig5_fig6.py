@@ -202,9 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes = [
         *SETTINGS,
         f"Seeds: tabular 0-{seeds['tabular'] - 1}, DQN 0-{seeds['dqn'] - 1} per arm; "
-        f"{n_episodes} episodes per run; figures smoothed over {SMOOTH} episodes; sweep wall "
-        f"time {timer.seconds:.0f} s with {args.workers} worker(s)"
-        + (" (smoke: 6 episodes, split at episode 2)." if args.smoke else "."),
+        f"{n_episodes} episodes per run; figures smoothed over {SMOOTH} episodes. Wall time of "
+        f"this call's sweep (finished runs skipped): {timer.seconds:.0f} s, {args.workers} "
+        "worker(s)" + (" (smoke: 6 episodes, split at episode 2)." if args.smoke else "."),
     ]
     write_table(out, "claims", table, "The paper's Fig. 5/6 claims, SS+HER vs SS alone", notes)
     figures(out, episodes, n_episodes)
