@@ -436,9 +436,11 @@ class Trainer:
             ):
                 batch = buffer.sample(config.batch_size)
                 metrics = agent.update(batch)
+                metrics["relabelled_fraction"] = np.count_nonzero(batch.relabelled) / len(
+                    batch.relabelled
+                )
                 self._record(metrics)
                 episode_sq_error += metrics.get("td_loss", 0.0)
-                self._record({"relabelled_fraction": float(batch.relabelled.mean())})
                 progress.n_updates += 1
             if success and progress.first_success_step is None:
                 progress.first_success_step = progress.env_steps
