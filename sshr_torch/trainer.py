@@ -388,8 +388,9 @@ class Trainer:
             self.controller,
         )
         progress = self.progress
-        first_reset = progress.episode == 0 and not config.resume
-        obs, _ = env.reset(seed=self._env_seed if first_reset else None)
+        # The run's first episode seeds the env; a resumed run restored its random stream
+        # instead (and one killed before its first checkpoint starts over from episode 0).
+        obs, _ = env.reset(seed=self._env_seed if progress.episode == 0 else None)
         state, goal, achieved = obs["observation"], obs["desired_goal"], obs["achieved_goal"]
         if controller is not None:
             controller.begin_episode(progress.episode, state, lambda s: agent.max_q(s, goal))

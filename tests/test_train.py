@@ -210,6 +210,17 @@ def test_resume_after_sigkill_continues_the_same_episodes(tmp_path):
     assert steps[-1] == int(rows[-1]["env_steps"])
 
 
+def test_resume_before_the_first_checkpoint_starts_over_with_the_same_episodes(tmp_path):
+    config = tiny_config(tmp_path, agent="tabular", slip=0.1, episodes=4, checkpoint_interval=50)
+    result = train(config)
+    finished = without_wall_clock(read_rows(result.run_dir))
+    # As if killed before any checkpoint: rows on disk, no checkpoint, no summary.
+    (result.run_dir / "checkpoint.pt").unlink()
+    (result.run_dir / "summary.json").unlink()
+    assert main(["--resume", str(result.run_dir), "--quiet"]) == 0
+    assert without_wall_clock(read_rows(result.run_dir)) == finished
+
+
 def test_resume_can_extend_a_finished_run(tmp_path):
     run_dir = tmp_path / "run"
     train(tiny_config(tmp_path, agent="tabular", episodes=3))
