@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse import csgraph
 
 __all__ = [
     "CountModel",
@@ -262,21 +261,13 @@ class CountModel:
         if self._export is not None and self._export[0] == self._version:
             return self._export[1], self._export[2]
         n, n_actions = self.n_states, self.n_actions
-        # Built straight in CSR form: the packed keys are unique, and sorting them sorts the
-        # entries by row and then column, so no COO -> CSR conversion (a sort and a duplicate
-        # sum inside scipy, the larger part of the export) is needed.
-        n_entries = len(self._sas_counts)
-        packed = np.fromiter(self._sas_counts.keys(), dtype=np.int64, count=n_entries)
-        counts = np.fromiter(self._sas_counts.values(), dtype=np.float64, count=n_entries)
-        order = np.argsort(packed)
-        packed, counts = packed[order], counts[order]
-        rows, cols = packed // _PACK, packed % _PACK
-        indptr = np.zeros(n * n_actions + 1, dtype=np.int64)
-        np.cumsum(np.bincount(rows, minlength=n * n_actions), out=indptr[1:])
+        rows, cols, counts = self.transition_counts()
         sa_counts = np.array(self._sa_counts, dtype=np.float64)
         # P(s'|s, a) = C(s, a, s') / C(s, a)
-        P = sp.csr_matrix((counts / sa_counts[rows], cols, indptr), shape=(n * n_actions, n))
-        P.has_sorted_indices = True
+        P = sp.csr_matrix(
+            (counts / sa_counts[rows], (rows, cols)), shape=(n * n_actions, n), dtype=np.float64
+        )
+        P.sum_duplicates()  # also sorts the column indices of each row
         reward_sums = np.array(self._reward_sums, dtype=np.float64)
         mean_rewards = np.divide(
             reward_sums, sa_counts, out=np.zeros_like(reward_sums), where=sa_counts > 0
@@ -431,13 +422,8 @@ def value_iteration(
     time are ignored (they lie farther from T than the start) and the sweeps stop when the
     change of the states already valued is below ``tol``. On a deterministic model that is
     d + 1 sweeps for a start d steps from T, instead of ~690 (until 0.99^k < tol) or the graph's
-    diameter.
-
-    How a sweep is computed (the results are those of plain sweeps over all states, bit for
-    bit; see :class:`_SweepPlan`): only the tried (s, a) rows are summed, with numpy's
-    ``bincount`` on the CSR arrays, and V is a ``maximum.reduceat`` over each state's rows.
-    On large models the states are first ordered by how many steps they lie from T, and
-    sweep k touches only the states within k steps (all others are still exactly 0).
+    diameter. Each sweep is one sparse mat-vec and a max over actions; no Python loop over
+    states or actions.
     """
     n_rows, n = P.shape
     if n == 0:
@@ -447,145 +433,39 @@ def value_iteration(
         raise ValueError(f"P must be (n_states * n_actions, n_states), got {P.shape}.")
     target = np.asarray(target_mask, dtype=bool)
     stop = target if terminal_mask is None else target | np.asarray(terminal_mask, dtype=bool)
-    plan = _SweepPlan(sp.csr_matrix(P), target, stop, gamma, n >= _LEVELS_MIN_STATES)
+    discount = gamma * (~stop)  # gamma where the walk goes on after landing, 0 where it ends
+    # Rows reordered action-major (a * n + s), so that the max over actions is a max of n_actions
+    # contiguous blocks (a reshape(n, n_actions).max(1) is several times slower). The reward
+    # part P @ 1{T} is constant and the discount is folded into the columns:
+    #   q = P @ (1{T} + discount * V) = reward_part + M @ V,   M = P * discount[s']
+    order = np.arange(n_rows).reshape(n, n_actions).T.ravel()
+    P_am = sp.csr_matrix(P, dtype=np.float64)[order]
+    reward_part = P_am @ target.astype(np.float64)  # (n_actions * n_states,)
+    M = P_am  # a new matrix already (the row reordering copied it)
+    M.data *= discount[M.indices]
     values = np.zeros(n)
-    q = np.zeros(0)  # the prefix of plan.rows summed by the last sweep
+    q = np.zeros(n_rows)
     n_reached = 0
-    for sweep in range(1, max_iter + 1):
-        n_states, n_rows_used, n_entries = plan.prefix(sweep)
-        states = plan.states[:n_states]
-        terms = plan.weights[:n_entries] * values[plan.cols[:n_entries]]
-        if n_entries:
-            q = np.bincount(plan.entry_rows[:n_entries], terms, minlength=n_rows_used)
-        else:  # nothing to sum (bincount of nothing would be int64)
-            q = np.zeros(0)
-        q += plan.rewards[:n_rows_used]
-        new = np.maximum.reduceat(q, plan.state_starts[:n_states]) if n_states else q
-        old = values[states]
-        diff = new - old  # >= 0: the values only grow from V = 0
-        change = float(diff.max()) if n_states else 0.0
-        started = start is not None and values[start] > 0
-        if change >= tol and started:
+    for _ in range(max_iter):
+        q = M @ values
+        q += reward_part
+        new_values = q[:n].copy()
+        for a in range(1, n_actions):
+            np.maximum(new_values, q[a * n : (a + 1) * n], out=new_values)
+        diff = new_values - values  # >= 0: the values only grow from V = 0
+        change = float(diff.max())
+        if change >= tol and start is not None and values[start] > 0:
             # the start was already valued: ignore the states reached for the first time
-            change = float(diff[old > 0].max())
-        values[states] = new
+            change = float(diff[values > 0].max())
+        values = new_values
         if change < tol:
             if start is not None and values[start] > 0:
                 break
-            reached = int(np.count_nonzero(new))  # states outside the prefix are all 0
+            reached = int(np.count_nonzero(values))
             if reached == n_reached:
                 break
             n_reached = reached
-    Q = np.zeros(n * n_actions)
-    Q[plan.rows[: q.size]] = q
-    return Q.reshape(n, n_actions)
-
-
-_LEVELS_MIN_STATES = 2_000
-"""From this many states on, value_iteration orders the states by their distance to the target
-region and sweeps only those within reach (the ordering costs more than it saves below)."""
-
-
-class _SweepPlan:
-    """What :func:`value_iteration` precomputes once, so that each sweep is a few numpy calls.
-
-    A sweep computes q(s, a) = reward(s, a) + sum_s' weight(s, a, s') V(s') for the tried rows
-    (s, a) only (an untried row is empty, so q = 0 there, never above the max of a tried one:
-    all q are >= 0), then V(s) = max_a q(s, a) for the states with a tried row. The rows are
-    kept grouped by state and their entries contiguous in row order: the sums are one
-    ``bincount`` over the entries' row numbers, which adds them one by one in order from 0, as
-    scipy's CSR mat-vec does, hence the same floating-point results (``add.reduceat`` sums
-    pairwise and differs in the last bit); the max over actions is one ``maximum.reduceat``.
-    weight = P(s'|s, a) * gamma * 1{s' not in T, not terminal} and reward = sum_s' P(s'|s, a)
-    1{s' in T} are fixed for the whole plan.
-
-    With ``levels``, the states are ordered by level: the fewest steps after which the
-    transition graph can reach T (landing in a terminal state ends a path, landing in T ends
-    it at its last step), a breadth-first search from T backwards. After k sweeps from V = 0
-    only states of level <= k can have V > 0, so sweep k needs only the rows of those states
-    (a prefix of the arrays); states that cannot reach T at all are never swept. The level
-    is a lower bound of when V becomes positive (a zero probability or gamma 0 only delays
-    it), so every skipped value is exactly the 0 a full sweep would compute.
-    """
-
-    def __init__(
-        self,
-        P: sp.csr_matrix,
-        target: np.ndarray,
-        stop: np.ndarray,
-        gamma: float,
-        levels: bool,
-    ) -> None:
-        """Precompute the sweeps' arrays for P, the target region and the stopping states."""
-        if not P.has_canonical_format:  # the mat-vec's order: sorted columns, no duplicates
-            P = P.copy()
-            P.sum_duplicates()
-        n_rows, n = P.shape
-        n_actions = n_rows // n
-        indptr = P.indptr.astype(np.int64)
-        lengths = np.diff(indptr)
-        rows = np.flatnonzero(lengths)  # the tried (s, a), in state order
-        owner = rows // n_actions
-        self.level_ends: np.ndarray | None = None
-        if levels:
-            level = _levels(P, target, stop)
-            order = np.argsort(level[owner], kind="stable")  # by level, then by row
-            rows, owner = rows[order], owner[order]
-            reachable = np.isfinite(level[owner])
-            rows, owner = rows[reachable], owner[reachable]
-        # entries of the kept rows, contiguous in the new row order
-        lengths = lengths[rows]
-        row_starts = np.zeros(rows.size, dtype=np.int64)
-        np.cumsum(lengths[:-1], out=row_starts[1:])
-        entries = np.arange(int(lengths.sum())) + np.repeat(indptr[rows] - row_starts, lengths)
-        cols = P.indices[entries]
-        probs = np.asarray(P.data[entries], dtype=np.float64)
-        discount = gamma * (~stop)
-        self.rows, self.cols = rows, cols
-        self.entry_rows = np.repeat(np.arange(rows.size), lengths)  # row number of each entry
-        self.weights = probs * discount[cols]
-        target_entries = target[cols]
-        rewards = np.zeros(rows.size)
-        if target_entries.any():  # summed as the mat-vec P @ 1{T} sums them
-            rewards = np.bincount(self.entry_rows, probs * target_entries, minlength=rows.size)
-        self.rewards = rewards
-        new_state = np.ones(rows.size, dtype=bool)
-        new_state[1:] = owner[1:] != owner[:-1]
-        self.state_starts = np.flatnonzero(new_state)
-        self.states = owner[self.state_starts]
-        self._n_entries = np.append(row_starts, cols.size)
-        if levels:
-            state_level = level[self.states]
-            # level_ends[k]: how many states have level <= k
-            top = int(state_level[-1]) if state_level.size else 0
-            self.level_ends = np.searchsorted(state_level, np.arange(top + 1), side="right")
-
-    def prefix(self, sweep: int) -> tuple[int, int, int]:
-        """(states, rows, entries) that sweep number ``sweep`` (from 1) needs to compute."""
-        n_states = self.states.size
-        if self.level_ends is not None and sweep < self.level_ends.size:
-            n_states = int(self.level_ends[sweep])
-        n_rows = self.state_starts[n_states] if n_states < self.states.size else self.rows.size
-        return n_states, int(n_rows), int(self._n_entries[n_rows])
-
-
-def _levels(P: sp.csr_matrix, target: np.ndarray, stop: np.ndarray) -> np.ndarray:
-    """(n_states,) float: fewest steps from each state to landing in T (inf: never).
-
-    A breadth-first search (scipy.sparse.csgraph, unweighted) from an extra node n standing for
-    "landed in T", over the reversed transitions: s' -> s for each entry of P into a state that
-    does not stop the walk, n -> s for each entry into T. Entries into other stopping states
-    (terminal, not T) lead nowhere.
-    """
-    n_rows, n = P.shape
-    n_actions = n_rows // n
-    sources = np.repeat(np.arange(n_rows) // n_actions, np.diff(P.indptr))
-    dest = np.where(target[P.indices], n, P.indices)
-    keep = ~stop[P.indices] | target[P.indices]
-    graph = sp.csr_matrix(
-        (np.ones(int(keep.sum())), (dest[keep], sources[keep])), shape=(n + 1, n + 1)
-    )
-    return csgraph.dijkstra(graph, directed=True, indices=n, unweighted=True)[:n]
+    return np.ascontiguousarray(q.reshape(n_actions, n).T)
 
 
 # ---- the controller ---------------------------------------------------------------------------

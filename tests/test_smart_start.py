@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sshr_torch import smart_start
 from sshr_torch.smart_start import (
     CountModel,
     SmartStartController,
@@ -595,56 +594,3 @@ def test_guided_walks_in_grid_maze_env():
         dist = maze_module.bfs_distances(env.maze, env.maze.cell_position(start))
         assert report.steps >= dist[env.maze.cell_position(target)]
     assert n_guided >= 4
-
-
-def _reference_value_iteration(P, target, gamma, tol, max_iter, terminal_mask, start):
-    """Plain value iteration with scipy mat-vecs over all states (the planner's definition)."""
-    n_rows, n = P.shape
-    n_actions = n_rows // n
-    stop = target if terminal_mask is None else target | terminal_mask
-    reward_part = P @ target.astype(np.float64)
-    M = sp.csr_matrix(P, copy=True)
-    M.data *= (GAMMA if gamma is None else gamma) * (~stop)[M.indices]
-    values, q, n_reached = np.zeros(n), np.zeros(n_rows), 0
-    for _ in range(max_iter):
-        q = M @ values + reward_part
-        new_values = q.reshape(n, n_actions).max(axis=1)
-        diff = new_values - values
-        change = float(diff.max())
-        if change >= tol and start is not None and values[start] > 0:
-            change = float(diff[values > 0].max())
-        values = new_values
-        if change < tol:
-            if start is not None and values[start] > 0:
-                break
-            reached = int(np.count_nonzero(values))
-            if reached == n_reached:
-                break
-            n_reached = reached
-    return q.reshape(n, n_actions)
-
-
-@pytest.mark.parametrize("levels_min_states", [0, 10**9])
-def test_value_iteration_matches_plain_sweeps_bit_for_bit(monkeypatch, levels_min_states):
-    """The numpy sweeps (and, with levels, the sweeps limited to states within reach) give
-    exactly the Q of plain full scipy sweeps, on random stochastic models."""
-    monkeypatch.setattr(smart_start, "_LEVELS_MIN_STATES", levels_min_states)
-    rng = np.random.default_rng(3)
-    for _ in range(60):
-        n, n_actions = int(rng.integers(1, 40)), int(rng.integers(1, 5))
-        model = CountModel(n_actions)
-        for _ in range(int(rng.integers(1, 300))):
-            s, a = int(rng.integers(n)), int(rng.integers(n_actions))
-            s2 = (s + a - 1) % n if rng.random() < 0.7 else int(rng.integers(n))
-            model.update(s, a, 0.0, s2, bool(rng.random() < 0.02))
-        P, _ = model.transition_model()
-        m = model.n_states
-        target = np.zeros(m, dtype=bool)
-        target[rng.integers(m, size=2)] = True
-        terminal = model.terminal_mask if rng.random() < 0.5 else None
-        start = int(rng.integers(m)) if rng.random() < 0.7 else None
-        gamma = float(rng.choice([0.0, 0.9, 0.99, 1.0]))
-        max_iter = int(rng.integers(0, 30)) if rng.random() < 0.3 else 1000
-        expected = _reference_value_iteration(P, target, gamma, 1e-3, max_iter, terminal, start)
-        got = value_iteration(P, target, gamma, 1e-3, max_iter, terminal_mask=terminal, start=start)
-        np.testing.assert_array_equal(got, expected)
