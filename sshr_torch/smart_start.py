@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse import csgraph
 
 __all__ = [
     "CountModel",
@@ -399,7 +400,6 @@ def value_iteration(
     max_iter: int = 1000,
     *,
     terminal_mask: np.ndarray | None = None,
-    start: int | None = None,
 ) -> np.ndarray:
     """Plan a walk into the target region by value iteration; returns Q (n_states, n_actions).
 
@@ -411,19 +411,18 @@ def value_iteration(
         Q(s, a) = sum_s' P(s'|s, a) [1{s' in T} + gamma * V(s') * 1{s' not in T, not terminal}]
         V(s)    = max_a Q(s, a)
 
-    Starting from V = 0 the iterates grow monotonically; on a deterministic model V(s) is
-    gamma^(d - 1) for a state d steps from T, so Q > 0 exactly where the model knows a path.
+    The sweeps start from above, at V0(s) = gamma^(d(s) - 1), where d(s) is the fewest moves
+    from s into T over transitions the model has seen at least once (one breadth-first search;
+    V0 = 0 where there is none). V0 is what V would be if every move went where it can go, so
+    no policy does better: the iterates fall monotonically to the fixed point. On a
+    deterministic model V0 is already the fixed point (V = gamma^(d - 1)) and one sweep
+    confirms it, where sweeps from V = 0 would need d + 1 of them (thousands on a big maze);
+    on a stochastic one the sweeps only correct the shortest-path guess. Q > 0 exactly where
+    the model knows a path.
 
-    Stops after ``max_iter`` sweeps, or when the values have settled: the largest change of V
-    is below ``tol`` and the sweep reached no new state (one whose value was still 0). Without
-    the second condition the far states would stay at 0, i.e. "no path", since their values are
-    tiny (0.99^700 < 1e-3). When ``start`` (the walk's start state) is given, values only need
-    to settle around it: once it had a value before a sweep, the states reached for the first
-    time are ignored (they lie farther from T than the start) and the sweeps stop when the
-    change of the states already valued is below ``tol``. On a deterministic model that is
-    d + 1 sweeps for a start d steps from T, instead of ~690 (until 0.99^k < tol) or the graph's
-    diameter. Each sweep is one sparse mat-vec and a max over actions; no Python loop over
-    states or actions.
+    Stops when the largest fall of V in a sweep is below ``tol``, or after ``max_iter`` sweeps
+    (at least one). Each sweep is one sparse mat-vec and a max over actions; no Python loop
+    over states or actions.
     """
     n_rows, n = P.shape
     if n == 0:
@@ -443,29 +442,43 @@ def value_iteration(
     reward_part = P_am @ target.astype(np.float64)  # (n_actions * n_states,)
     M = P_am  # a new matrix already (the row reordering copied it)
     M.data *= discount[M.indices]
-    values = np.zeros(n)
+    values = _shortest_path_bound(M, reward_part, gamma)
     q = np.zeros(n_rows)
-    n_reached = 0
-    for _ in range(max_iter):
+    for _ in range(max(1, max_iter)):
         q = M @ values
         q += reward_part
         new_values = q[:n].copy()
         for a in range(1, n_actions):
             np.maximum(new_values, q[a * n : (a + 1) * n], out=new_values)
-        diff = new_values - values  # >= 0: the values only grow from V = 0
-        change = float(diff.max())
-        if change >= tol and start is not None and values[start] > 0:
-            # the start was already valued: ignore the states reached for the first time
-            change = float(diff[values > 0].max())
+        change = float((values - new_values).max())  # >= 0 (up to rounding): V only falls
         values = new_values
         if change < tol:
-            if start is not None and values[start] > 0:
-                break
-            reached = int(np.count_nonzero(values))
-            if reached == n_reached:
-                break
-            n_reached = reached
+            break
     return np.ascontiguousarray(q.reshape(n_actions, n).T)
+
+
+def _shortest_path_bound(M: sp.csr_matrix, reward_part: np.ndarray, gamma: float) -> np.ndarray:
+    """V0(s) = gamma^(d(s) - 1), d(s) the fewest seen moves from s into the target region.
+
+    ``M`` (action-major rows a * n + s) holds the discounted transitions that continue the
+    walk, ``reward_part`` the probability that a row lands in the target. A breadth-first
+    search from a virtual target node over the reversed edges gives d for every state at once.
+    V0 bounds the values from above and is a super-solution of the Bellman equation: a state d
+    moves away has no successor closer than d - 1 moves, so (T V0)(s) <= gamma^(d - 1).
+    """
+    n = M.shape[1]
+    row_state = np.repeat(np.arange(M.shape[0]) % n, np.diff(M.indptr))  # each entry's s
+    seen = M.data > 0  # landing in a stop state (discount 0) does not continue the walk
+    into_target = np.flatnonzero(reward_part > 0) % n
+    # reversed edges: s' -> s for each seen move s -> s', and the target node n -> s
+    tails = np.concatenate([M.indices[seen], np.full(into_target.size, n)])
+    heads = np.concatenate([row_state[seen], into_target])
+    graph = sp.csr_matrix((np.ones(tails.size), (tails, heads)), shape=(n + 1, n + 1))
+    d = csgraph.dijkstra(graph, directed=True, indices=n, unweighted=True)[:n]
+    bound = np.zeros(n)
+    reachable = np.isfinite(d)
+    bound[reachable] = gamma ** (d[reachable] - 1.0)
+    return bound
 
 
 # ---- the controller ---------------------------------------------------------------------------
@@ -713,7 +726,6 @@ class SmartStartController:
             self.tol,
             self.max_iter,
             terminal_mask=self.model.terminal_mask,
-            start=start,
         )
         self._P, self._q = P, Q
         self._path = self._trace_path(start, target)

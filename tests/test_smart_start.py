@@ -283,7 +283,7 @@ def test_value_iteration_stochastic_self_loop_by_hand():
     assert Q[0, 0] == pytest.approx(0.5 / (1 - 0.5 * GAMMA), rel=1e-9)
 
 
-def test_value_iteration_unreachable_target_gives_zero_and_respects_max_iter():
+def test_value_iteration_unreachable_target_gives_zero():
     P = corridor_P(6)
     P = P.tolil()
     P[2 * 2 + 1, 3], P[2 * 2 + 1, 2] = 0, 1  # state 2 can no longer go right
@@ -292,18 +292,41 @@ def test_value_iteration_unreachable_target_gives_zero_and_respects_max_iter():
     Q = value_iteration(P, np.eye(6, dtype=bool)[5], GAMMA)
     np.testing.assert_array_equal(Q[:3], 0.0)
     assert (Q[3:5].max(axis=1) > 0).all()
-    Q1 = value_iteration(corridor_P(6), np.eye(6, dtype=bool)[5], GAMMA, max_iter=2)
-    np.testing.assert_array_equal(Q1[:3].max(axis=1) > 0, [False, False, False])
-    assert Q1[3].max() > 0  # two sweeps: states up to 2 steps away
 
 
-def test_value_iteration_reaches_far_states_despite_tolerance():
-    # 0.99^k < 1e-3 for k > 687: the tolerance alone would stop with the far end still at 0
-    n = 900
-    Q = value_iteration(corridor_P(n), np.eye(n, dtype=bool)[n - 1], GAMMA, max_iter=1000)
+def test_value_iteration_reaches_far_states_in_one_sweep_on_a_deterministic_model():
+    # 0.99^k < 1e-3 for k > 687: sweeps from V = 0 would need ~n of them, with a tolerance
+    # check that must not stop them early; the shortest-path start is exact at once
+    n = 2000
+    target = np.eye(n, dtype=bool)[n - 1]
+    Q = value_iteration(corridor_P(n), target, GAMMA, max_iter=1)
     assert Q[0, 1] == pytest.approx(GAMMA ** (n - 2), rel=1e-9)
-    Qs = value_iteration(corridor_P(n), np.eye(n, dtype=bool)[n - 1], GAMMA, start=n - 10)
-    assert Qs[n - 10, 1] == pytest.approx(GAMMA**8) and Qs[0].max() == 0.0  # stopped early
+    assert Q[0, 0] == pytest.approx(GAMMA ** (n - 1), rel=1e-9)  # the wall: stays in 0
+    np.testing.assert_allclose(Q, value_iteration(corridor_P(n), target, GAMMA, tol=0.0))
+
+
+def test_value_iteration_falls_from_the_bound_to_the_stochastic_fixed_point():
+    # a 1x3 corridor where 'right' from 0 slips back with p = 0.5: the shortest-path bound
+    # (V0(0) = g) is too optimistic and the sweeps bring it down to the solution by hand
+    P = sp.csr_matrix(
+        np.array(
+            [
+                [1.0, 0.0, 0.0],  # 0 left (wall)
+                [0.5, 0.5, 0.0],  # 0 right, slips with p = 0.5
+                [1.0, 0.0, 0.0],  # 1 left
+                [0.0, 0.0, 1.0],  # 1 right, into T
+                [0.0, 1.0, 0.0],  # 2 left
+                [0.0, 0.0, 1.0],  # 2 right (wall)
+            ]
+        )
+    )
+    Q = value_iteration(P, np.array([False, False, True]), GAMMA, tol=1e-14, max_iter=10_000)
+    # V(1) = 1; V(0) = 0.5 g V(0) + 0.5 g  ->  V(0) = 0.5 g / (1 - 0.5 g)
+    v0 = 0.5 * GAMMA / (1 - 0.5 * GAMMA)
+    np.testing.assert_allclose(Q[0], [GAMMA * v0, v0], rtol=1e-10)
+    np.testing.assert_allclose(Q[1], [GAMMA * v0, 1.0], rtol=1e-10)
+    capped = value_iteration(P, np.array([False, False, True]), GAMMA, max_iter=1)
+    assert capped[0, 1] > Q[0, 1]  # one sweep: still above, on its way down
 
 
 def test_value_iteration_terminal_states_end_the_walk():
