@@ -147,9 +147,15 @@ def make_agent(config: TrainConfig, env: gym.Env, seed: int) -> Agent:
         tau=config.tau,
         double_dqn=config.double_dqn,
         max_grad_norm=config.max_grad_norm,
+        target_range=(0.0, 1.0) if config.clip_target and _is_maze(env) else None,
         device=config.device,
         seed=seed,
     )
+
+
+def _is_maze(env: gym.Env) -> bool:
+    """Whether ``env`` is (a wrapper of) the maze env, whose returns lie in [0, 1]."""
+    return isinstance(env.unwrapped, GridMazeEnv)
 
 
 def evaluate(agent: Agent, env: gym.Env, n_episodes: int, seed: int) -> tuple[float, float]:

@@ -143,6 +143,23 @@ def test_td_target_by_hand(double_dqn, expected_target, expected_loss):
     assert metrics["q_mean"] == pytest.approx(0.5)
 
 
+def test_td_target_clamped_into_target_range():
+    agent = rigged_linear_agent()
+    agent.target_range = (0.0, 1.0)
+    discount = torch.tensor([0.9, 0.0])
+    next_inputs = agent.encode(TWO_ROWS.next_obs, TWO_ROWS.goal)
+    # unclamped [4.24, 0.5] (test above): the first is cut to the top of the range
+    target = agent.td_target(torch.tensor([1.0, 0.5]), discount, next_inputs)
+    np.testing.assert_allclose(target.numpy(), [1.0, 0.5], rtol=1e-6)
+    target = agent.td_target(torch.tensor([-3.0, 0.5]), discount, next_inputs)
+    np.testing.assert_allclose(target.numpy(), [0.24, 0.5], rtol=1e-5)  # -3 + 3.24: inside
+    agent.target_range = (0.3, 1.0)
+    target = agent.td_target(torch.tensor([-3.0, 0.5]), discount, next_inputs)
+    np.testing.assert_allclose(target.numpy(), [0.3, 0.5], rtol=1e-6)
+    with pytest.raises(ValueError, match="target_range"):
+        DQNAgent(2, 2, 2, target_range=(1.0, 0.0))
+
+
 def test_greedy_action_with_rigged_weights_and_random_ties():
     agent = DQNAgent(3, 3, 4, hidden_sizes=(), seed=1)
     with torch.no_grad():

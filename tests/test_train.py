@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from sshr_torch import runlog
 from sshr_torch.config import TrainConfig
 from sshr_torch.train import main
-from sshr_torch.trainer import train
+from sshr_torch.trainer import make_agent, make_env, train
 
 # A tiny, quick configuration: the 4x3 unscaled Easy maze, 30-step episodes.
 TINY = [
@@ -151,6 +151,16 @@ def test_train_accepts_a_goal_env_that_is_not_a_maze(tmp_path):
     assert any(row["ss_target"] for row in rows)
     assert not any(result.run_dir.glob("*.png"))
     assert "maze/visits" not in scalar_tags(result.run_dir)
+
+
+def test_dqn_targets_clamped_to_the_maze_return_range_only(tmp_path):
+    maze_env = make_env(tiny_config(tmp_path))
+    assert make_agent(tiny_config(tmp_path), maze_env, 0).target_range == (0.0, 1.0)
+    unclipped = make_agent(tiny_config(tmp_path, clip_target=False), maze_env, 0)
+    assert unclipped.target_range is None
+    # an env passed to train() has rewards we do not know: never clamped
+    bits = goal_envs.BitFlippingEnv(n_bits=4)
+    assert make_agent(tiny_config(tmp_path), bits, 0).target_range is None
 
 
 def _run_cli(args: list[str], **kwargs) -> subprocess.Popen:

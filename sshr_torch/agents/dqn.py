@@ -172,6 +172,10 @@ class DQNAgent:
         tau: 1.0 for a hard copy at each refresh, < 1 for Polyak averaging.
         double_dqn: choose the next action with the online network, value it with the target.
         max_grad_norm: clip the global gradient norm to this (None: no clipping).
+        target_range: (low, high) to clamp TD targets into: the range of returns, as the HER
+            paper clips targets. Without it, the Q-values of a goal never reached can drift
+            far outside that range with gamma near 1 (the max in the target feeds on its own
+            overestimates). None: no clamping.
         device: "cpu" (default), "cuda", "auto" (CUDA when available) or a torch.device.
         seed: seeds the initial weights and the generator for exploration and tie-breaks.
         adam_betas, adam_eps: Adam's other settings (torch's defaults).
@@ -199,6 +203,7 @@ class DQNAgent:
         tau: float = 1.0,
         double_dqn: bool = False,
         max_grad_norm: float | None = 10.0,
+        target_range: tuple[float, float] | None = None,
         device: str | torch.device = "cpu",
         seed: int = 0,
         adam_betas: tuple[float, float] = (0.9, 0.999),
@@ -210,6 +215,10 @@ class DQNAgent:
             raise ValueError(f"tau must be in (0, 1], got {tau}.")
         if n_actions < 1:
             raise ValueError(f"n_actions must be >= 1, got {n_actions}.")
+        if target_range is not None and not target_range[0] <= target_range[1]:
+            raise ValueError(
+                f"target_range must be (low, high) with low <= high, got {target_range}."
+            )
         self.obs_spec = InputSpec.of(obs_space)
         self.goal_spec = InputSpec.of(goal_space)
         self.n_actions = int(n_actions)
@@ -220,6 +229,9 @@ class DQNAgent:
         self.tau = float(tau)
         self.double_dqn = bool(double_dqn)
         self.max_grad_norm = math.inf if max_grad_norm is None else float(max_grad_norm)
+        self.target_range = (
+            None if target_range is None else (float(target_range[0]), float(target_range[1]))
+        )
         self.adam_betas = (float(adam_betas[0]), float(adam_betas[1]))
         self.adam_eps = float(adam_eps)
         self.device = _device(device)
@@ -332,6 +344,7 @@ class DQNAgent:
         """y = r + discount * Q_target(s', g, a*), discount = gamma * (1 - terminal); (B,).
 
         a* = argmax_a Q_target(s', g, a), or argmax_a Q_online(s', g, a) with Double DQN.
+        With ``target_range`` (low, high), y is clamped into it.
         """
         q_next = self.target_net.q(next_inputs)  # (B, n_actions)
         if self.double_dqn:
@@ -339,7 +352,10 @@ class DQNAgent:
             value = q_next.gather(1, best).squeeze(1)  # (B,)
         else:
             value = q_next.amax(dim=1)  # (B,)
-        return torch.addcmul(reward, discount, value)  # (B,)
+        target = torch.addcmul(reward, discount, value)  # (B,)
+        if self.target_range is not None:
+            target.clamp_(*self.target_range)
+        return target
 
     def update(self, batch: Batch) -> dict[str, float]:
         """One gradient step on a batch: Huber loss on the TD error, clipping, Adam.
