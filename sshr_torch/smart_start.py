@@ -263,12 +263,15 @@ class CountModel:
             return self._export[1], self._export[2]
         n, n_actions = self.n_states, self.n_actions
         rows, cols, counts = self.transition_counts()
+        # The packed keys are unique and sort by row, then column: CSR order, no duplicates.
+        order = np.argsort(rows * _PACK + cols)
+        rows, cols, counts = rows[order], cols[order], counts[order]
+        indptr = np.zeros(n * n_actions + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=n * n_actions), out=indptr[1:])
         sa_counts = np.array(self._sa_counts, dtype=np.float64)
         # P(s'|s, a) = C(s, a, s') / C(s, a)
-        P = sp.csr_matrix(
-            (counts / sa_counts[rows], (rows, cols)), shape=(n * n_actions, n), dtype=np.float64
-        )
-        P.sum_duplicates()  # also sorts the column indices of each row
+        P = sp.csr_matrix((counts / sa_counts[rows], cols, indptr), shape=(n * n_actions, n))
+        P.has_sorted_indices = True
         reward_sums = np.array(self._reward_sums, dtype=np.float64)
         mean_rewards = np.divide(
             reward_sums, sa_counts, out=np.zeros_like(reward_sums), where=sa_counts > 0
@@ -437,8 +440,7 @@ def value_iteration(
     # contiguous blocks (a reshape(n, n_actions).max(1) is several times slower). The reward
     # part P @ 1{T} is constant and the discount is folded into the columns:
     #   q = P @ (1{T} + discount * V) = reward_part + M @ V,   M = P * discount[s']
-    order = np.arange(n_rows).reshape(n, n_actions).T.ravel()
-    P_am = sp.csr_matrix(P, dtype=np.float64)[order]
+    P_am = _rows_action_major(sp.csr_matrix(P, dtype=np.float64), n_actions)
     reward_part = P_am @ target.astype(np.float64)  # (n_actions * n_states,)
     M = P_am  # a new matrix already (the row reordering copied it)
     M.data *= discount[M.indices]
@@ -457,6 +459,22 @@ def value_iteration(
     return np.ascontiguousarray(q.reshape(n_actions, n).T)
 
 
+def _rows_action_major(P: sp.csr_matrix, n_actions: int) -> sp.csr_matrix:
+    """A copy of P with row s * n_actions + a moved to a * n_states + s.
+
+    The same as ``P[order]``, built with numpy: scipy's row indexing costs more than the value
+    iteration itself on the small models of a maze like keulen_medium.
+    """
+    n_rows, n = P.shape
+    order = np.arange(n_rows).reshape(n, n_actions).T.ravel()  # new row -> old row
+    lengths = np.diff(P.indptr)[order]
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    # entry j of new row r comes from P.indptr[order[r]] + j
+    take = np.repeat(P.indptr[:-1][order] - indptr[:-1], lengths) + np.arange(indptr[-1])
+    return sp.csr_matrix((P.data[take], P.indices[take], indptr), shape=P.shape)
+
+
 def _shortest_path_bound(M: sp.csr_matrix, reward_part: np.ndarray, gamma: float) -> np.ndarray:
     """V0(s) = gamma^(d(s) - 1), d(s) the fewest seen moves from s into the target region.
 
@@ -473,7 +491,10 @@ def _shortest_path_bound(M: sp.csr_matrix, reward_part: np.ndarray, gamma: float
     # reversed edges: s' -> s for each seen move s -> s', and the target node n -> s
     tails = np.concatenate([M.indices[seen], np.full(into_target.size, n)])
     heads = np.concatenate([row_state[seen], into_target])
-    graph = sp.csr_matrix((np.ones(tails.size), (tails, heads)), shape=(n + 1, n + 1))
+    order = np.argsort(tails, kind="stable")  # CSR by tail (repeated edges do no harm)
+    indptr = np.zeros(n + 2, dtype=np.int64)
+    np.cumsum(np.bincount(tails, minlength=n + 1), out=indptr[1:])
+    graph = sp.csr_matrix((np.ones(tails.size), heads[order], indptr), shape=(n + 1, n + 1))
     d = csgraph.dijkstra(graph, directed=True, indices=n, unweighted=True)[:n]
     bound = np.zeros(n)
     reachable = np.isfinite(d)
@@ -581,6 +602,7 @@ class SmartStartController:
         self._target_index: int | None = None
         self._target_key: Hashable | None = None
         self._q: np.ndarray | None = None  # planned Q, (n_states at plan time, n_actions)
+        self._greedy: list[int] = []  # greedy action per state of the plan, -1: no path
         self._P: sp.csr_matrix | None = None  # the model the plan used
         self._expected: int | None = None  # most likely index after the last guided action
         self._path: list[int] = []
@@ -627,6 +649,7 @@ class SmartStartController:
         self._report = SmartStartReport()
         self._target_index = self._target_key = None
         self._q = self._P = None
+        self._greedy = []
         self._expected = None
         self._path = []
         model = self.model
@@ -698,7 +721,8 @@ class SmartStartController:
             self._report.no_path = True
             self.active = False
             return None
-        self._expected = self._likely_next(index, action)
+        if self.replan:
+            self._expected = self._likely_next(index, action)
         self._report.steps += 1
         return action
 
@@ -728,6 +752,7 @@ class SmartStartController:
             terminal_mask=self.model.terminal_mask,
         )
         self._P, self._q = P, Q
+        self._greedy = self._greedy_table(Q)
         self._path = self._trace_path(start, target)
         self._report.plan_length = len(self._path) - 1 if len(self._path) > 1 else 0
         self._report.plan_ms += (time.perf_counter() - t0) * 1e3
@@ -751,17 +776,21 @@ class SmartStartController:
             d = np.array([float(self.distance(o, target)) for o in observations])
         return d <= self.theta
 
+    def _greedy_table(self, Q: np.ndarray) -> list[int]:
+        """argmax_a Q(s, a) for every state, exact ties broken at random (drawn once per plan),
+        -1 where Q = 0 (no transition known to lead to the target region)."""
+        best = Q.max(axis=1)
+        tied = np.equal(Q, best[:, None])
+        choice = np.argmax(np.where(tied, self.rng.random(Q.shape), -1.0), axis=1)
+        choice[best <= 0.0] = -1
+        return choice.tolist()
+
     def _greedy_action(self, index: int | None) -> int | None:
-        """argmax_a of the planned Q (ties at random), or None when there is no path."""
-        q = self._q
-        if q is None or index is None or index >= q.shape[0]:
+        """The plan's greedy action in state ``index``, or None when there is no path."""
+        greedy = self._greedy
+        if index is None or index >= len(greedy) or greedy[index] < 0:
             return None
-        row = q[index]
-        best_value = row.max()
-        if best_value <= 0.0:  # Q = 0: no transition known to lead to the target region
-            return None
-        best = np.flatnonzero(row == best_value)
-        return int(best[0] if best.size == 1 else best[self.rng.integers(best.size)])
+        return greedy[index]
 
     def _likely_next(self, index: int, action: int) -> int | None:
         """The most likely next state of (index, action) in the planned model (lowest on ties)."""
@@ -773,7 +802,7 @@ class SmartStartController:
         return int(P.indices[lo + int(np.argmax(P.data[lo:hi]))])
 
     def _trace_path(self, start: int | None, mask: np.ndarray) -> list[int]:
-        """Indices along the most likely greedy path from ``start`` (lowest action on ties),
+        """Indices along the most likely greedy path from ``start`` (the plan's greedy actions),
         stopping in the target region ``mask``, at a state without a path, or before a repeat."""
         if start is None or self._q is None or start >= self._q.shape[0]:
             return []
@@ -781,17 +810,13 @@ class SmartStartController:
         # a single outcome (a deterministic move); other rows are resolved along the way
         Q, P = self._q, self._P
         n, n_actions = Q.shape
-        best, greedy = Q[:, 0].copy(), np.zeros(n, dtype=np.int64)
-        for a in range(1, n_actions):
-            better = Q[:, a] > best
-            greedy[better] = a
-            best[better] = Q[better, a]
-        rows = np.arange(n) * n_actions + greedy
+        greedy = np.array(self._greedy, dtype=np.int64)
+        rows = np.arange(n) * n_actions + np.maximum(greedy, 0)
         lo, hi = P.indptr[rows], P.indptr[rows + 1]
         single = np.flatnonzero(hi - lo == 1)
         successor = np.full(n, -1, dtype=np.int64)
         successor[single] = P.indices[lo[single]]
-        done = mask[:n] | (best <= 0.0)
+        done = mask[:n] | (greedy < 0)
         path, seen, index = [start], {start}, start
         while not done[index]:
             nxt = int(successor[index])
