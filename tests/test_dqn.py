@@ -414,3 +414,12 @@ def test_her_solves_bit_flipping_where_plain_dqn_fails(seed):
     without = learn(BitFlipEnv(10), "none", 3000, seed, **settings)
     assert with_her >= 0.9
     assert without <= 0.1
+
+
+def test_cpu_agent_flushes_subnormal_floats_to_zero():
+    # Adam's moments decay into the subnormal range in real runs, where x86 CPUs are slow
+    torch.set_flush_denormal(False)
+    tiny = torch.full((4,), 1e-37)
+    assert (tiny * 0.01 > 0).all()  # 1e-39: subnormal, kept
+    DQNAgent(4, 4, 2)
+    assert (tiny * 0.01 == 0).all()  # flushed to zero
