@@ -8,19 +8,27 @@ Arms, each one ``train(TrainConfig(...))`` run with the same seed, settings and 
 
 * ``dqn``: DQN alone (no HER, no Smart Start);
 * ``dqn+her``: DQN with HER 'future' k = 4;
-* ``dqn+her+ss``: DQN with HER and Smart Start (eta 1, c_ss 0.1 unless ``--c-ss``).
+* ``dqn+her+ss``: DQN with HER and Smart Start (eta 1, c_ss 5 unless ``--c-ss``).
 
 Shared settings: one hidden layer of 256, batch 128, Adam 1e-3, learning from step 1000, one
-update per env step, hard target update every 500, epsilon 1 -> 0.05 over the first 20 % of the
-budget, gamma 0.999 (the default 0.99 would leave 0.99^2572 ~ 6e-12 of the goal's reward at the
-start: no greedy path could be learnt), episodes of 6,000 steps (~2.3x the shortest path; the
-Smart Start walk counts against them), replay buffer as large as the budget.
+update every 4 env steps, hard target update every 500 updates, TD targets clamped to [0, 1],
+gamma 0.999 (the default 0.99 would leave 0.99^2572 ~ 6e-12 of the goal's reward at the
+start: no greedy path could be learnt), episodes of 5,000 steps (~2x the shortest path; the
+Smart Start walk counts against them), replay buffer as large as the budget, and epsilon 1
+throughout: outside Smart Start's walk every arm moves uniformly at random, so the arms differ
+only in where each episode's exploration happens (the DQN learns off-policy from all of it;
+the greedy evaluation shows what it learnt). With epsilon decaying to 0.05 instead, the
+untrained greedy policy walks into a wall and stays there for most of each episode, in every
+arm. c_ss 5 rather than the paper's 0.1: with Q-values in [0, 1] and over a million steps, the
+bonus of a once-visited state is 0.1 * sqrt(ln 1e6) ~ 0.37, so with 0.1 the DQN's noisy Q term
+(not the counts) would pick S_ss.
 
 Each arm leaves a run directory under runs/hard_exploration/ with TensorBoard scalars and the
 maze/visits heatmaps (``tensorboard --logdir runs/hard_exploration``): they show how far each
 arm's visits spread from the start. Printed per arm: first_success_step (the first env step
-that reached the goal, or none), the final greedy success (10 episodes), the share of free cells
+that reached the goal, or none), the final greedy success (2 episodes), the share of free cells
 visited, the closest any visit came to the goal (moves along the maze), episodes, and CPU time.
+The arms' final visit heatmaps, side by side, go to ``visits.png`` in the runs root.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import numpy as np
 
 from sshr_torch import runlog
 from sshr_torch.config import TrainConfig
+from sshr_torch.dashboards import visit_heatmap
 from sshr_torch.maze import bfs_distances, load_maze, shortest_path_length
 from sshr_torch.trainer import train
 
@@ -57,17 +66,19 @@ def base_config(budget: int, episode_steps: int, root: str, seed: int) -> TrainC
         gamma=0.999,
         her_k=4,
         eta=1.0,
-        c_ss=0.1,
+        c_ss=5.0,
         hidden_sizes=(256,),
         batch_size=128,
         learning_rate=1e-3,
         learning_starts=1000,
+        train_freq=4,
         target_update_interval=500,
         buffer_size=budget,
-        epsilon_decay_steps=max(1, budget // 5),
-        eval_interval=5,
-        eval_episodes=10,
-        image_interval=5,
+        epsilon_start=1.0,
+        epsilon_end=1.0,
+        eval_interval=20,
+        eval_episodes=2,
+        image_interval=10,
         checkpoint_interval=10,
         runs_root=root,
         quiet=True,
@@ -81,15 +92,34 @@ def reach(run_dir: Path, goal_distance: np.ndarray, free: np.ndarray) -> tuple[f
     return float(visited.mean()), int(goal_distance[free][visited].min())
 
 
+def visits_figure(runs: dict[str, Path], out: Path) -> None:
+    """The arms' visit heatmaps (log counts, as on TensorBoard's maze/visits) side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    maze = load_maze(MAZE)
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs), 3.5), squeeze=False)
+    for ax, (arm, run_dir) in zip(axes[0], runs.items(), strict=True):
+        checkpoint = runlog.load_checkpoint(run_dir / runlog.CHECKPOINT_FILE)
+        ax.imshow(visit_heatmap(maze, np.asarray(checkpoint["visits"]).ravel()))
+        ax.set_title(arm, fontsize=9)
+        ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the three arms one after another and print their outcomes."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="a 3,000-step budget per arm")
-    parser.add_argument("--budget", type=int, default=150_000, help="env steps per arm")
-    parser.add_argument("--episode-steps", type=int, default=6_000, help="episode step limit")
+    parser.add_argument("--budget", type=int, default=1_500_000, help="env steps per arm")
+    parser.add_argument("--episode-steps", type=int, default=5_000, help="episode step limit")
     parser.add_argument("--seed", type=int, default=0, help="seed of every arm")
     parser.add_argument("--runs-root", default="runs/hard_exploration", help="parent run dir")
-    parser.add_argument("--c-ss", type=float, default=0.1, help="Smart Start's c_ss (Eq. 1)")
+    parser.add_argument("--c-ss", type=float, default=5.0, help="Smart Start's c_ss (Eq. 1)")
     parser.add_argument(
         "--arms", default=",".join(ARMS), help=f"comma-separated arms among {', '.join(ARMS)}"
     )
@@ -113,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     config = replace(
         base_config(budget, args.episode_steps, args.runs_root, args.seed), c_ss=args.c_ss
     )
-    outcomes = {}
+    outcomes, run_dirs = {}, {}
     for arm in arms:
         settings = ARMS[arm]
         started_cpu, started = time.process_time(), time.perf_counter()
@@ -121,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu_s, wall_s = time.process_time() - started_cpu, time.perf_counter() - started
         summary = result.summary
         coverage, closest = reach(result.run_dir, goal_distance, free)
-        outcomes[arm] = summary
+        outcomes[arm], run_dirs[arm] = summary, result.run_dir
         first = summary["first_success_step"]
         print(
             f"  {arm:11s} first_success_step {first if first is not None else 'none':>7}   "
@@ -133,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     found = [arm for arm in arms if outcomes[arm]["first_success_step"] is not None]
     print(f"\nArms that found the goal in {budget} steps: {', '.join(found) or 'none'}")
+    figure = Path(args.runs_root) / "visits.png"
+    visits_figure(run_dirs, figure)
+    print(f"Visit heatmaps (log counts; start and goal marked): {figure}")
     return 0
 
 
