@@ -113,11 +113,11 @@ class TrainConfig:
     max_grad_norm: float = 10.0
     """DQN: gradient-norm clipping threshold."""
     clip_target: bool = True
-    """DQN on the maze: clamp TD targets to [0, 1], the maze's range of returns (the goal's
-    reward 1, or a decoy's smaller one, ends the episode), as the HER paper clips targets to its
-    return range. Without it the Q-values of a goal never reached drift far above 1 when gamma is
-    near 1, and swamp the count bonus of Smart Start's Eq. 1. An env passed to train() is never
-    clamped (its reward range is not known)."""
+    """DQN on the maze env: clamp TD targets to its range of returns, [0, 1] with the default
+    rewards (the goal's reward 1, or a decoy's smaller one, ends the episode), as the HER paper
+    clips targets to its return range. Without it the Q-values of a goal never reached drift far
+    above 1 when gamma is near 1, and swamp the count bonus of Smart Start's Eq. 1. Other envs
+    passed to train() are never clamped (their reward range is not known)."""
     epsilon_start: float = 1.0
     """DQN: epsilon of the linear exploration schedule at step 0."""
     epsilon_end: float = 0.05

@@ -147,15 +147,25 @@ def make_agent(config: TrainConfig, env: gym.Env, seed: int) -> Agent:
         tau=config.tau,
         double_dqn=config.double_dqn,
         max_grad_norm=config.max_grad_norm,
-        target_range=(0.0, 1.0) if config.clip_target and _is_maze(env) else None,
+        target_range=_return_range(env) if config.clip_target else None,
         device=config.device,
         seed=seed,
     )
 
 
-def _is_maze(env: gym.Env) -> bool:
-    """Whether ``env`` is (a wrapper of) the maze env, whose returns lie in [0, 1]."""
-    return isinstance(env.unwrapped, GridMazeEnv)
+def _return_range(env: gym.Env) -> tuple[float, float] | None:
+    """(lowest, highest) return of an episode of the maze env, None for any other env.
+
+    Every nonzero reward of the maze (the goal's, a decoy's, a blocked move's when it is set)
+    ends the episode, so a return is 0 or one of them: [0, 1] with the default rewards.
+    """
+    maze = env.unwrapped
+    if not isinstance(maze, GridMazeEnv):
+        return None
+    rewards = [0.0, float(maze.goal_reward), float(maze.decoy_reward)]
+    if maze.wall_reward is not None:
+        rewards.append(float(maze.wall_reward))
+    return min(rewards), max(rewards)
 
 
 def evaluate(agent: Agent, env: gym.Env, n_episodes: int, seed: int) -> tuple[float, float]:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import goal_envs
+import gymnasium
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -161,6 +162,9 @@ def test_dqn_targets_clamped_to_the_maze_return_range_only(tmp_path):
     # an env passed to train() has rewards we do not know: never clamped
     bits = goal_envs.BitFlippingEnv(n_bits=4)
     assert make_agent(tiny_config(tmp_path), bits, 0).target_range is None
+    # a maze env with other rewards (all of them end the episode): their range
+    misleading = gymnasium.make("sshr_torch/GridMazeMisleading-v0")
+    assert make_agent(tiny_config(tmp_path), misleading, 0).target_range == (-1.0, 100.0)
 
 
 def _run_cli(args: list[str], **kwargs) -> subprocess.Popen:
