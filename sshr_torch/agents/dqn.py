@@ -454,10 +454,20 @@ class DQNAgent:
             moments_v.append(torch.index_select(self._adam_v[0], 0, rows))  # (R, hidden_1)
         self._adam_t.add_(1.0)
         _adam(params, grads, moments_m, moments_v, self._adam_t, self)
-        if rows is not None:
-            self.q_net.w1.index_copy_(0, rows, params[1])
-            self._adam_m[0].index_copy_(0, rows, moments_m[1])
-            self._adam_v[0].index_copy_(0, rows, moments_v[1])
+        if rows is None:
+            return
+        tables = (self.q_net.w1, self._adam_m[0], self._adam_v[0])
+        stepped = (params[1], moments_m[1], moments_v[1])
+        if self.device.type == "cpu":
+            # numpy's row assignment copies a row at a time: 15 vs 37-46 us for index_copy_ of
+            # 256 rows of 256 alone; in an update it saved ~40 us (5 %) at 40,401 states and
+            # nothing measurable at 100.
+            row_ids = rows.numpy()
+            for table, new_rows in zip(tables, stepped, strict=True):
+                table.numpy()[row_ids] = new_rows.numpy()
+        else:
+            for table, new_rows in zip(tables, stepped, strict=True):
+                table.index_copy_(0, rows, new_rows)
 
     def _stage(self, batch: Batch) -> _Staging:
         """Copy a batch into the reusable buffers (one host-to-device copy per buffer)."""
