@@ -85,14 +85,19 @@ def base_config(budget: int, episode_steps: int, root: str, seed: int) -> TrainC
     )
 
 
-def reach(run_dir: Path, goal_distance: np.ndarray, free: np.ndarray) -> tuple[float, int]:
+def final_visits(run_dir: Path) -> np.ndarray:
+    """The run's visit counts per cell index, from its last checkpoint."""
+    checkpoint = runlog.load_checkpoint(run_dir / runlog.CHECKPOINT_FILE)
+    return np.asarray(checkpoint["visits"]).ravel()
+
+
+def reach(visits: np.ndarray, goal_distance: np.ndarray, free: np.ndarray) -> tuple[float, int]:
     """(share of free cells visited, fewest moves to the goal from any visited cell)."""
-    visits = np.asarray(runlog.load_checkpoint(run_dir / runlog.CHECKPOINT_FILE)["visits"])
     visited = visits[free] > 0
     return float(visited.mean()), int(goal_distance[free][visited].min())
 
 
-def visits_figure(runs: dict[str, Path], out: Path) -> None:
+def visits_figure(visits: dict[str, np.ndarray], out: Path) -> None:
     """The arms' visit heatmaps (log counts, as on TensorBoard's maze/visits) side by side."""
     import matplotlib
 
@@ -100,10 +105,9 @@ def visits_figure(runs: dict[str, Path], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     maze = load_maze(MAZE)
-    fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs), 3.5), squeeze=False)
-    for ax, (arm, run_dir) in zip(axes[0], runs.items(), strict=True):
-        checkpoint = runlog.load_checkpoint(run_dir / runlog.CHECKPOINT_FILE)
-        ax.imshow(visit_heatmap(maze, np.asarray(checkpoint["visits"]).ravel()))
+    fig, axes = plt.subplots(1, len(visits), figsize=(3.2 * len(visits), 3.5), squeeze=False)
+    for ax, (arm, counts) in zip(axes[0], visits.items(), strict=True):
+        ax.imshow(visit_heatmap(maze, counts))
         ax.set_title(arm, fontsize=9)
         ax.set_axis_off()
     fig.tight_layout()
@@ -143,15 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     config = replace(
         base_config(budget, args.episode_steps, args.runs_root, args.seed), c_ss=args.c_ss
     )
-    outcomes, run_dirs = {}, {}
+    outcomes, visits = {}, {}
     for arm in arms:
         settings = ARMS[arm]
         started_cpu, started = time.process_time(), time.perf_counter()
         result = train(replace(config, **settings))
         cpu_s, wall_s = time.process_time() - started_cpu, time.perf_counter() - started
         summary = result.summary
-        coverage, closest = reach(result.run_dir, goal_distance, free)
-        outcomes[arm], run_dirs[arm] = summary, result.run_dir
+        outcomes[arm], visits[arm] = summary, final_visits(result.run_dir)
+        coverage, closest = reach(visits[arm], goal_distance, free)
         first = summary["first_success_step"]
         print(
             f"  {arm:11s} first_success_step {first if first is not None else 'none':>7}   "
@@ -164,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     found = [arm for arm in arms if outcomes[arm]["first_success_step"] is not None]
     print(f"\nArms that found the goal in {budget} steps: {', '.join(found) or 'none'}")
     figure = Path(args.runs_root) / "visits.png"
-    visits_figure(run_dirs, figure)
+    visits_figure(visits, figure)
     print(f"Visit heatmaps (log counts; start and goal marked): {figure}")
     return 0
 

@@ -239,11 +239,17 @@ class CountModel:
         return self._sas_counts.get((s * self.n_actions + int(action)) * _PACK + s2, 0)
 
     def transition_counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """C(s, a, s') as COO triplets: rows s * n_actions + a, columns s', counts (int64)."""
+        """C(s, a, s') as COO triplets: rows s * n_actions + a, columns s', counts (int64).
+
+        Sorted by row, then column (CSR order), with no duplicates: the packed keys are unique
+        and sort that way.
+        """
         n = len(self._sas_counts)
         packed = np.fromiter(self._sas_counts.keys(), dtype=np.int64, count=n)
         counts = np.fromiter(self._sas_counts.values(), dtype=np.int64, count=n)
-        return packed // _PACK, packed % _PACK, counts
+        order = np.argsort(packed)
+        packed = packed[order]
+        return packed // _PACK, packed % _PACK, counts[order]
 
     @property
     def terminal_mask(self) -> np.ndarray:
@@ -265,10 +271,7 @@ class CountModel:
         if self._export is not None and self._export[0] == self._version:
             return self._export[1], self._export[2]
         n, n_actions = self.n_states, self.n_actions
-        rows, cols, counts = self.transition_counts()
-        # The packed keys are unique and sort by row, then column: CSR order, no duplicates.
-        order = np.argsort(rows * _PACK + cols)
-        rows, cols, counts = rows[order], cols[order], counts[order]
+        rows, cols, counts = self.transition_counts()  # CSR order, no duplicates
         indptr = np.zeros(n * n_actions + 1, dtype=_INDEX)
         np.cumsum(np.bincount(rows, minlength=n * n_actions), out=indptr[1:])
         sa_counts = np.array(self._sa_counts, dtype=np.float64)
@@ -608,7 +611,6 @@ class SmartStartController:
         self._report = SmartStartReport()
         self._target_index: int | None = None
         self._target_key: Hashable | None = None
-        self._q: np.ndarray | None = None  # planned Q, (n_states at plan time, n_actions)
         self._greedy: list[int] = []  # greedy action per state of the plan, -1: no path
         self._P: sp.csr_matrix | None = None  # the model the plan used
         self._expected: int | None = None  # most likely index after the last guided action
@@ -655,7 +657,7 @@ class SmartStartController:
         self.active = False
         self._report = SmartStartReport()
         self._target_index = self._target_key = None
-        self._q = self._P = None
+        self._P = None
         self._greedy = []
         self._expected = None
         self._path = []
@@ -758,7 +760,7 @@ class SmartStartController:
             self.max_iter,
             terminal_mask=self.model.terminal_mask,
         )
-        self._P, self._q = P, Q
+        self._P = P
         self._greedy = self._greedy_table(Q)
         self._path = self._trace_path(start, target)
         self._report.plan_length = len(self._path) - 1 if len(self._path) > 1 else 0
@@ -811,13 +813,13 @@ class SmartStartController:
     def _trace_path(self, start: int | None, mask: np.ndarray) -> list[int]:
         """Indices along the most likely greedy path from ``start`` (the plan's greedy actions),
         stopping in the target region ``mask``, at a state without a path, or before a repeat."""
-        if start is None or self._q is None or start >= self._q.shape[0]:
+        if start is None or start >= len(self._greedy):
             return []
         # vectorised over states: the first greedy action, and its successor where the row has
         # a single outcome (a deterministic move); other rows are resolved along the way
-        Q, P = self._q, self._P
-        n, n_actions = Q.shape
+        P, n_actions = self._P, self.n_actions
         greedy = np.array(self._greedy, dtype=np.int64)
+        n = len(greedy)
         rows = np.arange(n) * n_actions + np.maximum(greedy, 0)
         lo, hi = P.indptr[rows], P.indptr[rows + 1]
         single = np.flatnonzero(hi - lo == 1)
