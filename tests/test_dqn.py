@@ -237,21 +237,26 @@ class ReferenceNet(torch.nn.Module):
         return self.embedding.weight if self.index_mode else self.w1
 
 
-@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("adam_path", ["row kernels", "fused", "written out"])
 @pytest.mark.parametrize(("obs_space", "goal_space"), SPACES)
 @pytest.mark.parametrize(("hidden", "double_dqn"), [((32,), False), ((16, 8), True), ((), False)])
 @pytest.mark.parametrize("max_grad_norm", [None, 0.05])
 def test_update_matches_autograd_and_torch_adam(
-    monkeypatch, fused, obs_space, goal_space, hidden, double_dqn, max_grad_norm
+    monkeypatch, adam_path, obs_space, goal_space, hidden, double_dqn, max_grad_norm
 ):
     """Three updates equal autograd + torch.optim (SparseAdam on the embedding in index mode).
 
     SparseAdam adds eps to sqrt(v) before bias correction, Adam after; with a tiny eps both are
-    m / sqrt(v) up to rounding, which is what the lazy Adam here must match.
+    m / sqrt(v) up to rounding, which is what the lazy Adam here must match. Each way of
+    stepping w1's rows is checked: numba's kernels (the CPU default), and the torch ops used
+    on a GPU, with torch's fused Adam kernel or written out.
     """
-    if fused and not hasattr(torch, "_fused_adam_"):
+    if adam_path != "written out" and not hasattr(torch, "_fused_adam_"):
         pytest.skip("this torch has no fused Adam")
-    monkeypatch.setattr(dqn_module, "_FUSED_ADAM", fused)
+    if adam_path == "row kernels" and dqn_module._row_kernels is None:
+        pytest.fail("numba, a dependency, is not importable")
+    monkeypatch.setattr(dqn_module, "_FUSED_ADAM", adam_path != "written out")
+    monkeypatch.setattr(dqn_module, "_ROW_KERNELS", adam_path == "row kernels")
     agent = DQNAgent(
         obs_space,
         goal_space,
@@ -264,6 +269,7 @@ def test_update_matches_autograd_and_torch_adam(
         seed=1,
         adam_eps=1e-30,
     )
+    assert agent._row_kernels == (adam_path == "row kernels" and agent.index_mode)
     reference = ReferenceNet(agent)
     dense = [p for name, p in reference.named_parameters() if not name.startswith("embedding")]
     optimizers = [torch.optim.Adam(dense, lr=1e-2, eps=1e-30)]
