@@ -6,6 +6,8 @@ of both Adam moments (three ``index_select``), stepping the copies, and scatteri
 each row crosses memory three times. These kernels do it in place, one pass per row, on numpy
 views of the same CPU tensors:
 
+- ``stage_rows``: a batch's rows of w1 and the unique ones among them, in place of about ten
+  numpy calls (rows, range checks, coalescing);
 - ``sum_rows``: the summed gradient of each unique row (its state entries and its goal entries),
   in place of zeroing a tensor and two ``index_add_``;
 - ``lazy_adam_rows``: Adam on just those rows, in place.
@@ -21,9 +23,51 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["lazy_adam_rows", "sum_rows"]
+__all__ = ["lazy_adam_rows", "stage_rows", "sum_rows"]
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+
+@numba.njit(**_JIT)
+def stage_rows(
+    obs: np.ndarray,
+    goal: np.ndarray,
+    next_obs: np.ndarray,
+    n_states: int,
+    n_goals: int,
+    pairs: np.ndarray,
+    slot: np.ndarray,
+    rank: np.ndarray,
+    unique: np.ndarray,
+) -> int:
+    """A batch's rows of w1 (states first, then goals) and the unique rows among them.
+
+    obs, goal, next_obs: (B,) int64 values. Writes pairs (2, B, 2): pairs[0, i] = (s_i,
+    n_states + g_i), pairs[1, i] = (s'_i, n_states + g_i); rank (2, B): the position of pairs[0,
+    i, 0] (row 0) and of pairs[0, i, 1] (row 1) among the unique rows; unique (>= 2B,): the
+    unique rows of pairs[0] in order of first use (the first R entries). ``slot`` is scratch with
+    one entry per row of w1. Returns R, or -1 when a value is out of range (nothing is usable).
+    """
+    n = obs.shape[0]
+    for i in range(n):
+        s, g, s_next = obs[i], goal[i], next_obs[i]
+        if not (0 <= s < n_states and 0 <= s_next < n_states and 0 <= g < n_goals):
+            return -1
+        pairs[0, i, 0], pairs[0, i, 1] = s, n_states + g
+        pairs[1, i, 0], pairs[1, i, 1] = s_next, n_states + g
+    for column in range(2):  # mark the batch's rows as not yet numbered
+        for i in range(n):
+            slot[pairs[0, i, column]] = -1
+    n_rows = 0
+    for column in range(2):
+        for i in range(n):
+            row = pairs[0, i, column]
+            if slot[row] < 0:
+                slot[row] = n_rows
+                unique[n_rows] = row
+                n_rows += 1
+            rank[column, i] = slot[row]
+    return n_rows
 
 
 @numba.njit(**_JIT)

@@ -48,12 +48,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from sshr_torch.agents import _row_kernels
 from sshr_torch.agents.base import LinearSchedule
-
-try:
-    from sshr_torch.agents import _row_kernels
-except ImportError:  # no numba for this platform: torch ops do the same work, slower
-    _row_kernels = None
 from sshr_torch.her import Batch
 
 __all__ = ["DQNAgent", "GoalQNetwork", "InputSpec", "LinearSchedule"]
@@ -148,17 +144,17 @@ class GoalQNetwork:
     def first_layer(self, inputs: torch.Tensor) -> torch.Tensor:
         """z1 = (one-hot(s) || one-hot(g)) @ w1 + b1, shape (B, hidden_1).
 
-        ``inputs``: index mode, (2, B) int64 rows of ``w1`` (s, n_s + g); dense mode, (B,
+        ``inputs``: index mode, (B, 2) int64 rows of ``w1`` (s, n_s + g); dense mode, (B,
         n_inputs) float32 inputs.
         """
         if not self.index_mode:
             return torch.mm(inputs, self.w1).add_(self.b1)  # (B, hidden_1)
         # One embedding-bag sum per entry over its two rows (s, n_s + g): faster than gathering
         # both rows and adding them (about 18 vs 27 us at batch 128).
-        n = inputs.shape[1]
+        n = inputs.shape[0]
         if self._bag_offsets is None or self._bag_offsets.shape[0] != n:
             self._bag_offsets = torch.arange(0, 2 * n, 2, device=inputs.device)
-        pairs = inputs.t().reshape(-1)  # (2B,) s_0, g_0, s_1, g_1, ...
+        pairs = inputs.reshape(-1)  # (2B,) s_0, g_0, s_1, g_1, ... (a view: no copy)
         return torch.embedding_bag(self.w1, pairs, self._bag_offsets, False, 0)[0].add_(self.b1)
 
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -314,14 +310,14 @@ class DQNAgent:
     def encode(self, states: Any, goals: Any) -> torch.Tensor:
         """Network inputs for stacked states and goals (one goal is broadcast), on the device.
 
-        Index mode: (2, n) int64 rows of w1; dense mode: (n, n_inputs) float32.
+        Index mode: (n, 2) int64 rows of w1, (s, n_s + g); dense mode: (n, n_inputs) float32.
         """
         states = _stack(states, self.obs_spec)
         goals = np.broadcast_to(_stack(goals, self.goal_spec), (len(states), *self.goal_spec.shape))
         if self.index_mode:
-            rows = np.empty((2, len(states)), dtype=np.int64)
-            rows[0] = states
-            np.add(goals, self.obs_spec.size, out=rows[1])
+            rows = np.empty((len(states), 2), dtype=np.int64)
+            rows[:, 0] = states
+            np.add(goals, self.obs_spec.size, out=rows[:, 1])
             return torch.from_numpy(rows).to(self.device)
         x = np.zeros((len(states), self.n_inputs), dtype=np.float32)
         _write_input(x, 0, self.obs_spec, states)
@@ -445,7 +441,7 @@ class DQNAgent:
             return None
         if self._row_kernels:
             grad_rows = stage.grad_rows[: stage.n_rows]  # (R, hidden_1)
-            _row_kernels.sum_rows(grad_z1.numpy(), stage.ints[5], stage.ints[6], grad_rows.numpy())
+            _row_kernels.sum_rows(grad_z1.numpy(), stage.ints[1], stage.ints[2], grad_rows.numpy())
             return grad_rows
         grad_rows = grad_z1.new_zeros((stage.n_rows, grad_z1.shape[1]))  # (R, hidden_1)
         grad_rows.index_add_(0, stage.row_of_state, grad_z1)  # state units
@@ -479,7 +475,7 @@ class DQNAgent:
             root_c2 = math.sqrt(1.0 - beta2**t)
             _row_kernels.lazy_adam_rows(
                 *self._w1_tables,
-                stage.ints[7:9].reshape(-1)[: stage.n_rows],
+                stage.unique_rows[: stage.n_rows],
                 grad_rows.numpy(),
                 1.0,
                 beta1,
@@ -585,11 +581,12 @@ class DQNAgent:
 class _Staging:
     """Reusable host buffers (and device tensors) for batches of one size.
 
-    Index mode, ``ints`` (9, B) int64: rows 0-1 the batch's w1 rows (s, n_s + g), 2-3 the next
-    state's (s', n_s + g), 4 the actions, 5-6 for each of rows 0-1 its position among the unique
-    rows, 7-8 the unique rows (the first n_rows entries). Dense mode: ``ints`` (1, B) actions
-    and ``x`` (2, B, n_inputs) inputs and next inputs. ``floats`` (2, B): rewards and
-    gamma * (1 - terminal).
+    ``ints`` (5, B) int64: row 0 the actions; index mode also rows 1-2, for each entry the
+    position of its state row and of its goal row among the batch's unique rows of w1, and rows
+    3-4 those unique rows (the first n_rows entries). ``floats`` (2, B): rewards and
+    gamma * (1 - terminal). ``x`` (2, ...): the network's inputs and next inputs, index mode
+    (2, B, 2) int64 rows of w1, (s, n_s + g) and (s', n_s + g); dense mode (2, B, n_inputs)
+    float32.
     """
 
     def __init__(self, agent: DQNAgent, n: int) -> None:
@@ -598,30 +595,29 @@ class _Staging:
         self.index_mode = agent.index_mode
         on_cpu = agent.device.type == "cpu"
         pin = not on_cpu and torch.cuda.is_available()
-        shapes = [((9 if self.index_mode else 1, n), torch.int64), ((2, n), torch.float32)]
-        if not self.index_mode:
-            shapes.append(((2, n, agent.n_inputs), torch.float32))
+        shapes = [
+            ((5 if self.index_mode else 1, n), torch.int64),
+            ((2, n), torch.float32),
+            ((2, n, 2), torch.int64)
+            if self.index_mode
+            else ((2, n, agent.n_inputs), torch.float32),
+        ]
         # Host tensors (pinned for a GPU) with numpy views on them: filling the numpy arrays
         # fills the tensors. On the CPU they are the tensors the update reads.
         self.host = [torch.zeros(shape, dtype=dtype, pin_memory=pin) for shape, dtype in shapes]
-        self.ints, self.floats = self.host[0].numpy(), self.host[1].numpy()
-        self.x = None if self.index_mode else self.host[2].numpy()
-        self.positions = np.arange(2 * n)
+        self.ints, self.floats, self.x = (t.numpy() for t in self.host)
         # A non-blocking copy may still be running when fill() returns; the update's .item()
         # waits for the device, so the next fill never overwrites a buffer still being read.
         self.device = self.host if on_cpu else [t.to(agent.device) for t in self.host]
         self.copy_needed = not on_cpu
-        ints, floats = self.device[0], self.device[1]
-        if self.index_mode:
-            self.inputs = ints[0:2]  # (2, B)
-            self.next_inputs = ints[2:4]  # (2, B)
-            self.action = ints[4].view(n, 1)  # (B, 1)
-            self.row_of_state, self.row_of_goal = ints[5], ints[6]  # (B,), (B,)
-            self._rows = ints[7:9].view(-1)  # (2B,), the first n_rows used
-        else:
-            self.inputs, self.next_inputs = self.device[2][0], self.device[2][1]  # (B, n_inputs)
-            self.action = ints[0].view(n, 1)  # (B, 1)
+        ints, floats, x = self.device
+        self.action = ints[0].view(n, 1)  # (B, 1)
         self.reward, self.discount = floats[0], floats[1]  # (B,), (B,)
+        self.inputs, self.next_inputs = x[0], x[1]  # (B, 2) or (B, n_inputs)
+        if self.index_mode:
+            self.row_of_state, self.row_of_goal = ints[1], ints[2]  # (B,), (B,)
+            self._rows = ints[3:5].view(-1)  # (2B,), the first n_rows used
+            self.unique_rows = self.ints[3:5].reshape(-1)  # numpy view of the same
         # Summed gradients of the batch's rows of w1 (the first n_rows used), for the kernels.
         self.grad_rows = torch.empty(2 * n, agent.q_net.sizes[0]) if agent._row_kernels else None
 
@@ -632,35 +628,30 @@ class _Staging:
 
     def fill(self, agent: DQNAgent, batch: Batch) -> None:
         """Write ``batch`` into the buffers (then copy them to the device if not the CPU)."""
-        ints, floats = self.ints, self.floats
+        ints, floats, x = self.ints, self.floats, self.x
         n_s = agent.obs_spec.size
+        ints[0] = batch.action
         if self.index_mode:
-            ints[0] = batch.obs
-            np.add(batch.goal, n_s, out=ints[1])
-            ints[2] = batch.next_obs
-            ints[3] = ints[1]
-            ints[4] = batch.action
-            used = ints[0:2].reshape(-1)  # (2B,)
-            states, goals = ints[0:3:2], ints[1]  # (2, B) s and s', (B,) n_s + g
-            if (
-                states.min() < 0
-                or states.max() >= n_s
-                or goals.min() < n_s
-                or goals.max() >= agent.n_inputs
-            ):
+            self.n_rows = _row_kernels.stage_rows(
+                *(np.asarray(v, dtype=np.int64) for v in (batch.obs, batch.goal, batch.next_obs)),
+                n_s,
+                agent.goal_spec.size,
+                x,
+                agent._row_slot,
+                ints[1:3],
+                self.unique_rows,
+            )
+            if self.n_rows < 0:
                 raise ValueError(
                     f"a batch holds a state outside Discrete({n_s}) or a goal outside "
                     f"Discrete({agent.goal_spec.size})."
                 )
-            self.n_rows = _coalesce(used, agent._row_slot, self.positions, ints[5:9])
         else:
-            x = self.x
             x.fill(0.0)
             _write_input(x[0], 0, agent.obs_spec, batch.obs)
             _write_input(x[1], 0, agent.obs_spec, batch.next_obs)
             _write_input(x[0], n_s, agent.goal_spec, batch.goal)
             x[1, :, n_s:] = x[0, :, n_s:]
-            ints[0] = batch.action
         floats[0] = batch.reward
         np.subtract(1.0, batch.terminal, out=floats[1])
         floats[1] *= agent.gamma
@@ -670,23 +661,6 @@ class _Staging:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _coalesce(used: np.ndarray, slot: np.ndarray, positions: np.ndarray, out: np.ndarray) -> int:
-    """Unique values of ``used`` and each entry's index among them, in O(len(used)).
-
-    ``slot`` is scratch indexed by value (its old contents never matter: every value read was
-    written just before). ``out`` (4, B) receives the index of each entry among the unique
-    values (rows 0-1) and the unique values (rows 2-3, first R entries). Returns R.
-    """
-    slot[used] = positions  # for repeated values the last write wins
-    last = slot[used]  # (2B,) position of the last occurrence of each entry's value
-    is_first_seen = last == positions  # one representative per value
-    rank = np.cumsum(is_first_seen) - 1  # (2B,) index of each representative among them
-    n_rows = int(rank[-1]) + 1
-    out[0:2].reshape(-1)[:] = rank[last]
-    out[2:4].reshape(-1)[:n_rows] = used[is_first_seen]
-    return n_rows
 
 
 def _adam(
@@ -741,7 +715,7 @@ def _adam(
 _FUSED_ADAM = hasattr(
     torch, "_fused_adam_"
 )  # torch's fused Adam kernel (what Adam(fused=True) runs)
-_ROW_KERNELS = _row_kernels is not None  # numba's kernels for w1's rows on the CPU
+_ROW_KERNELS = True  # step w1's rows by numba's kernels on the CPU (tests also run the torch ops)
 
 
 def _device(device: str | torch.device) -> torch.device:
