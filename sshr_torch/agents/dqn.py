@@ -162,7 +162,7 @@ class GoalQNetwork:
         z = self.first_layer(inputs)  # (B, hidden_1)
         hidden: list[torch.Tensor] = []
         for weight, bias in self.layers:
-            h = torch.relu(z)  # (B, in)
+            h = z.relu_()  # (B, in); z is a fresh tensor, so in place saves an allocation
             hidden.append(h)
             # mm then add_: about 13 us where addmm takes 22 us for (128, 256) x (256, 4)
             z = torch.mm(h, weight.t()).add_(bias)  # (B, out)
@@ -426,7 +426,8 @@ class DQNAgent:
             torch.mm(grad_z.t(), h, out=views[first + 1 + 2 * index])  # (out, in)
             torch.sum(grad_z, 0, out=views[first + 2 + 2 * index])  # (out,)
             grad_h = torch.mm(grad_z, weight)  # (B, in)
-            grad_z = torch.ops.aten.threshold_backward(grad_h, h, 0.0)  # (B, in): 0 where h = 0
+            # (B, in): 0 where h = 0; written over grad_h (an allocation fewer)
+            grad_z = torch.ops.aten.threshold_backward.grad_input(grad_h, h, 0.0, grad_input=grad_h)
         torch.sum(grad_z, 0, out=views[first])  # d loss / d b1, (hidden_1,)
         return grad_z
 
