@@ -5,9 +5,13 @@
 Figures (issue 4), all with 1 torch thread:
   * One DQN gradient update, batch 128, one hidden layer of 256: median <= 500 us for a
     100-state maze, and at most 1.5x that for 10,000 states (the scale issue adds 40,401 =
-    201x201 against 121 = 11x11). Batches are uniform over states and goals, the worst case for
-    the CPU cache. The mean, which includes the hard target refresh every 500 updates, is
-    printed for information.
+    201x201 against 121 = 11x11). "1.5x that" is read two ways and both are printed: against
+    the measured 100-state median (the stricter reading while that is under 500 us) and
+    against the 500 us target. A batch's unique rows of w1 grow from about 145 (100 states)
+    to about 255 (10,000), and at 10,000 they are fetched from memory, not the caches: the
+    more the fixed cost of an update falls, the larger that ratio becomes. Batches are uniform
+    over states and goals, the worst case for the CPU cache. The mean, which includes the hard
+    target refresh every 500 updates, is printed for information.
   * HerReplayBuffer.sample(128) with 1M transitions stored: median <= 100 us.
   * Tabular learner, per env step, including k = 4 HER relabels: <= 20 us. That is: one
     update on the real transition, plus (per episode, divided by its length) the buffer's
@@ -180,7 +184,7 @@ def main() -> None:
         else:
             base = 100 if n_states == 10_000 else 121
             ratio = f"{median / results[base][0]:.2f}x"
-            target = f"<= 1.5x the {base}-state median"
+            target = f"<= 1.5x the {base}-state median; <= 750 us (1.5x the 500 us target)"
         print(f"  {n_states:>7}  {median:>9.0f}  {mean:>8.0f}  {ratio:>6}  {target}")
     print(f"  act(), greedy, 10,000 states: {dqn_act_us(10_000, 2000):.1f} us (no target)")
 
