@@ -1,6 +1,6 @@
 """Side by side with Stable-Baselines3: throughput and steps to a greedy solution (issue 7).
 
-    python experiments/bench_vs_sb3.py [--smoke] [--rounds N] [--seed S]
+    python experiments/bench_vs_sb3.py [--smoke] [--rounds N] [--seed S] [--throughput-only]
 
 Three arms, at equal settings (ours through ``TrainConfig``, SB3 through its constructor):
 
@@ -269,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny budgets: a few seconds' check")
     parser.add_argument("--rounds", type=int, default=None, help="throughput rounds (A, B, ...)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every run")
+    parser.add_argument(
+        "--throughput-only",
+        action="store_true",
+        help="skip measurement 2 (steps to a greedy solution: about 45 minutes, mostly SB3's)",
+    )
     args = parser.parse_args(argv)
     try:
         import stable_baselines3
@@ -306,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {arm:8s} {medians[arm]:7.0f}   ratio to SB3 {ratio:4.1f}x"
                 + ("" if arm == "sb3" else f"   target >= {TARGET_RATIO:.0f}x  {verdict}")
             )
+        if args.throughput_only:
+            return 0
         print(f"\nEnv steps to greedy success >= {SUCCESS_TARGET} (eval every {EVAL_EVERY} steps)")
         for task in tasks:
             print(f"  {task.maze}, {task.max_episode_steps}-step episodes, budget {task.budget}")
