@@ -7,7 +7,9 @@ Checkpoints are written atomically (a temporary file, then ``os.replace``), so a
 moment leaves either the previous checkpoint or the new one, never half of one. They hold only
 tensors, Python scalars, strings, bytes and containers, so ``torch.load(path, weights_only=True)``
 reads them and a checkpoint file cannot run code. NumPy arrays are stored as tensors inside a
-one-key dict ``{NUMPY_TAG: tensor}`` and come back as arrays.
+one-key dict ``{NUMPY_TAG: tensor}`` and come back as arrays; a large integer array is stored in
+the narrowest integer dtype that holds its values, as ``{NUMPY_TAG: tensor, DTYPE_TAG: its own
+dtype}``, and comes back in its own dtype.
 """
 
 from __future__ import annotations
@@ -31,6 +33,16 @@ SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
 NUMPY_TAG = "__numpy__"
+DTYPE_TAG = "__dtype__"
+# Integer arrays of at least this many elements are stored in the narrowest of _NARROW_DTYPES
+# that holds their values. The replay buffer's int64 states, goals and actions of a maze fit in
+# one byte: this cut the tabular bench's checkpoint from 7.0 to 2.7 MB. On ext4 the cost of a
+# checkpoint grows with its size (replacing a file flushes the new one and frees the old), so
+# the checkpoint went from about 13 to 7 ms (measured at 120k steps of the bench config).
+_NARROW_MIN_SIZE = 4096
+_NARROW_DTYPES = (np.uint8, np.int8, np.int16, np.int32)
+# Items a list or tuple may hold to be saved as it is, without a look at each item.
+_PLAIN_TYPES = frozenset({int, float, bool, str, bytes, type(None)})
 
 EPISODE_COLUMNS = (
     "episode",
@@ -164,20 +176,49 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def _to_torch(value: Any) -> Any:
     if isinstance(value, np.ndarray):
-        return {NUMPY_TAG: torch.from_numpy(np.ascontiguousarray(value)).clone()}
+        return _array_to_torch(value)
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):
         return {key: _to_torch(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
+        if set(map(type, value)) <= _PLAIN_TYPES:
+            # Nothing to convert: the count model's long lists of ints and floats are kept as
+            # they are (item-by-item recursion cost 0.8 ms of each tabular bench checkpoint).
+            return value
         return type(value)(_to_torch(item) for item in value)
     return value
+
+
+def _array_to_torch(array: np.ndarray) -> dict[str, Any]:
+    """A tagged tensor holding ``array`` (narrowed when it is a large integer array)."""
+    array = np.ascontiguousarray(array)
+    narrow = _narrowest_dtype(array)
+    if narrow is not None:
+        return {NUMPY_TAG: torch.from_numpy(array.astype(narrow)), DTYPE_TAG: array.dtype.str}
+    # torch.save writes the bytes the tensor shares with the array (from_numpy of a view spans
+    # just the view), so no copy is needed; torch only warns about read-only arrays.
+    return {NUMPY_TAG: torch.from_numpy(array if array.flags.writeable else array.copy())}
+
+
+def _narrowest_dtype(array: np.ndarray) -> type | None:
+    """The narrowest of _NARROW_DTYPES that holds an integer array's values, if it is narrower."""
+    if array.dtype.kind not in "iu" or array.size < _NARROW_MIN_SIZE:
+        return None
+    low, high = int(array.min()), int(array.max())
+    for dtype in _NARROW_DTYPES:
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return dtype if info.bits < 8 * array.dtype.itemsize else None
+    return None
 
 
 def _from_torch(value: Any) -> Any:
     if isinstance(value, dict):
         if len(value) == 1 and NUMPY_TAG in value:
             return value[NUMPY_TAG].numpy()
+        if len(value) == 2 and NUMPY_TAG in value and DTYPE_TAG in value:
+            return value[NUMPY_TAG].numpy().astype(np.dtype(value[DTYPE_TAG]))
         return {key: _from_torch(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(_from_torch(item) for item in value)

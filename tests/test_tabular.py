@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import subprocess
 import sys
 
@@ -202,3 +204,14 @@ def test_tabular_module_does_not_import_torch():
         "import sys, sshr_torch.agents.tabular; assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_copied_agent_learns_on_its_own_tables():
+    agent = TabularAgent(3, 2, alpha=0.5, gamma=1.0)
+    agent.update_transition(1, 2, 0, 1.0, 2, True)
+    clone = pickle.loads(pickle.dumps(copy.deepcopy(agent)))
+    clone.update_transition(0, 2, 1, 0.0, 1, False)  # bootstraps from Q(1, 2, 0) = 0.5
+    assert clone.table(2)[0, 1] == pytest.approx(0.25)
+    assert agent.table(2)[0, 1] == 0.0  # the original is untouched
+    with pytest.raises(ValueError, match="action"):
+        agent.update_transition(0, 2, 2, 0.0, 1, False)
