@@ -51,8 +51,8 @@ def test_sum_rows_and_lazy_adam_rows_by_hand():
     param = np.zeros((4, 2), dtype=np.float32)
     m = np.full((4, 2), 0.5, dtype=np.float32)
     v = np.full((4, 2), 0.25, dtype=np.float32)
-    kernels.lazy_adam_rows(param, m, v, np.array([3, 0]), out[:2], 0.5, 0.9, 0.99, 0.1, 0.0)
-    g = 0.5 * out[:2]  # rows 3 and 0 get gradient rows 0 and 1, scaled
+    kernels.lazy_adam_rows(param, m, v, np.array([3, 0]), out[:2], 0.9, 0.99, 0.1, 0.0)
+    g = out[:2]  # rows 3 and 0 get gradient rows 0 and 1
     m_new = 0.9 * 0.5 + 0.1 * g
     v_new = 0.99 * 0.25 + 0.01 * g * g
     np.testing.assert_allclose(m[[3, 0]], m_new, rtol=1e-6)

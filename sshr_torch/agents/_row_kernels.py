@@ -95,7 +95,6 @@ def lazy_adam_rows(
     exp_avg_sq: np.ndarray,
     rows: np.ndarray,
     grad: np.ndarray,
-    scale: float,
     beta1: float,
     beta2: float,
     step_size: float,
@@ -103,20 +102,20 @@ def lazy_adam_rows(
 ) -> None:
     """Adam on rows ``rows`` of ``param`` and its moments, in place; other rows are untouched.
 
-    For each r = rows[i], with g = scale * grad[i]:
+    For each r = rows[i], with g = grad[i]:
         m <- m + (1 - beta1) (g - m);  v <- beta2 v + (1 - beta2) g^2;
         p <- p - step_size * m / (sqrt(v) + eps)
     The caller folds the bias corrections into step_size and eps (step_size = lr sqrt(1 -
     beta2^t) / (1 - beta1^t), eps = adam_eps sqrt(1 - beta2^t)), which is torch's Adam.
     """
     f32 = np.float32
-    scale_, one_minus_b1, b2 = f32(scale), f32(1.0 - beta1), f32(beta2)
+    one_minus_b1, b2 = f32(1.0 - beta1), f32(beta2)
     one_minus_b2, lr, eps_ = f32(1.0 - beta2), f32(step_size), f32(eps)
     for i in range(rows.shape[0]):
         r = rows[i]
         p, m, v, g = param[r], exp_avg[r], exp_avg_sq[r], grad[i]
         for j in range(p.shape[0]):
-            gj = g[j] * scale_
+            gj = g[j]
             mj = m[j] + one_minus_b1 * (gj - m[j])
             vj = b2 * v[j] + one_minus_b2 * gj * gj
             m[j] = mj

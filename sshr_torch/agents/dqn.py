@@ -19,8 +19,11 @@ index mode the rows of W1 are updated by a *lazy* Adam, as ``torch.optim.SparseA
 rows in the batch move, the moments of the other rows are not decayed on that step, and bias
 correction uses the global step (eps enters as in ``torch.optim.Adam``, after the bias
 correction; SparseAdam adds it before). All other parameters live in one flat tensor updated
-by ordinary Adam. Both use torch's fused Adam kernel when this torch has one for the device, and
-the same update written out otherwise (tests check both against ``torch.optim.Adam``).
+by ordinary Adam, with torch's fused Adam kernel when this torch has one for the device and the
+same update written out otherwise. On the CPU the batch's rows of W1 are staged, their
+gradients summed and their Adam step taken in place by numba kernels (``_row_kernels``); on
+other devices by torch ops that gather the rows, step them and write them back (tests check
+every path against autograd and ``torch.optim``).
 
 Subnormal floats: in a real run many gradients are tiny, and Adam's second moments decay
 into the subnormal range (below 1.2e-38), where x86 CPUs compute several times slower: on
@@ -465,49 +468,31 @@ class DQNAgent:
         """Adam on ``flat``, and lazy Adam on the batch's rows of w1 (index mode)."""
         params, grads = [self.q_net.flat], [self._grad_flat]
         moments_m, moments_v = [self._adam_m[-1]], [self._adam_v[-1]]
-        rows = None
-        if grad_rows is not None and self._row_kernels:
-            # The rows are stepped in place by a compiled kernel: about 20 us at 100 states
-            # where gathering, stepping and writing back three tables took about 150 us.
-            self._adam_t.add_(1.0)
-            _adam(params, grads, moments_m, moments_v, self._adam_t, self)
-            beta1, beta2 = self.adam_betas
-            t = self.n_updates + 1
-            root_c2 = math.sqrt(1.0 - beta2**t)
+        tables = (self.q_net.w1, self._adam_m[0], self._adam_v[0])
+        gather = grad_rows is not None and not self._row_kernels
+        if gather:
+            # Without the kernels (on a GPU): gather the batch's rows of w1 and their moments,
+            # step them with the rest, write them back.
+            gathered = [torch.index_select(table, 0, stage.rows) for table in tables]
+            params.append(gathered[0])  # (R, hidden_1)
+            grads.append(grad_rows)
+            moments_m.append(gathered[1])
+            moments_v.append(gathered[2])
+        self._adam_t.add_(1.0)
+        _adam(params, grads, moments_m, moments_v, self._adam_t, self)
+        if gather:
+            for table, new_rows in zip(tables, gathered, strict=True):
+                table.index_copy_(0, stage.rows, new_rows)
+        elif grad_rows is not None:
+            # In place, one pass per row: about 20 us at 100 states where gathering, stepping
+            # and writing back the three tables took about 150 us.
             _row_kernels.lazy_adam_rows(
                 *self._w1_tables,
                 stage.unique_rows[: stage.n_rows],
                 grad_rows.numpy(),
-                1.0,
-                beta1,
-                beta2,
-                self.learning_rate * root_c2 / (1.0 - beta1**t),
-                self.adam_eps * root_c2,
+                *self.adam_betas,
+                *_bias_corrected(self),
             )
-            return
-        if grad_rows is not None:
-            # Gather the batch's rows of w1 and their moments, step them, write them back.
-            rows = stage.rows
-            params.append(torch.index_select(self.q_net.w1, 0, rows))  # (R, hidden_1)
-            grads.append(grad_rows)
-            moments_m.append(torch.index_select(self._adam_m[0], 0, rows))  # (R, hidden_1)
-            moments_v.append(torch.index_select(self._adam_v[0], 0, rows))  # (R, hidden_1)
-        self._adam_t.add_(1.0)
-        _adam(params, grads, moments_m, moments_v, self._adam_t, self)
-        if rows is None:
-            return
-        tables = (self.q_net.w1, self._adam_m[0], self._adam_v[0])
-        stepped = (params[1], moments_m[1], moments_v[1])
-        if self.device.type == "cpu":
-            # numpy's row assignment copies a row at a time: 15 vs 37-46 us for index_copy_ of
-            # 256 rows of 256 alone; in an update it saved ~40 us (5 %) at 40,401 states and
-            # nothing measurable at 100.
-            row_ids = rows.numpy()
-            for table, new_rows in zip(tables, stepped, strict=True):
-                table.numpy()[row_ids] = new_rows.numpy()
-        else:
-            for table, new_rows in zip(tables, stepped, strict=True):
-                table.index_copy_(0, rows, new_rows)
 
     def _stage(self, batch: Batch) -> _Staging:
         """Copy a batch into the reusable buffers (one host-to-device copy per buffer)."""
@@ -702,15 +687,26 @@ def _adam(
                 groups = [group for group in groups if not all(t.is_contiguous() for t in group)]
             except (RuntimeError, NotImplementedError):  # no fused kernel for this torch/device
                 _FUSED_ADAM = False
-    t = agent.n_updates + 1
-    root_c2 = math.sqrt(1.0 - beta2**t)
-    step_size = agent.learning_rate * root_c2 / (1.0 - beta1**t)
+    step_size, eps = _bias_corrected(agent)
     for p, g, m, v in groups:
         m.lerp_(g, 1.0 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-        # The update above with sqrt(1 - b2^t) moved to the numerator. torch's sqrt of exact
-        # zeros is slow on some CPUs; where v = 0, m = 0 too, so the floor changes nothing.
-        p.addcdiv_(m, v.clamp_min(1e-30).sqrt_().add_(agent.adam_eps * root_c2), value=-step_size)
+        # torch's sqrt of exact zeros is slow on some CPUs; where v = 0, m = 0 too, so the
+        # floor changes nothing.
+        p.addcdiv_(m, v.clamp_min(1e-30).sqrt_().add_(eps), value=-step_size)
+
+
+def _bias_corrected(agent: DQNAgent) -> tuple[float, float]:
+    """(step size, eps) of the Adam step about to be taken, bias corrections folded in.
+
+    With t = n_updates + 1, the update p <- p - lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) +
+    eps) is p <- p - step_size * m / (sqrt(v) + eps') with sqrt(1 - b2^t) moved to the
+    numerator: step_size = lr sqrt(1 - b2^t) / (1 - b1^t), eps' = eps sqrt(1 - b2^t).
+    """
+    beta1, beta2 = agent.adam_betas
+    t = agent.n_updates + 1
+    root_c2 = math.sqrt(1.0 - beta2**t)
+    return agent.learning_rate * root_c2 / (1.0 - beta1**t), agent.adam_eps * root_c2
 
 
 _FUSED_ADAM = hasattr(
