@@ -3,6 +3,11 @@ test_dqn.py checks them inside whole updates)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -79,3 +84,28 @@ def test_update_rejects_a_batch_outside_the_spaces():
         agent.update(batch)
     assert agent.n_updates == 0
     assert (agent.q_net.w1 == before).all()
+
+
+def test_kernels_compile_without_a_writable_cache(tmp_path):
+    # A copy of the module beside a *file* named __pycache__, and cache directories that
+    # cannot be made: numba has nowhere to cache, so the kernels compile in the process.
+    shutil.copy(kernels.__file__, tmp_path / "kernels_copy.py")
+    (tmp_path / "__pycache__").write_text("not a directory")
+    code = (
+        "import numpy as np, kernels_copy as k\n"
+        "out = np.zeros((2, 3), np.float32)\n"
+        "k.sum_rows(np.ones((1, 3), np.float32), np.array([0]), np.array([1]), out)\n"
+        "print(out.tolist())\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path),
+        "NUMBA_CACHE_DIR": "/dev/null/numba",
+        "HOME": "/dev/null",  # and no user-wide cache either
+        "XDG_CACHE_HOME": "/dev/null/cache",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]"

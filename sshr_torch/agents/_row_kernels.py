@@ -20,15 +20,30 @@ element, which made the Adam kernel 4x slower); arithmetic is float32 throughout
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numba
 import numpy as np
 
 __all__ = ["lazy_adam_rows", "stage_rows", "sum_rows"]
 
-_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+def _jit(function: Callable[..., Any]) -> Callable[..., Any]:
+    """numba.njit, caching the compiled code on disk when there is somewhere to write it.
+
+    numba caches next to this file, else in its user-wide cache directory (NUMBA_CACHE_DIR or
+    ~/.cache); where neither is writable (a read-only install and home) it refuses to cache at
+    all, so the kernels are compiled in each process instead (about a second).
+    """
+    options = {"nogil": True, "error_model": "numpy"}
+    try:
+        return numba.njit(cache=True, **options)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(cache=False, **options)(function)
 
 
-@numba.njit(**_JIT)
+@_jit
 def stage_rows(
     obs: np.ndarray,
     goal: np.ndarray,
@@ -70,7 +85,7 @@ def stage_rows(
     return n_rows
 
 
-@numba.njit(**_JIT)
+@_jit
 def sum_rows(
     grad: np.ndarray, row_of_state: np.ndarray, row_of_goal: np.ndarray, out: np.ndarray
 ) -> None:
@@ -88,7 +103,7 @@ def sum_rows(
             goal_row[j] += g[j]
 
 
-@numba.njit(**_JIT)
+@_jit
 def lazy_adam_rows(
     param: np.ndarray,
     exp_avg: np.ndarray,
