@@ -13,11 +13,13 @@ import dataclasses
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+from sshr_torch.her import StrategyName as HerName
+from sshr_torch.smart_start import UcbForm
 
 AgentName = Literal["dqn", "tabular"]
-HerName = Literal["none", "final", "future", "episode", "random"]
-UcbForm = Literal["paper", "keulen"]
+LossName = Literal["huber", "mse"]
 
 # The default run length when neither `episodes` nor `total_steps` is set: enough for the DQN
 # with Smart Start and HER to learn a greedy path on keulen_easy in a minute or two on a
@@ -85,7 +87,11 @@ class TrainConfig:
     device: str = "cpu"
     """Torch device for the DQN: 'cpu', 'cuda', or 'auto' (CUDA when present)."""
     torch_threads: int = 1
-    """Torch CPU threads (1 is fastest for these small networks)."""
+    """Torch CPU threads, set for the whole process by the run (1 is fastest for these small
+    networks)."""
+    flush_denormal: bool = True
+    """Flush subnormal floats to zero on the CPU, for the whole process (x86 computes several
+    times slower on them, and Adam's second moments decay into that range in long runs)."""
     quiet: bool = False
     """No progress bar and no closing summary on the terminal."""
 
@@ -96,6 +102,11 @@ class TrainConfig:
     """DQN minibatch size."""
     learning_rate: float = 1e-3
     """DQN Adam learning rate."""
+    loss: LossName = "huber"
+    """DQN TD loss: 'huber' (smooth L1, beta 1) or 'mse'."""
+    fast_path: bool = True
+    """DQN: use the hand-derived update of the default network on the CPU where it applies (the
+    same maths as the autograd + torch.optim path, several times faster at batch 128)."""
     gamma: float | None = None
     """Discount factor (unset: 0.99 for tabular as Keulen, 0.98 for the DQN as the HER paper)."""
     train_freq: int = 1
@@ -172,9 +183,13 @@ class TrainConfig:
                 raise ConfigError(f"--{flag(name)} must be a finite number > 0, got {value}.")
         if not self.hidden_sizes or any(size <= 0 for size in self.hidden_sizes):
             raise ConfigError(f"--hidden-sizes must be positive integers, got {self.hidden_sizes}.")
-        _choice("agent", self.agent, ("dqn", "tabular"))
-        _choice("her", self.her, ("none", "final", "future", "episode", "random"))
-        _choice("ucb_form", self.ucb_form, ("paper", "keulen"))
+        for name, kind in (
+            ("agent", AgentName),
+            ("her", HerName),
+            ("ucb_form", UcbForm),
+            ("loss", LossName),
+        ):
+            _choice(name, getattr(self, name), get_args(kind))
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"--device must be cpu, cuda, cuda:N or auto, got {self.device!r}.")
         return self

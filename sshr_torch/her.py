@@ -46,21 +46,23 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from enum import Enum
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 
-__all__ = ["Batch", "GoalSelectionStrategy", "HerReplayBuffer"]
+__all__ = ["Batch", "GoalSelectionStrategy", "HerReplayBuffer", "StrategyName"]
 
 
-class GoalSelectionStrategy(Enum):
-    """How a substitute goal is chosen; see the module docstring for the exact semantics."""
+StrategyName = Literal["none", "final", "future", "episode", "random"]
+"""The goal-selection strategies by name (the only place they are spelled)."""
 
-    NONE = "none"
-    FINAL = "final"
-    FUTURE = "future"
-    EPISODE = "episode"
-    RANDOM = "random"
+# NONE, FINAL, FUTURE, EPISODE, RANDOM, each with its name as value.
+GoalSelectionStrategy = Enum(
+    "GoalSelectionStrategy", [(name.upper(), name) for name in get_args(StrategyName)]
+)
+GoalSelectionStrategy.__doc__ = (
+    "How a substitute goal is chosen; see the module docstring for the exact semantics."
+)
 
 
 class Batch(NamedTuple):

@@ -1,7 +1,9 @@
-"""What a run leaves on disk: its directory, episodes.csv, JSON files and checkpoints.
+"""What a run leaves on disk: its directory, episodes.csv, dashboards, JSON and checkpoints.
 
 A run directory holds config.json, episodes.csv (one row per finished episode, appended and
 flushed as the episode ends), summary.json, TensorBoard event files and checkpoint.pt.
+``RunLogger`` writes episodes.csv and the dashboards; ``run_state`` / ``restore_run_state``
+turn a run's parts into a checkpoint and back.
 
 Checkpoints are written atomically (a temporary file, then ``os.replace``), so a kill at any
 moment leaves either the previous checkpoint or the new one, never half of one. They hold only
@@ -16,11 +18,14 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import tempfile
 import time
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +36,7 @@ CONFIG_FILE = "config.json"
 EPISODES_FILE = "episodes.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the DQN as an nn.Module with torch.optim state (was 1)
 NUMPY_TAG = "__numpy__"
 DTYPE_TAG = "__dtype__"
 # Integer arrays of at least this many elements are stored in the narrowest of _NARROW_DTYPES
@@ -169,8 +174,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except Exception as error:  # torch raises many types for a corrupt or foreign file
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
         raise RunError(f"{path} is not a readable checkpoint ({first_line}).") from None
-    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
-        raise RunError(f"{path} is not a sshr_torch checkpoint of version {CHECKPOINT_VERSION}.")
+    if not isinstance(state, dict) or "version" not in state:
+        raise RunError(f"{path} is not a sshr_torch checkpoint.")
+    if state["version"] != CHECKPOINT_VERSION:
+        raise RunError(
+            f"{path} is a sshr_torch checkpoint of version {state['version']}; this version of "
+            f"sshr_torch reads version {CHECKPOINT_VERSION} only."
+        )
     return _from_torch(state)
 
 
@@ -250,3 +260,217 @@ def _atomic_write(path: Path, data: bytes) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+# --- progress, dashboards and checkpoints of a run ---------------------------------------------
+
+# Rolling window of the rollout statistics in the progress bar and summary.
+WINDOW = 100
+# TensorBoard rollout scalars are written at most every this many env steps (means over the
+# episodes in between), so that runs of many short episodes do not spend their time logging.
+LOG_EVERY_STEPS = 500
+
+
+@dataclass
+class Progress:
+    """The counters of a run that a checkpoint restores (everything else is rebuilt)."""
+
+    episode: int = 0
+    env_steps: int = 0
+    n_updates: int = 0
+    first_success_step: int | None = None
+    wall_s: float = 0.0
+    successes: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
+    lengths: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
+    eval_success_rate: float | None = None
+    eval_mean_length: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for a checkpoint."""
+        values = dict(self.__dict__)
+        values["successes"], values["lengths"] = list(self.successes), list(self.lengths)
+        return values
+
+    @staticmethod
+    def from_dict(values: dict[str, Any]) -> Progress:
+        """Inverse of to_dict; KeyError / TypeError on a malformed dict."""
+        progress = Progress(
+            **{k: v for k, v in values.items() if k not in ("successes", "lengths")}
+        )
+        progress.successes.extend(values["successes"])
+        progress.lengths.extend(values["lengths"])
+        return progress
+
+
+class RunLogger:
+    """episodes.csv and the TensorBoard dashboards of one run.
+
+    Scalars (x axis: env steps) are means over the episodes since the last write, written at
+    most every ``LOG_EVERY_STEPS`` env steps: ``rollout/``, ``train/``, ``smart_start/``,
+    ``her/``, ``time/``; ``eval/`` at each evaluation; images (``maze/visits``,
+    ``maze/policy``) when asked. A fresh run also gets its config as a text table and as
+    HParams. On resume, ``purge_step`` hides the events a killed run wrote after its last
+    checkpoint, so resumed curves continue without a doubled stretch.
+    """
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], resumed_at: int | None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir = run_dir
+        self.episodes = EpisodeLog(run_dir / EPISODES_FILE)
+        if resumed_at is not None:
+            _wait_for_a_newer_event_file_name(run_dir)
+        self.writer = SummaryWriter(
+            str(run_dir), purge_step=None if resumed_at is None else resumed_at + 1
+        )
+        if resumed_at is None:
+            self._write_config(config)
+        self._rows: list[dict[str, Any]] = []
+        self._metrics: dict[str, list[float]] = {}
+        self._last_step = resumed_at or 0
+
+    def _write_config(self, config: dict[str, Any]) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
+        values = {
+            key: (str(value) if value is None or isinstance(value, list) else value)
+            for key, value in config.items()
+        }
+        table = "|field|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in values.items())
+        self.writer.add_text("config", table, 0)
+        metrics = {"eval/success_rate": 0.0, "rollout/success_rate": 0.0}
+        for summary in hparams(values, metrics):
+            self.writer.file_writer.add_summary(summary)
+
+    def log_episode(self, row: dict[str, Any], metrics: dict[str, list[float]]) -> None:
+        """Append the episode's row to episodes.csv; keep it and the learner's metrics for the
+        next scalars (``row`` may hold a ``report``, the episode's SmartStartReport)."""
+        self.episodes.write(row)
+        self._rows.append(row)
+        for key, values in metrics.items():
+            self._metrics.setdefault(key, []).extend(values)
+
+    def log_scalars(self, progress: Progress, extra: dict[str, float], force: bool) -> None:
+        """Write the scalars of the episodes since the last write (if due, or ``force``)."""
+        rows, step = self._rows, progress.env_steps
+        if not rows or (not force and step - self._last_step < LOG_EVERY_STEPS):
+            return
+        add = self.writer.add_scalar
+        add("rollout/episodic_return", _mean([r["return"] for r in rows]), step)
+        add("rollout/episodic_length", _mean([r["length"] for r in rows]), step)
+        add("rollout/success", _mean([float(r["success"]) for r in rows]), step)
+        add("rollout/success_rate", _mean(progress.successes), step)
+        add("rollout/episodes", progress.episode, step)
+        add("train/epsilon", rows[-1]["epsilon"], step)
+        add("train/n_updates", progress.n_updates, step)
+        for key in ("td_loss", "q_mean", "grad_norm"):
+            if self._metrics.get(key):
+                add(f"train/{key}", _mean(self._metrics[key]), step)
+        reports = [r["report"] for r in rows if r.get("report") is not None]
+        if reports:
+            used = [report for report in reports if report.used]
+            add("smart_start/used", len(used) / len(reports), step)
+            if used:
+                add("smart_start/plan_length", _mean([u.plan_length for u in used]), step)
+                add("smart_start/steps_to_target", _mean([u.steps for u in used]), step)
+                add("smart_start/reached", _mean([float(u.reached) for u in used]), step)
+                add("smart_start/target_count", _mean([u.target_count for u in used]), step)
+                add("smart_start/plan_ms", _mean([u.plan_ms for u in used]), step)
+        if self._metrics.get("relabelled_fraction"):
+            add("her/relabelled_fraction", _mean(self._metrics["relabelled_fraction"]), step)
+        for tag, value in extra.items():
+            add(tag, value, step)
+        add("time/sps", step / max(progress.wall_s, 1e-9), step)
+        self._rows, self._metrics, self._last_step = [], {}, step
+
+    def log_evaluation(self, success_rate: float, mean_length: float, step: int) -> None:
+        """``eval/success_rate`` and ``eval/mean_length`` at env step ``step``."""
+        self.writer.add_scalar("eval/success_rate", success_rate, step)
+        self.writer.add_scalar("eval/mean_length", mean_length, step)
+
+    def log_maze_images(
+        self,
+        maze: Any,
+        visits: np.ndarray,
+        q_values: np.ndarray,
+        step: int,
+        target: int | None = None,
+        path: Sequence[int] = (),
+    ) -> None:
+        """``maze/visits`` (heatmap, S_ss and the planned walk) and ``maze/policy`` images."""
+        from sshr_torch import dashboards  # matplotlib loads only once images are drawn
+
+        heatmap = dashboards.visit_heatmap(maze, visits, target=target, path=list(path))
+        self.writer.add_image("maze/visits", heatmap, step, dataformats="HWC")
+        policy = dashboards.policy_map(maze, q_values)
+        self.writer.add_image("maze/policy", policy, step, dataformats="HWC")
+
+    def flush(self) -> None:
+        """Everything written so far is on disk (before a checkpoint)."""
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Close the event file and episodes.csv."""
+        self.writer.close()
+        self.episodes.close()
+
+
+def run_state(
+    config: dict[str, Any],
+    progress: Progress,
+    parts: dict[str, Any],
+    env: Any,
+    visits: np.ndarray | None,
+) -> dict[str, Any]:
+    """A run's checkpoint: config, progress, each part's ``state_dict()`` (``parts``: name ->
+    object or None), the env's and torch's random streams and the visit counts."""
+    return {
+        "config": config,
+        "progress": progress.to_dict(),
+        **{name: None if part is None else part.state_dict() for name, part in parts.items()},
+        "env_rng": env.unwrapped.np_random.bit_generator.state,
+        "visits": visits,
+        "torch_rng": torch.get_rng_state(),
+    }
+
+
+def restore_run_state(
+    state: dict[str, Any],
+    parts: dict[str, Any],
+    env: Any,
+    visits: np.ndarray | None,
+    where: str,
+) -> Progress:
+    """Put a ``run_state`` checkpoint back into the parts; returns the progress.
+
+    Raises RunError (naming ``where``) when the checkpoint does not fit them.
+    """
+    try:
+        progress = Progress.from_dict(state["progress"])
+        for name, part in parts.items():
+            if part is not None:
+                part.load_state_dict(state[name])
+        # Reset once so the env is initialised, then put its random stream back.
+        env.reset(seed=0)
+        env.unwrapped.np_random.bit_generator.state = state["env_rng"]
+        if visits is not None:
+            visits[:] = state["visits"]
+        torch.set_rng_state(state["torch_rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise RunError(f"the checkpoint in {where} does not match this run ({error}).") from None
+    return progress
+
+
+def _wait_for_a_newer_event_file_name(run_dir: Path) -> None:
+    """TensorBoard reads event files in name order, and names start with the time in whole
+    seconds: a resumed run must not share the killed run's second, or its file (and the purge
+    it starts with) could sort first."""
+    names = (path.name.split(".") for path in run_dir.glob("events.out.tfevents.*"))
+    stamps = [int(parts[3]) for parts in names if len(parts) > 3 and parts[3].isdigit()]
+    if stamps and (wait := max(stamps) + 1 - time.time()) > 0:
+        time.sleep(wait)
+
+
+def _mean(values: Any) -> float:
+    values = list(values)
+    return float(np.mean(values)) if values else math.nan

@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import scipy.sparse as sp
@@ -43,7 +43,8 @@ __all__ = [
     "value_iteration",
 ]
 
-UCB_FORMS: tuple[str, ...] = ("paper", "keulen")
+UcbForm = Literal["paper", "keulen"]
+UCB_FORMS: tuple[str, ...] = get_args(UcbForm)
 """Where c_ss sits in Eq. 1: 'paper' (outside the square root) or 'keulen' (inside)."""
 
 # C(s, a, s') is a dict keyed by one packed int, (s * n_actions + a) * _PACK + s', which is

@@ -1,22 +1,18 @@
-"""The training loop: Smart Start phase -> exploration -> HER -> learner updates -> logs.
+"""The run: build the parts a config describes, play episodes, log, evaluate, checkpoint.
 
-One episode, as in the paper's Algorithm 1 read with DESIGN.md's corrections:
+The loop, top to bottom (``Trainer.run``):
 
-1. reset; with probability eta (never in the first episode) Smart Start picks S_ss by Eq. 1
-   from the learner's values for this episode's goal, plans a walk there on the count model and
-   supplies the actions until the agent is within theta of S_ss;
-2. the learner's epsilon-greedy exploration takes the rest of the episode;
-3. every transition, guided ones included, goes to the count model and the HER buffer, and
-   updates the learner: the tabular learner online from each real transition (and from the
-   episode's k relabels per transition at its end), the DQN from a replay batch every
-   ``train_freq`` steps after ``learning_starts``; the Smart Start phase counts against the
-   episode's step limit;
-4. the episode is logged: a row of episodes.csv, TensorBoard scalars, now and then images, an
-   evaluation and a checkpoint.
+    while the budget lasts and nobody asked to stop:
+        result = play_episode(env, agent, buffer, ...)     # rollout: SS -> explore -> learn
+        progress.record(result); logger.log_episode(row)  # episodes.csv, TensorBoard
+        callbacks.on_episode_end(trainer, row)
+        every eval_interval episodes: evaluate greedily   # callbacks.on_evaluation
+        every checkpoint_interval episodes: checkpoint
+    final evaluation, images, checkpoint, summary.json
 
-The loop talks to any env that follows the goal-env convention (Dict observation with
-``observation``, ``achieved_goal``, ``desired_goal``; vectorised ``compute_reward``;
-``info["is_success"]``) with Discrete or MultiBinary spaces; the maze is one such env.
+Process-wide settings (torch threads, flush-to-zero of subnormal floats) are settings of the
+run, applied here once (``apply_process_settings``) and recorded in config.json; building an
+agent or an env changes nothing outside itself.
 """
 
 from __future__ import annotations
@@ -28,9 +24,8 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,25 +33,32 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
 
 from sshr_torch import runlog
 from sshr_torch.agents import Agent, DQNAgent, LinearSchedule, TabularAgent
 from sshr_torch.config import ConfigError, TrainConfig
 from sshr_torch.env import GridMazeEnv
-from sshr_torch.her import Batch, HerReplayBuffer
+from sshr_torch.her import HerReplayBuffer
 from sshr_torch.maze import load_maze
+from sshr_torch.rollout import EpisodeResult, play_episode
 from sshr_torch.smart_start import SmartStartController, SmartStartReport
+
+__all__ = [
+    "Callback",
+    "Trainer",
+    "TrainResult",
+    "apply_process_settings",
+    "evaluate",
+    "make_agent",
+    "make_env",
+    "resume_config",
+    "train",
+]
 
 # Fields a resumed run may change: how long it runs and how much it prints.
 RESUME_OVERRIDABLE = ("episodes", "total_steps", "quiet", "resume")
-# Rolling window of the rollout statistics in the progress bar and summary.
-WINDOW = 100
-# TensorBoard rollout scalars are written at most every this many env steps (means over the
-# episodes in between), so that runs of many short episodes do not spend their time logging.
-LOG_EVERY_STEPS = 500
+LOSSES = {"huber": torch.nn.functional.smooth_l1_loss, "mse": torch.nn.functional.mse_loss}
 
 
 @dataclass
@@ -70,7 +72,30 @@ class TrainResult:
     interrupted: bool = False
 
 
-def train(config: TrainConfig, env: gym.Env | None = None) -> TrainResult:
+class Callback:
+    """Hooks into a run; subclass and override what you need (each default does nothing).
+
+    ``trainer`` gives access to everything: ``trainer.progress`` (episode, env_steps, ...),
+    ``trainer.agent``, ``trainer.evaluate()``, ``trainer.logger.writer`` (TensorBoard).
+    """
+
+    def on_episode_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        """After each episode, with its episodes.csv row."""
+
+    def on_evaluation(self, trainer: Trainer, success_rate: float, mean_length: float) -> None:
+        """After each greedy evaluation (the periodic ones, the final one, and callbacks')."""
+
+    def should_stop(self, trainer: Trainer) -> bool:
+        """Checked before each episode: True ends the run there (checkpoint and summary)."""
+        return False
+
+
+def train(
+    config: TrainConfig,
+    env: gym.Env | None = None,
+    callbacks: Sequence[Callback] = (),
+    q_network: torch.nn.Module | Callable[..., torch.nn.Module] | None = None,
+) -> TrainResult:
     """Train a goal-conditioned learner with Smart Start and HER as configured.
 
     Args:
@@ -78,12 +103,15 @@ def train(config: TrainConfig, env: gym.Env | None = None) -> TrainResult:
             continues from its last checkpoint (build the config with ``resume_config``).
         env: a goal-env with Discrete or MultiBinary spaces; None builds the maze env of
             ``config``.
+        callbacks: hooks called during the run (see ``Callback``).
+        q_network: the DQN's Q-network, a module or a factory (see ``DQNAgent``); None: the
+            default ``OneHotMLP`` with ``config.hidden_sizes``.
 
     Returns:
         A TrainResult; the run directory holds config.json, episodes.csv, summary.json,
         TensorBoard event files and checkpoint.pt.
     """
-    return Trainer(config.validate(), env).run()
+    return Trainer(config.validate(), env, callbacks, q_network).run()
 
 
 def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
@@ -110,6 +138,17 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
     return TrainConfig.from_dict(values).validate()
 
 
+def apply_process_settings(config: TrainConfig) -> None:
+    """The run's process-wide settings: torch's CPU threads and flush-to-zero of subnormals.
+
+    Subnormal floats: in a real run many gradients are tiny and Adam's second moments decay
+    below 1.2e-38, where x86 CPUs compute several times slower; values that small change
+    nothing that Adam or the TD targets can see, so by default they are flushed to zero.
+    """
+    torch.set_num_threads(config.torch_threads)
+    torch.set_flush_denormal(config.flush_denormal)
+
+
 def make_env(config: TrainConfig) -> GridMazeEnv:
     """The maze env a config describes."""
     return GridMazeEnv(
@@ -121,7 +160,12 @@ def make_env(config: TrainConfig) -> GridMazeEnv:
     )
 
 
-def make_agent(config: TrainConfig, env: gym.Env, seed: int) -> Agent:
+def make_agent(
+    config: TrainConfig,
+    env: gym.Env,
+    seed: int,
+    q_network: torch.nn.Module | Callable[..., torch.nn.Module] | None = None,
+) -> Agent:
     """The learner a config describes, sized for ``env``'s spaces."""
     observation_space = env.observation_space["observation"]
     goal_space = env.observation_space["desired_goal"]
@@ -140,9 +184,14 @@ def make_agent(config: TrainConfig, env: gym.Env, seed: int) -> Agent:
         observation_space,
         goal_space,
         n_actions,
+        q_network=q_network,
         hidden_sizes=config.hidden_sizes,
         learning_rate=config.learning_rate,
         gamma=config.discount,
+        loss=LOSSES[config.loss],
+        batch_size=config.batch_size,
+        learning_starts=config.learning_starts,
+        train_freq=config.train_freq,
         target_update_interval=config.target_update_interval,
         tau=config.tau,
         double_dqn=config.double_dqn,
@@ -150,6 +199,7 @@ def make_agent(config: TrainConfig, env: gym.Env, seed: int) -> Agent:
         target_range=_return_range(env) if config.clip_target else None,
         device=config.device,
         seed=seed,
+        fast_path=config.fast_path,
     )
 
 
@@ -207,42 +257,34 @@ class _StopRequest:
         print("\nInterrupted: finishing this episode, then saving a checkpoint.", file=sys.stderr)
 
 
-@dataclass
-class _Progress:
-    """The counters a checkpoint must restore (everything else is derived or rebuilt)."""
-
-    episode: int = 0
-    env_steps: int = 0
-    n_updates: int = 0
-    first_success_step: int | None = None
-    wall_s: float = 0.0
-    successes: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
-    lengths: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
-    eval_success_rate: float | None = None
-    eval_mean_length: float | None = None
-
-
 class Trainer:
-    """Holds one run's parts; ``run()`` plays episodes until the budget or a Ctrl-C."""
+    """One run's parts; ``run()`` plays episodes until the budget, a callback or a Ctrl-C."""
 
-    def __init__(self, config: TrainConfig, env: gym.Env | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        env: gym.Env | None = None,
+        callbacks: Sequence[Callback] = (),
+        q_network: torch.nn.Module | Callable[..., torch.nn.Module] | None = None,
+    ) -> None:
         self.config = config
-        torch.set_num_threads(config.torch_threads)
+        self.callbacks = list(callbacks)
+        apply_process_settings(config)
         self.env = make_env(config) if env is None else env
         self.eval_env = make_env(config) if env is None else copy.deepcopy(env)
-        self._check_spaces()
+        _check_spaces(self.env)
         seeds = np.random.SeedSequence(config.seed).generate_state(4)
-        self.agent = make_agent(config, self.env, seed=int(seeds[0]))
-        goal_space = self.env.observation_space["desired_goal"]
+        self.agent = make_agent(config, self.env, int(seeds[0]), q_network)
+        space = self.env.observation_space
         self.buffer = HerReplayBuffer(
             config.buffer_size,
             self._compute_reward,
             strategy=config.her,
             k=config.her_k,
-            obs_shape=self._obs_shape,
-            goal_shape=_shape(goal_space),
-            obs_dtype=_dtype(self.env.observation_space["observation"]),
-            goal_dtype=_dtype(goal_space),
+            obs_shape=_shape(space["observation"]),
+            goal_shape=_shape(space["desired_goal"]),
+            obs_dtype=_dtype(space["observation"]),
+            goal_dtype=_dtype(space["desired_goal"]),
             rng=np.random.default_rng(seeds[1]),
         )
         self.controller = self._make_controller(np.random.default_rng(seeds[2]))
@@ -254,36 +296,12 @@ class Trainer:
             self.epsilon = LinearSchedule(config.tabular_epsilon, config.tabular_epsilon, 1)
         self.maze = getattr(self.env.unwrapped, "maze", None)
         self.visits = np.zeros(self.maze.n_cells, dtype=np.int64) if self.maze else None
-        self.progress = _Progress()
+        self.progress = runlog.Progress()
         self._env_seed = int(seeds[3])
-        self._metrics: dict[str, list[float]] = {}
-        self._pending: list[dict[str, Any]] = []
-        self._last_log_step = 0
         self._last_report: SmartStartReport | None = None
-        self._setup_run_dir()
+        self._open_run_dir()
 
     # --- set-up ---------------------------------------------------------------------------
-
-    def _check_spaces(self) -> None:
-        space = self.env.observation_space
-        if not isinstance(space, spaces.Dict) or not {
-            "observation",
-            "achieved_goal",
-            "desired_goal",
-        } <= set(space.spaces):
-            raise ConfigError(
-                "the env must follow the goal-env convention: a Dict observation with "
-                "observation, achieved_goal and desired_goal."
-            )
-        for key in ("observation", "achieved_goal", "desired_goal"):
-            if not isinstance(space[key], (spaces.Discrete, spaces.MultiBinary)):
-                raise ConfigError(
-                    f"observation['{key}'] is {type(space[key]).__name__}; only Discrete and "
-                    "MultiBinary spaces are supported."
-                )
-        if not isinstance(self.env.action_space, spaces.Discrete):
-            raise ConfigError("the env's action space must be Discrete.")
-        self._obs_shape = _shape(space["observation"])
 
     def _compute_reward(self, achieved: np.ndarray, desired: np.ndarray) -> np.ndarray:
         return np.asarray(self.env.unwrapped.compute_reward(achieved, desired, None))
@@ -306,7 +324,11 @@ class Trainer:
             rng=rng,
         )
 
-    def _setup_run_dir(self) -> None:
+    def _parts(self) -> dict[str, Any]:
+        """What a checkpoint holds the state of, by name."""
+        return {"agent": self.agent, "buffer": self.buffer, "controller": self.controller}
+
+    def _open_run_dir(self) -> None:
         config = self.config
         if config.resume:
             self.run_dir = Path(config.resume)
@@ -327,278 +349,165 @@ class Trainer:
             )
             saved = {**config.to_dict(), "run_dir": str(self.run_dir), "resume": None}
             runlog.write_json(self.run_dir / runlog.CONFIG_FILE, saved)
-        self.episode_log = runlog.EpisodeLog(self.run_dir / runlog.EPISODES_FILE)
-        # purge_step hides the events a killed run wrote after its last checkpoint (those at
-        # later env steps), so resumed curves continue without a doubled stretch.
-        if config.resume:
-            _wait_for_a_newer_event_file_name(self.run_dir)
-        self.writer = SummaryWriter(
-            str(self.run_dir), purge_step=self.progress.env_steps + 1 if config.resume else None
+        self.logger = runlog.RunLogger(
+            self.run_dir,
+            self.config.to_dict(),
+            resumed_at=self.progress.env_steps if config.resume else None,
         )
-        if not config.resume:
-            self._write_config_to_tensorboard()
-
-    def _write_config_to_tensorboard(self) -> None:
-        values = {
-            key: (str(value) if value is None or isinstance(value, list) else value)
-            for key, value in self.config.to_dict().items()
-        }
-        table = "|field|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in values.items())
-        self.writer.add_text("config", table, 0)
-        metrics = {"eval/success_rate": 0.0, "rollout/success_rate": 0.0}
-        for summary in hparams(values, metrics):
-            self.writer.file_writer.add_summary(summary)
 
     # --- the loop -------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
-        """Play episodes until the configured budget is spent or Ctrl-C; then summarise."""
-        config = self.config
+        """Play episodes until the budget is spent, a callback stops it, or Ctrl-C."""
+        config, progress = self.config, self.progress
         max_episodes, max_steps = config.run_length
+        by_episode = max_episodes is not None
         bar = tqdm(
-            total=max_episodes if max_episodes is not None else max_steps,
-            initial=self.progress.episode if max_episodes is not None else self.progress.env_steps,
-            unit="ep" if max_episodes is not None else "step",
+            total=max_episodes if by_episode else max_steps,
+            initial=progress.episode if by_episode else progress.env_steps,
+            unit="ep" if by_episode else "step",
             disable=config.quiet or not sys.stderr.isatty(),
             dynamic_ncols=True,
         )
-        started = time.perf_counter() - self.progress.wall_s
+        started = time.perf_counter() - progress.wall_s
         try:
             with _StopRequest() as stop:
-                while not self._budget_spent() and not stop.requested:
-                    steps_before = self.progress.env_steps
-                    self._play_episode(max_steps)
-                    self.progress.wall_s = time.perf_counter() - started
-                    self._after_episode()
-                    bar.update(
-                        1 if max_episodes is not None else self.progress.env_steps - steps_before
+                while not (self.budget_spent() or stop.requested or self._callback_stop()):
+                    steps_before = progress.env_steps
+                    result = play_episode(
+                        self.env,
+                        self.agent,
+                        self.buffer,
+                        env_steps=progress.env_steps,
+                        epsilon=self.epsilon,
+                        controller=self.controller,
+                        episode=progress.episode,
+                        step_limit=math.inf if max_steps is None else max_steps - steps_before,
+                        # The run's first episode seeds the env; a resumed run restored its
+                        # random stream instead.
+                        reset_seed=self._env_seed if progress.episode == 0 else None,
+                        visits=self.visits,
                     )
+                    progress.wall_s = time.perf_counter() - started
+                    self._end_episode(result)
+                    bar.update(1 if by_episode else progress.env_steps - steps_before)
                     bar.set_postfix(self._postfix(), refresh=False)
                 interrupted = stop.requested
         finally:
             bar.close()
-        self._log_pending(force=True)
-        self.progress.wall_s = time.perf_counter() - started
-        self._final_evaluation()
+        self.logger.log_scalars(progress, self._extra_scalars(), force=True)
+        progress.wall_s = time.perf_counter() - started
+        self.evaluate()
         self._write_images()
         summary = self._summary(interrupted)
-        self._checkpoint()
+        self.checkpoint()
         runlog.write_json(self.run_dir / runlog.SUMMARY_FILE, summary)
-        self.writer.close()
-        self.episode_log.close()
+        self.logger.close()
         return TrainResult(self.run_dir, summary, self.agent, config, interrupted)
 
-    def _budget_spent(self) -> bool:
+    def budget_spent(self) -> bool:
+        """The configured number of episodes or env steps has been played."""
         max_episodes, max_steps = self.config.run_length
         progress = self.progress
         return (max_episodes is not None and progress.episode >= max_episodes) or (
             max_steps is not None and progress.env_steps >= max_steps
         )
 
-    def _play_episode(self, max_steps: int | None) -> None:
-        config, env, agent, buffer, controller = (
-            self.config,
-            self.env,
-            self.agent,
-            self.buffer,
-            self.controller,
-        )
-        progress = self.progress
-        # The run's first episode seeds the env; a resumed run restored its random stream
-        # instead (and one killed before its first checkpoint starts over from episode 0).
-        obs, _ = env.reset(seed=self._env_seed if progress.episode == 0 else None)
-        state, goal, achieved = obs["observation"], obs["desired_goal"], obs["achieved_goal"]
-        if controller is not None:
-            controller.begin_episode(progress.episode, state, lambda s: agent.max_q(s, goal))
-        online = agent.online
-        learn_one = getattr(agent, "update_transition", None) or _batch_of_one(agent)
-        episode_sq_error, updates_before = 0.0, len(self._metrics.get("td_loss", []))
-        learning_starts, train_freq = config.learning_starts, config.train_freq
-        visits = self.visits
-        episode_return, length, success = 0.0, 0, False
-        epsilon = self.epsilon(progress.env_steps)
-        step_limit = math.inf if max_steps is None else max_steps - progress.env_steps
-        while True:
-            epsilon = self.epsilon(progress.env_steps)
-            action = controller.act(state) if controller is not None and controller.active else None
-            if action is None:
-                action = agent.act(state, goal, epsilon)
-            obs, reward, terminated, truncated, info = env.step(action)
-            next_state, next_achieved = obs["observation"], obs["achieved_goal"]
-            success = bool(info.get("is_success", False))
-            if controller is not None:
-                controller.observe(state, action, reward, next_state, terminated)
-            buffer.add(
-                state,
-                achieved,
-                goal,
-                action,
-                reward,
-                next_state,
-                next_achieved,
-                terminated,
-                truncated,
-                success,
-            )
-            progress.env_steps += 1
-            if visits is not None:
-                visits[state] += 1
-            if online:
-                td_error = learn_one(state, goal, action, reward, next_state, terminated)
-                episode_sq_error += td_error * td_error
-            elif (
-                progress.env_steps >= learning_starts
-                and progress.env_steps % train_freq == 0
-                and len(buffer) > 0  # at least one finished episode to sample from
-            ):
-                batch = buffer.sample(config.batch_size)
-                metrics = agent.update(batch)
-                metrics["relabelled_fraction"] = np.count_nonzero(batch.relabelled) / len(
-                    batch.relabelled
-                )
-                self._record(metrics)
-                episode_sq_error += metrics.get("td_loss", 0.0)
-                progress.n_updates += 1
-            if success and progress.first_success_step is None:
-                progress.first_success_step = progress.env_steps
-            episode_return += float(reward)
-            length += 1
-            state, achieved = next_state, next_achieved
-            if terminated or truncated or length >= step_limit:
-                break
-        buffer.end_episode()
-        if online:
-            # The per-step TD errors of the real transitions, as one mean for the logs.
-            self._record({"td_loss": episode_sq_error / length})
-            if config.her != "none":
-                relabels = buffer.episode_relabels()
-                if len(relabels.action):
-                    self._record(agent.update(relabels))
-        n_learned = 1 if online else len(self._metrics.get("td_loss", [])) - updates_before
-        report = controller.end_episode() if controller is not None else None
+    def _callback_stop(self) -> bool:
+        return any(callback.should_stop(self) for callback in self.callbacks)
+
+    def _end_episode(self, result: EpisodeResult) -> None:
+        """Count the episode, log it, and evaluate / draw / checkpoint when due."""
+        config, progress = self.config, self.progress
+        report = result.report
         if report is not None and report.used:
             self._last_report = report
-        progress.successes.append(float(success))
-        progress.lengths.append(length)
+        progress.env_steps += result.length
+        progress.n_updates += result.n_learned
+        if result.first_success_step is not None and progress.first_success_step is None:
+            progress.first_success_step = result.first_success_step
+        progress.successes.append(float(result.success))
+        progress.lengths.append(result.length)
+        used = bool(report and report.used)
         row = {
             "episode": progress.episode,
             "env_steps": progress.env_steps,
-            "return": episode_return,
-            "length": length,
-            "success": success,
-            "smart_start": bool(report and report.used),
+            "return": result.episode_return,
+            "length": result.length,
+            "success": result.success,
+            "smart_start": used,
             "ss_target": _target_label(report),
-            "ss_target_count": report.target_count if report and report.used else "",
-            "ss_plan_length": report.plan_length if report and report.used else "",
+            "ss_target_count": report.target_count if used else "",
+            "ss_plan_length": report.plan_length if used else "",
             "ss_steps": report.steps if report else 0,
             "ss_reached": bool(report and report.reached),
-            "epsilon": epsilon,
+            "epsilon": result.epsilon,
             "n_updates": progress.n_updates,
-            # This episode's mean TD loss (real transitions for the tabular learner).
-            "td_loss": episode_sq_error / length
-            if online
-            else _safe_div(episode_sq_error, n_learned),
+            "td_loss": result.td_loss,
             "wall_s": progress.wall_s,
+            "report": report,
         }
         progress.episode += 1
-        self._pending.append({**row, "report": report})
-
-    def _record(self, metrics: dict[str, float] | None) -> None:
-        for key, value in (metrics or {}).items():
-            self._metrics.setdefault(key, []).append(float(value))
-
-    def _after_episode(self) -> None:
-        config, progress = self.config, self.progress
-        row = self._pending[-1]
-        row["wall_s"] = progress.wall_s
-        self.episode_log.write(row)
         episode = progress.episode
+        self.logger.log_episode(row, result.metrics)
+        for callback in self.callbacks:
+            callback.on_episode_end(self, row)
         if config.eval_interval and episode % config.eval_interval == 0:
-            self._evaluate(episode)
-        self._log_pending(force=False)
+            self.evaluate()
+        self.logger.log_scalars(progress, self._extra_scalars(), force=False)
         if config.image_interval and episode % config.image_interval == 0:
             self._write_images()
         if episode % config.checkpoint_interval == 0:
-            self._log_pending(force=True)  # a resume starts from here: nothing left pending
-            self.writer.flush()  # and the curves up to here are on disk before the checkpoint
-            self._checkpoint()
+            # A resume starts from here: nothing pending, the curves on disk before the state.
+            self.logger.log_scalars(progress, self._extra_scalars(), force=True)
+            self.logger.flush()
+            self.checkpoint()
             runlog.write_json(self.run_dir / runlog.SUMMARY_FILE, self._summary(False))
 
-    # --- logging --------------------------------------------------------------------------
-
-    def _log_pending(self, force: bool) -> None:
-        """Write the rollout, train, Smart Start and HER scalars of the episodes since last time."""
-        progress, rows = self.progress, self._pending
-        if not rows or (not force and progress.env_steps - self._last_log_step < LOG_EVERY_STEPS):
-            return
-        step, add = progress.env_steps, self.writer.add_scalar
-        add("rollout/episodic_return", _mean([r["return"] for r in rows]), step)
-        add("rollout/episodic_length", _mean([r["length"] for r in rows]), step)
-        add("rollout/success", _mean([float(r["success"]) for r in rows]), step)
-        add("rollout/success_rate", _mean(progress.successes), step)
-        add("rollout/episodes", progress.episode, step)
-        add("train/epsilon", rows[-1]["epsilon"], step)
-        add("train/n_updates", progress.n_updates, step)
-        for key in ("td_loss", "q_mean"):
-            if self._metrics.get(key):
-                add(f"train/{key}", _mean(self._metrics[key]), step)
-        reports = [r["report"] for r in rows if r["report"] is not None]
-        if reports:
-            used = [report for report in reports if report.used]
-            add("smart_start/used", len(used) / len(reports), step)
-            if used:
-                add("smart_start/plan_length", _mean([u.plan_length for u in used]), step)
-                add("smart_start/steps_to_target", _mean([u.steps for u in used]), step)
-                add("smart_start/reached", _mean([float(u.reached) for u in used]), step)
-                add("smart_start/target_count", _mean([u.target_count for u in used]), step)
-                add("smart_start/plan_ms", _mean([u.plan_ms for u in used]), step)
-            add("smart_start/visited_states", self.controller.model.n_states, step)
-        if self._metrics.get("relabelled_fraction"):
-            add("her/relabelled_fraction", _mean(self._metrics["relabelled_fraction"]), step)
-        elif self.agent.online and self.config.her != "none":
+    def _extra_scalars(self) -> dict[str, float]:
+        extra = {"her/buffer_size": float(len(self.buffer))}
+        if self.controller is not None:
+            extra["smart_start/visited_states"] = float(self.controller.model.n_states)
+        if self.config.agent == "tabular" and self.config.her != "none":
             # The tabular learner sees k relabels per real transition.
-            add("her/relabelled_fraction", self.config.her_k / (self.config.her_k + 1), step)
-        add("her/buffer_size", len(self.buffer), step)
-        add("time/sps", step / max(progress.wall_s, 1e-9), step)
-        self._pending, self._metrics, self._last_log_step = [], {}, step
+            extra["her/relabelled_fraction"] = self.config.her_k / (self.config.her_k + 1)
+        return extra
 
-    def _evaluate(self, episode: int) -> None:
+    # --- evaluation and dashboards --------------------------------------------------------
+
+    def evaluate(self) -> tuple[float, float]:
+        """Greedy evaluation now (``eval_episodes`` episodes); logged, kept in the progress,
+        and passed to the callbacks. Returns (success rate, mean length)."""
         progress = self.progress
         rate, length = evaluate(
             self.agent,
             self.eval_env,
             self.config.eval_episodes,
-            _derived_seed(self.config, episode),
+            _derived_seed(self.config, progress.episode),
         )
         progress.eval_success_rate, progress.eval_mean_length = rate, length
-        self.writer.add_scalar("eval/success_rate", rate, progress.env_steps)
-        self.writer.add_scalar("eval/mean_length", length, progress.env_steps)
-
-    def _final_evaluation(self) -> None:
-        self._evaluate(self.progress.episode)
+        self.logger.log_evaluation(rate, length, progress.env_steps)
+        for callback in self.callbacks:
+            callback.on_evaluation(self, rate, length)
+        return rate, length
 
     def _write_images(self) -> None:
         if self.maze is None:
             return
-        from sshr_torch import dashboards  # matplotlib loads only once images are drawn
-
-        step, maze, report = self.progress.env_steps, self.maze, self._last_report
+        maze, report = self.maze, self._last_report
         target = path = None
         if report is not None and self.controller is not None:
             target = self.controller.target_observation
             path = self.controller.planned_path
-        heatmap = dashboards.visit_heatmap(
+        goal = maze.cell_index(*maze.goal)
+        self.logger.log_maze_images(
             maze,
             self.visits,
+            self.agent.q_values(np.arange(maze.n_cells), goal),
+            self.progress.env_steps,
             target=None if target is None else int(target),
             path=[int(cell) for cell in path or ()],
         )
-        self.writer.add_image("maze/visits", heatmap, step, dataformats="HWC")
-        cells = np.arange(maze.n_cells)
-        goal = maze.cell_index(*maze.goal)
-        q_values = self.agent.q_values(cells, goal)
-        policy = dashboards.policy_map(maze, q_values)
-        self.writer.add_image("maze/policy", policy, step, dataformats="HWC")
 
     def _postfix(self) -> dict[str, str]:
         progress = self.progress
@@ -628,104 +537,52 @@ class Trainer:
 
     # --- checkpoints ----------------------------------------------------------------------
 
-    def _checkpoint(self) -> None:
-        progress = self.progress
-        state = {
-            "config": self.config.to_dict(),
-            "progress": {
-                "episode": progress.episode,
-                "env_steps": progress.env_steps,
-                "n_updates": progress.n_updates,
-                "first_success_step": progress.first_success_step,
-                "wall_s": progress.wall_s,
-                "successes": list(progress.successes),
-                "lengths": list(progress.lengths),
-                "eval_success_rate": progress.eval_success_rate,
-                "eval_mean_length": progress.eval_mean_length,
-            },
-            "agent": self.agent.state_dict(),
-            "buffer": self.buffer.state_dict(),
-            "controller": None if self.controller is None else self.controller.state_dict(),
-            "env_rng": self.env.unwrapped.np_random.bit_generator.state,
-            "visits": self.visits,
-            "torch_rng": torch.get_rng_state(),
-        }
+    def checkpoint(self) -> None:
+        """Save everything a resume needs to checkpoint.pt (atomically)."""
+        state = runlog.run_state(
+            self.config.to_dict(), self.progress, self._parts(), self.env, self.visits
+        )
         runlog.save_checkpoint(self.run_dir / runlog.CHECKPOINT_FILE, state)
 
     def _restore(self, state: dict[str, Any]) -> None:
-        saved = TrainConfig.from_dict(state["config"])
+        try:
+            saved = TrainConfig.from_dict(state["config"]).to_dict()
+        except (KeyError, TypeError, ConfigError) as error:
+            raise runlog.RunError(
+                f"the checkpoint in {self.config.resume} has no valid config ({error})."
+            ) from None
+        mine = self.config.to_dict()
+        ignored = (*RESUME_OVERRIDABLE, "run_dir")
         mismatched = [
-            name
-            for name, value in saved.to_dict().items()
-            if name not in RESUME_OVERRIDABLE + ("run_dir",)
-            and value != self.config.to_dict()[name]
+            name for name, value in saved.items() if name not in ignored and value != mine[name]
         ]
         if mismatched:
             raise runlog.RunError(
                 f"the checkpoint in {self.config.resume} was written with other settings "
                 f"({', '.join(mismatched)})."
             )
-        try:
-            saved_progress = state["progress"]
-            self.progress = _Progress(
-                episode=saved_progress["episode"],
-                env_steps=saved_progress["env_steps"],
-                n_updates=saved_progress["n_updates"],
-                first_success_step=saved_progress["first_success_step"],
-                wall_s=saved_progress["wall_s"],
-                successes=deque(saved_progress["successes"], maxlen=WINDOW),
-                lengths=deque(saved_progress["lengths"], maxlen=WINDOW),
-                eval_success_rate=saved_progress["eval_success_rate"],
-                eval_mean_length=saved_progress["eval_mean_length"],
+        self.progress = runlog.restore_run_state(
+            state, self._parts(), self.env, self.visits, str(self.config.resume)
+        )
+
+
+def _check_spaces(env: gym.Env) -> None:
+    """ConfigError unless ``env`` is a goal-env with Discrete / MultiBinary parts."""
+    space = env.observation_space
+    keys = ("observation", "achieved_goal", "desired_goal")
+    if not isinstance(space, spaces.Dict) or not set(keys) <= set(space.spaces):
+        raise ConfigError(
+            "the env must follow the goal-env convention: a Dict observation with "
+            "observation, achieved_goal and desired_goal."
+        )
+    for key in keys:
+        if not isinstance(space[key], (spaces.Discrete, spaces.MultiBinary)):
+            raise ConfigError(
+                f"observation['{key}'] is {type(space[key]).__name__}; only Discrete and "
+                "MultiBinary spaces are supported."
             )
-            self.agent.load_state_dict(state["agent"])
-            self.buffer.load_state_dict(state["buffer"])
-            if self.controller is not None:
-                self.controller.load_state_dict(state["controller"])
-            # Reset once so the env is initialised, then put its random stream back.
-            self.env.reset(seed=0)
-            self.env.unwrapped.np_random.bit_generator.state = state["env_rng"]
-            if self.visits is not None:
-                self.visits[:] = state["visits"]
-            torch.set_rng_state(state["torch_rng"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as error:
-            raise runlog.RunError(
-                f"the checkpoint in {self.config.resume} does not match this run ({error})."
-            ) from None
-        self._last_log_step = self.progress.env_steps
-
-
-def _wait_for_a_newer_event_file_name(run_dir: Path) -> None:
-    """TensorBoard reads event files in name order, and names start with the time in whole
-    seconds: a resumed run must not share the killed run's second, or its file (and the purge
-    it starts with) could sort first."""
-    names = (path.name.split(".") for path in run_dir.glob("events.out.tfevents.*"))
-    stamps = [int(parts[3]) for parts in names if len(parts) > 3 and parts[3].isdigit()]
-    if stamps and (wait := max(stamps) + 1 - time.time()) > 0:
-        time.sleep(wait)
-
-
-def _batch_of_one(agent: Agent) -> Callable[..., float]:
-    """An online learner without ``update_transition``: learn from one-row batches."""
-
-    def learn_one(state, goal, action, reward, next_state, terminal) -> float:
-        metrics = agent.update(_single(state, goal, action, reward, next_state, terminal))
-        return math.sqrt(metrics.get("td_loss", 0.0))
-
-    return learn_one
-
-
-def _single(state: Any, goal: Any, action: int, reward: float, next_state: Any, terminal: bool):
-    """One real transition as a one-row Batch."""
-    return Batch(
-        obs=np.asarray([state]),
-        goal=np.asarray([goal]),
-        action=np.asarray([action], dtype=np.int64),
-        reward=np.asarray([reward], dtype=np.float32),
-        next_obs=np.asarray([next_state]),
-        terminal=np.asarray([float(terminal)], dtype=np.float32),
-        relabelled=np.zeros(1, dtype=bool),
-    )
+    if not isinstance(env.action_space, spaces.Discrete):
+        raise ConfigError("the env's action space must be Discrete.")
 
 
 def _shape(space: spaces.Space) -> tuple[int, ...]:
@@ -746,10 +603,6 @@ def _target_label(report: SmartStartReport | None) -> Any:
 def _derived_seed(config: TrainConfig, episode: int) -> int:
     digest = hashlib.sha256(f"eval:{config.seed}:{episode}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
-
-
-def _safe_div(total: float, count: int) -> float:
-    return total / count if count else float("nan")
 
 
 def _mean(values: Any) -> float:

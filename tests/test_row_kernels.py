@@ -79,11 +79,11 @@ def test_update_rejects_a_batch_outside_the_spaces():
         terminal=np.zeros(2, dtype=np.float32),
         relabelled=np.zeros(2, dtype=bool),
     )
-    before = agent.q_net.w1.clone()
+    before = agent.q_network.first.weight.clone()
     with pytest.raises(ValueError, match="outside Discrete"):
         agent.update(batch)
     assert agent.n_updates == 0
-    assert (agent.q_net.w1 == before).all()
+    assert (agent.q_network.first.weight == before).all()
 
 
 def test_kernels_compile_without_a_writable_cache(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 from goal_envs import OpenRoomEnv, make_buffer
 
 from sshr_torch.agents import Agent, TabularAgent
+from sshr_torch.agents.base import Transition
 from sshr_torch.her import Batch
 
 
@@ -102,8 +103,27 @@ def test_greedy_action_and_random_ties():
 
 def test_keulen_defaults_and_protocol():
     agent = TabularAgent(10, 4)
-    assert (agent.alpha, agent.gamma, agent.q_init, agent.online) == (0.1, 0.99, 0.0, True)
+    assert (agent.alpha, agent.gamma, agent.q_init) == (0.1, 0.99, 0.0)
     assert isinstance(agent, Agent)
+
+
+def test_learn_is_online_then_relabels_at_the_episode_end():
+    env = OpenRoomEnv(3, 10)
+    buffer = make_buffer(env, "final", k=1)
+    agent = TabularAgent(9, 4, gamma=0.5)
+    # One real step 0 -> 1 under goal 8 (reward 0), then 1 -> 2 (reward 0); the episode ends.
+    for state, next_state in ((0, 1), (1, 2)):
+        buffer.add(state, state, 8, 1, 0.0, next_state, next_state, False, False, False)
+        metrics = agent.learn(buffer, next_state, Transition(state, 8, 1, 0.0, next_state, False))
+        assert metrics == {"td_loss": 0.0, "q_mean": 0.0}  # Q was 0 and stays 0
+    buffer.end_episode()
+    # 'final', k = 1: both steps relabelled with goal 2, the last next state. Step 0 -> 1 is
+    # learned first (target 0.5 * max Q(1, 2) = 0), then step 1 -> 2, a success (target 1).
+    metrics = agent.learn(buffer, 2, None)
+    assert metrics["td_loss"] == pytest.approx((0.0 + 1.0) / 2)
+    assert agent.q_values(np.array([1]), 2)[0, 1] == pytest.approx(0.1)
+    assert agent.q_values(np.array([0]), 2)[0, 1] == 0.0
+    assert agent.learn(make_buffer(env, "none"), 2, None) == {}
 
 
 def test_discrete_states_only():

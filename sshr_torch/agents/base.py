@@ -5,13 +5,24 @@ numpy only: importing this module does not import torch.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from sshr_torch.her import Batch
+from sshr_torch.her import Batch, HerReplayBuffer
 
-__all__ = ["Agent", "LinearSchedule"]
+__all__ = ["Agent", "LinearSchedule", "Transition"]
+
+
+class Transition(NamedTuple):
+    """One real transition, as the env gave it (the argument of ``Agent.learn`` after a step)."""
+
+    obs: Any
+    goal: Any
+    action: int
+    reward: float
+    next_obs: Any
+    terminal: bool
 
 
 @runtime_checkable
@@ -21,10 +32,6 @@ class Agent(Protocol):
     States and goals are observations as the env gives them: ints for Discrete spaces, uint8
     arrays for MultiBinary ones.
     """
-
-    online: bool
-    """True: learns from each real transition as it happens plus the HER relabels of each
-    finished episode (tabular). False: learns from replayed batches (DQN)."""
 
     def act(self, obs: Any, goal: Any, epsilon: float) -> int:
         """Epsilon-greedy action for ``obs`` under ``goal``; greedy ties broken at random."""
@@ -36,6 +43,20 @@ class Agent(Protocol):
 
     def q_values(self, states: np.ndarray, goal: Any) -> np.ndarray:
         """Q(s, goal, a) for each stacked state, shape (n, n_actions)."""
+        ...
+
+    def learn(
+        self, buffer: HerReplayBuffer, env_steps: int, transition: Transition | None
+    ) -> dict[str, float]:
+        """Learn what this learner learns at this point of the run; its metrics, or {}.
+
+        Called after every env step with that step's real ``transition`` (already in
+        ``buffer``; ``env_steps`` counts it), and with ``transition`` None when an episode has
+        ended (``buffer.end_episode()`` done). The tabular learner learns online from each
+        real transition and from the episode's HER relabels at its end; the DQN samples a
+        replay batch every ``train_freq`` steps once ``learning_starts`` steps are done. A
+        call that learned returns ``td_loss`` among its metrics.
+        """
         ...
 
     def update(self, batch: Batch) -> dict[str, float]:

@@ -2,8 +2,8 @@
 
 The learner of the paper's tabular experiments, with Keulen's defaults: Q0 = 0, alpha 0.1,
 gamma 0.99, greedy ties broken at random (epsilon is the caller's: 0.1 constant in Keulen's
-code). It is *online*: the trainer passes each real transition to ``update`` as it happens, and
-at the end of each episode the buffer's HER relabels of that episode. With HER 'none' it is plain
+code). It is *online*: ``learn`` steps on each real transition as it happens, and at the end
+of each episode on the buffer's HER relabels of that episode. With HER 'none' it is plain
 Q-learning on the real goal, the paper's "SS alone" baseline.
 
 Q is allocated per goal as goals appear: a goal's table of n_states x n_actions values is created
@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from sshr_torch.her import Batch
+from sshr_torch.agents.base import Transition
+from sshr_torch.her import Batch, HerReplayBuffer
 
 __all__ = ["TabularAgent"]
 
@@ -40,8 +41,6 @@ class TabularAgent:
         goal_capacity: goal tables allocated up front (more are added by doubling as goals
             appear); set it to the number of goals to allocate everything at once.
     """
-
-    online: bool = True
 
     def __init__(
         self,
@@ -156,6 +155,20 @@ class TabularAgent:
         return self.q_values(states, goal).max(axis=1)
 
     # --- learning ------------------------------------------------------------------------
+
+    def learn(
+        self, buffer: HerReplayBuffer, env_steps: int, transition: Transition | None
+    ) -> dict[str, float]:
+        """Online: one step on each real transition, then the episode's HER relabels at its end.
+
+        Returns ``td_loss`` (the squared TD error of the transition, or the relabels' mean) and
+        ``q_mean``; {} at the end of an episode with nothing to relabel.
+        """
+        if transition is not None:
+            old, td_error = self._learn_one(*transition)
+            return {"td_loss": td_error * td_error, "q_mean": old}
+        relabels = buffer.episode_relabels()
+        return self.update(relabels) if len(relabels.action) else {}
 
     def update_transition(
         self, obs: Any, goal: Any, action: int, reward: float, next_obs: Any, terminal: bool

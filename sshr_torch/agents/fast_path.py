@@ -1,0 +1,250 @@
+"""The DQN update of the default ``OneHotMLP`` on the CPU, with gradients derived by hand.
+
+A specialisation of ``DQNAgent``'s general update (autograd, ``smooth_l1_loss``, gradient
+clipping, ``torch.optim.Adam`` and ``RowAdam``), as torch's ``Adam(fused=True)`` is of
+``Adam``: the same maths on the module's own parameters and the optimizers' own state (no
+second copy of anything), so either path can take over from the other at any update. A test
+trains the same module both ways and finds the same weights, moments and losses.
+
+Why: at batch 128 the network's arithmetic is small, and the per-call overhead of the
+framework (autograd's graph, ``zero_grad``, the optimizers' Python loops) costs more than it.
+Here an update is a short fixed sequence: the target and online forward passes, the backward
+pass written out (the network is a plain MLP, so backpropagation is a few matrix products),
+the global-norm clip, and Adam steps taken in place by compiled kernels (``_row_kernels``):
+``lazy_adam_rows`` on the batch's unique rows of the first layer's weight, and on every row of
+the other (small) parameters.
+
+It applies when every part is the default one (``applies`` says which is not): an
+``OneHotMLP`` with Discrete state and goal, float32 on the CPU, Huber loss, the agent's own
+``torch.optim.Adam`` (no weight decay, amsgrad or maximize) and ``RowAdam``. Learning rates
+are read from the optimizers at every update, so learning-rate schedulers work on both paths.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sshr_torch.agents import _row_kernels
+from sshr_torch.agents.networks import OneHotMLP
+from sshr_torch.agents.optim import RowAdam
+from sshr_torch.her import Batch
+
+if TYPE_CHECKING:
+    from sshr_torch.agents.dqn import DQNAgent
+
+__all__ = ["FastUpdate", "why_not_fast"]
+
+
+def why_not_fast(agent: DQNAgent) -> str | None:
+    """None when the fast path computes ``agent``'s update exactly; else the reason it cannot."""
+    net = agent.q_network
+    if type(net) is not OneHotMLP:
+        return "the Q-network is not the default OneHotMLP"
+    if not net.index_mode:
+        return "an input is MultiBinary (the fast path reads Discrete rows)"
+    if agent.device.type != "cpu":
+        return "the device is not the CPU"
+    if any(p.dtype != torch.float32 for p in net.parameters()):
+        return "a parameter is not float32"
+    if agent.loss_fn is not nn.functional.smooth_l1_loss:
+        return "the loss is not smooth_l1_loss"
+    if len(agent.optimizers) != 2:
+        return "the optimizers are not one Adam and one RowAdam"
+    dense, sparse = agent.optimizers
+    if type(dense) is not torch.optim.Adam or type(sparse) is not RowAdam:
+        return "the optimizers are not torch.optim.Adam and RowAdam"
+    if len(dense.param_groups) != 1 or len(sparse.param_groups) != 1:
+        return "an optimizer has more than one parameter group"
+    for group in dense.param_groups:
+        if group["weight_decay"] or group["amsgrad"] or group["maximize"]:
+            return "Adam has weight decay, amsgrad or maximize"
+        if group.get("differentiable") or group.get("capturable"):
+            return "Adam is differentiable or capturable"
+    return None
+
+
+class FastUpdate:
+    """``DQNAgent.update`` and greedy Q for one state, specialised to the default module."""
+
+    def __init__(self, agent: DQNAgent) -> None:
+        self.agent = agent
+        net: OneHotMLP = agent.q_network  # type: ignore[assignment]
+        target: OneHotMLP = agent.target_network  # type: ignore[assignment]
+        self.w1 = net.first.weight
+        self.b1 = net.bias
+        self.layers = [(layer.weight, layer.bias) for layer in net.linear_layers()]
+        self.target_w1 = target.first.weight
+        self.target_b1 = target.bias
+        self.target_layers = [(layer.weight, layer.bias) for layer in target.linear_layers()]
+        self.n_states = net.obs_spec.size
+        self.n_goals = net.goal_spec.size
+        dense, sparse = agent.optimizers
+        self.adam, self.row_adam = dense, sparse
+        # The dense parameters in backward order of their gradients' scratch: b1, then each
+        # layer's weight and bias; each gets a (rows, size) view for the kernel.
+        self.dense = [self.b1, *(t for pair in self.layers for t in pair)]
+        self.grads = [torch.zeros_like(p) for p in self.dense]
+        self._dense_tables = []
+        for param, grad in zip(self.dense, self.grads, strict=True):
+            state = _adam_state(dense, param)
+            rows = param.shape[0] if param.dim() > 1 else 1
+            views = [t.detach().view(rows, -1).numpy() for t in (param, state["exp_avg"])]
+            views.append(state["exp_avg_sq"].view(rows, -1).numpy())
+            every_row = np.arange(rows, dtype=np.int64)
+            self._dense_tables.append((views, every_row, grad.view(rows, -1).numpy(), state))
+        state = sparse.state_of(self.w1)
+        self._w1_tables = (
+            self.w1.detach().numpy(),
+            state["exp_avg"].numpy(),
+            state["exp_avg_sq"].numpy(),
+        )
+        self._slot = np.zeros(net.n_inputs, dtype=np.int64)  # scratch of stage_rows
+        self._size = -1
+        # numpy views of the online weights for act(): live, since every update is in place.
+        self._numpy_layers = [(w.detach().numpy(), b.detach().numpy()) for w, b in self.layers]
+
+    # --- acting ---------------------------------------------------------------------------
+
+    def q_one(self, s: int, g: int) -> np.ndarray:
+        """Q(s, g, .) for one Discrete state and goal, in numpy (a few us; torch takes tens)."""
+        w1 = self._w1_tables[0]
+        z = w1[s] + w1[self.n_states + g] + self.b1.detach().numpy()  # (hidden_1,)
+        for weight, bias in self._numpy_layers:
+            z = weight @ np.maximum(z, 0.0) + bias  # (out,)
+        return z
+
+    # --- learning -------------------------------------------------------------------------
+
+    def _buffers(self, n: int) -> None:
+        """Reusable host buffers for batches of ``n`` rows (numpy views of tensors)."""
+        self._size = n
+        hidden = self.w1.shape[1]
+        self.pairs = torch.zeros((2, n, 2), dtype=torch.int64)  # (s, n_s + g), (s', n_s + g)
+        self.ranks = torch.zeros((2, n), dtype=torch.int64)  # each entry's unique state/goal row
+        self.unique = torch.zeros(2 * n, dtype=torch.int64)  # the batch's unique rows of w1
+        self.action = torch.zeros((n, 1), dtype=torch.int64)
+        self.floats = torch.zeros((2, n))  # rewards; bootstrap discounts
+        self.grad_rows = torch.zeros((2 * n, hidden))
+
+    def _forward(self, w1, b1, layers, pairs) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Q (B, n_actions) and the hidden activations after ReLU, first to last."""
+        z = nn.functional.embedding_bag(pairs, w1, mode="sum").add_(b1)  # (B, hidden_1)
+        hidden: list[torch.Tensor] = []
+        for weight, bias in layers:
+            h = z.relu_()  # (B, in); z is a fresh tensor, so in place saves an allocation
+            hidden.append(h)
+            z = torch.mm(h, weight.t()).add_(bias)  # (B, out)
+        return z, hidden
+
+    @torch.no_grad()
+    def update(self, batch: Batch, discount: np.ndarray) -> dict[str, float]:
+        """One Huber-loss step on ``batch``; ``discount`` (B,) multiplies the bootstrap."""
+        agent = self.agent
+        n = len(batch.action)
+        if n != self._size:
+            self._buffers(n)
+        n_rows = _row_kernels.stage_rows(
+            *(np.asarray(v, dtype=np.int64) for v in (batch.obs, batch.goal, batch.next_obs)),
+            self.n_states,
+            self.n_goals,
+            self.pairs.numpy(),
+            self._slot,
+            self.ranks.numpy(),
+            self.unique.numpy(),
+        )
+        if n_rows < 0:
+            raise ValueError(
+                f"a batch holds a state outside Discrete({self.n_states}) or a goal outside "
+                f"Discrete({self.n_goals})."
+            )
+        self.action.numpy()[:, 0] = batch.action
+        floats = self.floats.numpy()
+        floats[0] = batch.reward
+        floats[1] = discount
+        reward, discount_t = self.floats[0], self.floats[1]
+
+        # y = r + discount * max_a Q_target(s', g, a) (Double DQN: the online argmax), clamped.
+        q_next, _ = self._forward(
+            self.target_w1, self.target_b1, self.target_layers, self.pairs[1]
+        )  # (B, n_actions)
+        if agent.double_dqn:
+            online_next, _ = self._forward(self.w1, self.b1, self.layers, self.pairs[1])
+            value = q_next.gather(1, online_next.argmax(dim=1, keepdim=True)).squeeze(1)
+        else:
+            value = q_next.amax(dim=1)  # (B,)
+        target = torch.addcmul(reward, discount_t, value)  # (B,)
+        if agent.target_range is not None:
+            target.clamp_(*agent.target_range)
+
+        q, hidden = self._forward(self.w1, self.b1, self.layers, self.pairs[0])
+        q_taken = q.gather(1, self.action).squeeze(1)  # (B,)
+        # d loss / d q_taken of the mean Huber loss (beta 1): clamp(q - y, -1, 1) / B.
+        grad_taken = torch.sub(q_taken, target).clamp_(-1.0, 1.0).mul_(1.0 / n)  # (B,)
+        grad_z = torch.zeros_like(q).scatter_(1, self.action, grad_taken.unsqueeze(1))
+        # Back through the layers after the first; for z = h W^T + c with h = relu(z_prev):
+        # dW = dz^T h, dc = sum_batch dz, dz_prev = (dz W) * [z_prev > 0].
+        for index in range(len(hidden) - 1, -1, -1):
+            weight, _ = self.layers[index]
+            h = hidden[index]  # (B, in)
+            torch.mm(grad_z.t(), h, out=self.grads[1 + 2 * index])  # (out, in)
+            torch.sum(grad_z, 0, out=self.grads[2 + 2 * index])  # (out,)
+            grad_z = torch.mm(grad_z, weight).masked_fill_(h <= 0.0, 0.0)  # (B, in)
+        torch.sum(grad_z, 0, out=self.grads[0])  # d loss / d b1
+        # Row r of w1 gets the sum of grad_z1 over the entries that use it (state or goal).
+        grad_rows = self.grad_rows[:n_rows]  # (R, hidden_1)
+        ranks = self.ranks.numpy()
+        _row_kernels.sum_rows(grad_z.numpy(), ranks[0], ranks[1], grad_rows.numpy())
+
+        grad_norm = torch.nn.utils.get_total_norm([*self.grads, grad_rows]).item()
+        if grad_norm > agent.max_grad_norm:  # as clip_grad_norm_: scale by max / (norm + 1e-6)
+            scale = agent.max_grad_norm / (grad_norm + 1e-6)
+            for grad in (*self.grads, grad_rows):
+                grad.mul_(scale)
+        self._adam_steps()
+        unique = self.unique.numpy()[:n_rows]
+        group = self.row_adam.param_groups[0]
+        self.row_adam.step_rows(self.w1, torch.from_numpy(unique), grad_rows, group)
+
+        # Metrics on the host: a few numpy operations on B values are cheaper than torch ones.
+        q_np = q_taken.numpy()
+        size = np.abs(q_np - target.numpy())  # |q - y|
+        clipped = np.minimum(size, 1.0)
+        td_loss = float(np.dot(clipped, size - 0.5 * clipped)) / n  # Huber (beta 1) mean
+        return {"td_loss": td_loss, "q_mean": float(q_np.sum()) / n, "grad_norm": grad_norm}
+
+    def _adam_steps(self) -> None:
+        """torch.optim.Adam's step on each dense parameter, by the row kernel on all its rows.
+
+        Adam's p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) is the kernel's
+        p <- p - step_size * m / (sqrt(v) + eps') with step_size = lr sqrt(1 - b2^t) / (1 - b1^t)
+        and eps' = eps sqrt(1 - b2^t).
+        """
+        group = self.adam.param_groups[0]
+        beta1, beta2 = group["betas"]
+        for (param, m, v), rows, grad, state in self._dense_tables:
+            state["step"] += 1
+            t = float(state["step"])
+            root_c2 = math.sqrt(1.0 - beta2**t)
+            step_size = group["lr"] * root_c2 / (1.0 - beta1**t)
+            _row_kernels.lazy_adam_rows(
+                param, m, v, rows, grad, beta1, beta2, step_size, group["eps"] * root_c2
+            )
+
+
+def _adam_state(adam: torch.optim.Adam, param: torch.Tensor) -> dict[str, Any]:
+    """Adam's state of ``param``, created as ``Adam.step`` would create it if still empty."""
+    state = adam.state[param]
+    if not state:
+        group = next(g for g in adam.param_groups if any(p is param for p in g["params"]))
+        on_device = group["fused"] or group["capturable"]
+        state["step"] = torch.zeros(
+            (), dtype=torch.float32, device=param.device if on_device else None
+        )
+        state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+    return state

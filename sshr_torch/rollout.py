@@ -1,0 +1,139 @@
+"""Play one training episode: Smart Start phase -> exploration -> HER buffer -> learning.
+
+One episode, as in the paper's Algorithm 1 read with DESIGN.md's corrections:
+
+1. reset; with probability eta (never in the first episode) Smart Start picks S_ss by Eq. 1
+   from the learner's values for this episode's goal, plans a walk there on the count model and
+   supplies the actions until the agent is within theta of S_ss;
+2. the learner's epsilon-greedy exploration takes the rest of the episode;
+3. every transition, guided ones included, goes to the count model and the HER buffer, and
+   the learner learns (``Agent.learn``) after each step and once more when the episode ends;
+   the Smart Start phase counts against the episode's step limit.
+
+It talks to any env that follows the goal-env convention (Dict observation with
+``observation``, ``achieved_goal``, ``desired_goal``; ``info["is_success"]``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+
+from sshr_torch.agents.base import Agent, Transition
+from sshr_torch.her import HerReplayBuffer
+from sshr_torch.smart_start import SmartStartController, SmartStartReport
+
+__all__ = ["EpisodeResult", "play_episode"]
+
+
+@dataclass
+class EpisodeResult:
+    """What one episode did.
+
+    ``metrics`` holds every value the learner returned during the episode, by name (for the
+    dashboards); ``td_loss`` is the mean of the ``td_loss`` of the learning calls after steps
+    (NaN when none learned), ``n_learned`` their number.
+    """
+
+    episode_return: float = 0.0
+    length: int = 0
+    success: bool = False
+    first_success_step: int | None = None
+    epsilon: float = 0.0
+    n_learned: int = 0
+    td_loss: float = math.nan
+    report: SmartStartReport | None = None
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+
+
+def play_episode(
+    env: gym.Env,
+    agent: Agent,
+    buffer: HerReplayBuffer,
+    *,
+    env_steps: int,
+    epsilon: Callable[[int], float],
+    controller: SmartStartController | None = None,
+    episode: int = 0,
+    step_limit: float = math.inf,
+    reset_seed: int | None = None,
+    visits: np.ndarray | None = None,
+) -> EpisodeResult:
+    """Play one episode and learn from it; returns what happened.
+
+    Args:
+        env: a goal-env.
+        agent: the learner; ``agent.learn`` is called after every step and at the end.
+        buffer: the HER buffer every transition goes to.
+        env_steps: env steps taken before this episode (the learner's and epsilon's clock).
+        epsilon: the exploration schedule, epsilon(env_steps).
+        controller: Smart Start, or None to explore from the start state.
+        episode: this episode's number (Smart Start never guides episode 0).
+        step_limit: stop after this many steps even if the env has not ended the episode.
+        reset_seed: the seed of this episode's ``env.reset`` (None: the env's own stream).
+        visits: per-state visit counts to add this episode's states to (Discrete states).
+    """
+    obs, _ = env.reset(seed=reset_seed)
+    state, goal, achieved = obs["observation"], obs["desired_goal"], obs["achieved_goal"]
+    if controller is not None:
+        controller.begin_episode(episode, state, lambda states: agent.max_q(states, goal))
+    result = EpisodeResult()
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    td_sum = 0.0
+    steps = env_steps
+    while True:
+        eps = epsilon(steps)
+        action = controller.act(state) if controller is not None and controller.active else None
+        if action is None:
+            action = agent.act(state, goal, eps)
+        obs, reward, terminated, truncated, info = env.step(action)
+        next_state, next_achieved = obs["observation"], obs["achieved_goal"]
+        success = bool(info.get("is_success", False))
+        if controller is not None:
+            controller.observe(state, action, reward, next_state, terminated)
+        buffer.add(
+            state,
+            achieved,
+            goal,
+            action,
+            reward,
+            next_state,
+            next_achieved,
+            terminated,
+            truncated,
+            success,
+        )
+        steps += 1
+        if visits is not None:
+            visits[state] += 1
+        learned = agent.learn(
+            buffer, steps, Transition(state, goal, action, reward, next_state, terminated)
+        )
+        if learned:
+            result.n_learned += 1
+            td_sum += learned.get("td_loss", 0.0)
+            for key, value in learned.items():
+                sums[key] = sums.get(key, 0.0) + value
+                counts[key] = counts.get(key, 0) + 1
+        if success and result.first_success_step is None:
+            result.first_success_step = steps
+        result.episode_return += float(reward)
+        result.length += 1
+        state, achieved = next_state, next_achieved
+        if terminated or truncated or result.length >= step_limit:
+            break
+    buffer.end_episode()
+    result.success, result.epsilon = success, eps
+    if result.n_learned:
+        result.td_loss = td_sum / result.n_learned
+    # The step metrics as one mean per episode, then what the learner does at the episode end.
+    result.metrics = {key: [sums[key] / counts[key]] for key in sums}
+    for key, value in agent.learn(buffer, steps, None).items():
+        result.metrics.setdefault(key, []).append(float(value))
+    result.report = controller.end_episode() if controller is not None else None
+    return result
