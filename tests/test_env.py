@@ -55,6 +55,26 @@ def test_check_env_every_builtin(name: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "env_id, maze",
+    [(ENV_ID, name) for name in BUILTIN_MAZES]
+    + [(ENV_ID, "generated:15x21:seed=2:kind=rooms"), (MISLEADING_ENV_ID, "keulen_misleading")],
+)
+def test_sb3_check_env(env_id: str, maze: str) -> None:
+    # Stable-Baselines3's checker tests what gymnasium's does not: compute_reward on its
+    # (batch, 1) Discrete goals must return (batch,) rewards equal to step()'s.
+    sb3_checker = pytest.importorskip(
+        "stable_baselines3.common.env_checker",
+        reason="Stable-Baselines3 is not installed (pip install -e '.[bench]'; CI installs it)",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any SB3 checker warning fails the test
+        env = gymnasium.make(env_id, maze=maze).unwrapped
+        env.action_space.seed(0)
+        sb3_checker.check_env(env, warn=True)
+        check_env(env)  # and gymnasium's own checker on the same instance
+
+
+@pytest.mark.parametrize(
     "kwargs",
     [
         {"slip": 0.3, "random_start": True, "random_goal": True, "render_mode": "ansi"},
