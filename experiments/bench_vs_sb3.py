@@ -14,12 +14,13 @@ loss, gradient-norm clip 10, buffer 1e5, HER 'future' k = 4, epsilon 1 -> 0.05 o
 steps, one torch thread, subnormal floats flushed to zero in every arm.
 
 The env needs no adapter: SB3 2.9 reads our ``GridMazeEnv`` (a Dict of three ``Discrete``
-spaces, a vectorised ``compute_reward``) as it is; its ``MultiInputPolicy`` one-hot encodes each
-key and concatenates them, so its first layer sees one-hot(s) || one-hot(achieved) ||
-one-hot(g) (3 n_cells inputs) where ours sees one-hot(s) || one-hot(g): the achieved goal of
-this env is always the state, so the extra block carries no information (it only costs SB3
-time). The rewards are the env's own (1 at the goal, 0 elsewhere). SB3 never marks a
-relabelled success as terminal (its issue #627); ours does.
+spaces, a vectorised ``compute_reward`` that takes SB3's (batch, 1) Discrete goals and returns
+(batch,) rewards) as it is; its ``MultiInputPolicy`` one-hot encodes each key and concatenates
+them, so its first layer sees one-hot(s) || one-hot(achieved) || one-hot(g) (3 n_cells inputs)
+where ours sees one-hot(s) || one-hot(g): the achieved goal of this env is always the state, so
+the extra block carries no information (it only costs SB3 time). The rewards are the env's own
+(1 at the goal, 0 elsewhere), relabelled ones included (a test checks SB3's equal ours). SB3
+never marks a relabelled success as terminal (its issue #627); ours does.
 
 Measurements:
 
@@ -46,6 +47,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -173,14 +175,11 @@ def run_ours(
 # --- Stable-Baselines3 -----------------------------------------------------------------------
 
 
-def run_sb3(maze: str, max_episode_steps: int, steps: int, *, seed: int, evaluate: bool) -> Outcome:
-    """Train SB3's DQN + HerReplayBuffer; CPU time of ``learn`` minus its evaluations."""
+def make_sb3_model(env: GridMazeEnv, steps: int, *, seed: int) -> Any:
+    """SB3's DQN + HerReplayBuffer on our env as it is, at the shared settings, for ``steps``."""
     from stable_baselines3 import DQN, HerReplayBuffer
-    from stable_baselines3.common.callbacks import BaseCallback
 
-    env = GridMazeEnv(maze, max_episode_steps=max_episode_steps)
-    eval_env = GridMazeEnv(maze, max_episode_steps=max_episode_steps)
-    model = DQN(
+    return DQN(
         "MultiInputPolicy",
         env,
         replay_buffer_class=HerReplayBuffer,
@@ -206,6 +205,15 @@ def run_sb3(maze: str, max_episode_steps: int, steps: int, *, seed: int, evaluat
         device="cpu",
         verbose=0,
     )
+
+
+def run_sb3(maze: str, max_episode_steps: int, steps: int, *, seed: int, evaluate: bool) -> Outcome:
+    """Train SB3's DQN + HerReplayBuffer; CPU time of ``learn`` minus its evaluations."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    env = GridMazeEnv(maze, max_episode_steps=max_episode_steps)
+    eval_env = GridMazeEnv(maze, max_episode_steps=max_episode_steps)
+    model = make_sb3_model(env, steps, seed=seed)
     outcome = Outcome(0, 0.0)
     eval_cpu = [0.0]
 

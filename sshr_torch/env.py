@@ -266,15 +266,21 @@ class GridMazeEnv(gymnasium.Env):
         return obs, reward, terminated, truncated, {"is_success": success}
 
     def compute_reward(self, achieved_goal: Any, desired_goal: Any, info: Any = None) -> np.ndarray:
-        """Rewards for (achieved, desired) cell-index pairs, float32, broadcast like numpy.
+        """Rewards for (achieved, desired) cell-index pairs, float32, one per pair.
 
         ``goal_reward`` where achieved == desired, else ``decoy_reward`` where the achieved cell
         is a decoy, else 0; this is what step() pays. ``info`` is accepted for the goal-env
         convention and ignored: the wall penalty cannot be recomputed from goals (see the class
         docstring).
+
+        Goals are ``Discrete`` cell indices: a scalar (one goal, a 0-d result), a batch of shape
+        ``(batch,)`` (what our HER buffer passes), or any batch shape with a trailing goal axis
+        of size 1, ``(..., 1)`` (how Stable-Baselines3 stores a Discrete goal). As the goal-env
+        convention says, the goal axis is reduced: ``(batch, 1)`` goals give ``(batch,)``
+        rewards. The batch shapes of the two arguments broadcast like numpy.
         """
-        achieved = np.asarray(achieved_goal, dtype=np.int64)
-        desired = np.asarray(desired_goal, dtype=np.int64)
+        achieved = _goal_cells(achieved_goal)
+        desired = _goal_cells(desired_goal)
         return np.where(
             achieved == desired, np.float32(self.goal_reward), self._decoy_rewards[achieved]
         ).astype(np.float32, copy=False)
@@ -398,6 +404,21 @@ class GridMazeEnv(gymnasium.Env):
             y, x = r * px + margin, c * px + margin
             image[y : y + px - 2 * margin, x : x + px - 2 * margin] = COLOURS[colour]
         return image
+
+
+def _goal_cells(goal: Any) -> np.ndarray:
+    """Discrete goals as int64 cell indices, without a trailing goal axis of size 1.
+
+    Stable-Baselines3 stores a Discrete goal as an array of shape (1,) and hands
+    ``compute_reward`` batches of shape (batch, 1); the goal-env convention reduces the goal
+    axis, so (..., 1) is read as (...). A 1-d array is always a batch of scalar goals, also
+    when its length is 1: our HER buffer relabels batches of any size, a single row included,
+    and must get one reward per row back.
+    """
+    cells = np.asarray(goal, dtype=np.int64)
+    if cells.ndim >= 2 and cells.shape[-1] == 1:
+        cells = cells[..., 0]
+    return cells
 
 
 def _next_cell_table(maze: Maze) -> np.ndarray:

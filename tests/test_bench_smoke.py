@@ -1,4 +1,7 @@
-"""Smoke tests of the issue-7 benchmark scripts: they run on tiny budgets (no timed asserts)."""
+"""Smoke tests of the issue-7 benchmark scripts: they run on tiny budgets (no timed asserts).
+
+Also: the SB3 arm of bench_vs_sb3 learns from the same rewards as ours (issue 16).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,11 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
+from goal_envs import make_buffer
+
+from sshr_torch.env import GridMazeEnv
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
@@ -42,6 +49,100 @@ def test_sb3_arm_runs_on_our_env() -> None:
     bench = _load("bench_vs_sb3")
     outcome = bench.run_sb3("keulen_easy", 100, 1_100, seed=0, evaluate=False)
     assert outcome.steps == 1_100
+
+
+def _record_episode(env: GridMazeEnv) -> list[tuple]:
+    """The first seeded random-action episode that ends on a decoy, as its transitions.
+
+    Each transition is (obs, action, reward, next_obs, terminated, truncated, is_success).
+    Ending on a decoy puts all three rewards of the env (0, decoy, goal by relabelling) in it.
+    """
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        obs, _ = env.reset(seed=seed)
+        episode, done = [], False
+        while not done:
+            action = int(rng.integers(4))
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            episode.append(
+                (obs, action, reward, next_obs, terminated, truncated, info["is_success"])
+            )
+            obs, done = next_obs, terminated or truncated
+        if terminated and not info["is_success"]:
+            return episode
+    raise AssertionError("no random episode of 100 ended on a decoy")
+
+
+def test_sb3_her_rewards_equal_ours_on_a_recorded_episode() -> None:
+    pytest.importorskip(
+        "stable_baselines3",
+        reason="Stable-Baselines3 is not installed (pip install -e '.[bench]'; CI installs it)",
+    )
+    bench = _load("bench_vs_sb3")
+    env = GridMazeEnv("keulen_misleading", max_episode_steps=200)
+    episode = _record_episode(env)
+    real_goal = episode[0][0]["desired_goal"]
+    decoys = set(env.maze.decoy_indices.tolist())
+
+    # The bench's own SB3 model: its HerReplayBuffer computes relabelled rewards through the
+    # env (env_method("compute_reward", (batch, 1) goals)). Fill it as SB3's rollout would.
+    model = bench.make_sb3_model(env, 1_000, seed=0)
+    sb3_buffer = model.replay_buffer
+    ours = make_buffer(env, "future", k=bench.SHARED["her_k"], seed=0)  # the trainer's call
+    for obs, action, reward, next_obs, terminated, truncated, success in episode:
+        sb3_buffer.add(
+            {key: np.array([value]) for key, value in obs.items()},
+            {key: np.array([value]) for key, value in next_obs.items()},
+            np.array([action]),
+            np.array([reward], dtype=np.float32),
+            np.array([terminated or truncated]),
+            [{"is_success": success, "TimeLimit.truncated": truncated}],
+        )
+        ours.add(
+            obs["observation"],
+            obs["achieved_goal"],
+            obs["desired_goal"],
+            action,
+            reward,
+            next_obs["observation"],
+            next_obs["achieved_goal"],
+            terminated,
+            truncated,
+            success,
+        )
+    ours.end_episode()
+
+    samples = sb3_buffer.sample(4096)
+    achieved = samples.next_observations["achieved_goal"].numpy()  # (batch, 1)
+    goal = samples.observations["desired_goal"].numpy()  # (batch, 1)
+    sb3_rewards = samples.rewards.numpy()  # (batch, 1) float32
+    assert achieved.shape == goal.shape == sb3_rewards.shape == (4096, 1)
+    achieved, goal, sb3_rewards = achieved[:, 0], goal[:, 0], sb3_rewards[:, 0]
+    relabelled = goal != real_goal
+    assert relabelled.sum() > 2048  # SB3's her ratio is k / (k + 1) = 0.8
+    # What our HER buffer computes for the same pairs, and the rule worked out by hand.
+    assert np.array_equal(sb3_rewards, ours.compute_reward(achieved, goal))
+    by_hand = [
+        env.goal_reward if a == g else env.decoy_reward if a in decoys else 0.0
+        for a, g in zip(achieved.tolist(), goal.tolist(), strict=True)
+    ]
+    assert np.array_equal(sb3_rewards, np.array(by_hand, dtype=np.float32))
+    # Real (not relabelled) samples carry step()'s reward.
+    step_reward = {next_obs["achieved_goal"]: reward for _, _, reward, next_obs, *_ in episode}
+    for a, r in zip(achieved[~relabelled].tolist(), sb3_rewards[~relabelled].tolist(), strict=True):
+        assert r == np.float32(step_reward[a])
+    assert {0.0, 1.0, np.float32(env.decoy_reward)} <= set(sb3_rewards.tolist())
+
+    # Our buffer's own samples agree with SB3's pair by pair.
+    batch = ours.sample(4096)
+    sb3_pairs = zip(achieved.tolist(), goal.tolist(), strict=True)
+    sb3_by_pair = dict(zip(sb3_pairs, sb3_rewards.tolist(), strict=True))
+    our_pairs = zip(batch.next_obs.tolist(), batch.goal.tolist(), strict=True)
+    ours_by_pair = dict(zip(our_pairs, batch.reward.tolist(), strict=True))
+    shared = sb3_by_pair.keys() & ours_by_pair.keys()
+    assert len(shared) > 0.5 * len(sb3_by_pair)
+    assert all(sb3_by_pair[pair] == ours_by_pair[pair] for pair in shared)
+    assert sum(a == g != real_goal for a, g in shared) > 0  # relabelled successes compared
 
 
 def test_scale_pieces_on_a_small_maze() -> None:

@@ -55,6 +55,26 @@ def test_check_env_every_builtin(name: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "env_id, maze",
+    [(ENV_ID, name) for name in BUILTIN_MAZES]
+    + [(ENV_ID, "generated:15x21:seed=2:kind=rooms"), (MISLEADING_ENV_ID, "keulen_misleading")],
+)
+def test_sb3_check_env(env_id: str, maze: str) -> None:
+    # Stable-Baselines3's checker tests what gymnasium's does not: compute_reward on its
+    # (batch, 1) Discrete goals must return (batch,) rewards equal to step()'s.
+    sb3_checker = pytest.importorskip(
+        "stable_baselines3.common.env_checker",
+        reason="Stable-Baselines3 is not installed (pip install -e '.[bench]'; CI installs it)",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any SB3 checker warning fails the test
+        env = gymnasium.make(env_id, maze=maze).unwrapped
+        env.action_space.seed(0)
+        sb3_checker.check_env(env, warn=True)
+        check_env(env)  # and gymnasium's own checker on the same instance
+
+
+@pytest.mark.parametrize(
     "kwargs",
     [
         {"slip": 0.3, "random_start": True, "random_goal": True, "render_mode": "ansi"},
@@ -263,6 +283,33 @@ def test_compute_reward_matches_step() -> None:
     # relabelled goals: equal -> goal reward; a decoy achieved -> decoy reward
     assert env.compute_reward([3, 17, 40], [3, 5, 41]).tolist() == [1.0, env.decoy_reward, 0.0]
     assert env.decoy_reward == pytest.approx(0.1)
+
+
+def test_compute_reward_goal_shapes() -> None:
+    # keulen_misleading: cell 17 is a decoy, 3 and 40 are plain free cells
+    env = GridMazeEnv("keulen_misleading")
+    achieved, desired = [3, 17, 40], [3, 5, 41]
+    expected = [1.0, env.decoy_reward, 0.0]
+    scalar = env.compute_reward(3, 3)
+    assert scalar.shape == () and scalar.dtype == np.float32 and scalar == 1.0
+    assert env.compute_reward(np.int64(17), 5) == np.float32(env.decoy_reward)
+    for shape in [(3,), (3, 1)]:  # ours, and how Stable-Baselines3 stores Discrete goals
+        rewards = env.compute_reward(np.reshape(achieved, shape), np.reshape(desired, shape))
+        assert rewards.shape == (3,) and rewards.dtype == np.float32
+        assert rewards.tolist() == expected
+    # the two arguments may come in different ones of those shapes
+    assert env.compute_reward(np.reshape(achieved, (3, 1)), desired).tolist() == expected
+    assert env.compute_reward(achieved, np.reshape(desired, (3, 1))).tolist() == expected
+    assert env.compute_reward(np.reshape(achieved, (3, 1)), 3).tolist() == expected
+    # any leading batch shape; the trailing goal axis of 1 is reduced
+    grid = env.compute_reward(np.array([achieved, achieved])[..., None], np.full((2, 3, 1), 3))
+    assert grid.shape == (2, 3) and grid.tolist() == [expected] * 2
+    # a 1-d array of length 1 is a batch of one (one reward per row, as our HER buffer needs)
+    assert env.compute_reward(np.array([17]), np.array([17])).shape == (1,)
+    assert env.compute_reward(np.array([[17]]), np.array([[5]])).tolist() == [env.decoy_reward]
+    # SB3 check_env's vectorised call: (2, 1) goals, an array of infos, (2,) rewards
+    rewards = env.compute_reward(np.full((2, 1), 40), np.full((2, 1), 40), np.array([{}, {}]))
+    assert rewards.shape == (2,) and rewards.tolist() == [1.0, 1.0]
 
 
 def test_distance() -> None:
