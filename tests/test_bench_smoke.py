@@ -16,7 +16,7 @@ from goal_envs import make_buffer
 
 from sshr_torch.env import GridMazeEnv
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments" / "benchmarks"
 
 
 def _load(name: str) -> ModuleType:

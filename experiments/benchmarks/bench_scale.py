@@ -1,6 +1,6 @@
 """Scale: generated mazes from 11x11 to 201x201 (issue 7). Prints each figure beside its target.
 
-    python experiments/bench_scale.py [--smoke]
+    python experiments/benchmarks/bench_scale.py [--smoke]
 
 Every maze is ``generated:NxN:seed=0`` (a perfect maze, start and goal at the two ends of its
 longest path). Each size runs in a fresh subprocess (so its peak memory is its own), one torch
@@ -18,8 +18,8 @@ thread, one at a time. Per size:
 * throughput: env steps per CPU-second of ``Trainer.run`` (DQN + HER 'future' k = 4, learning
   from step 1000, 1000-step episodes), without and with Smart Start.
 * memory: the process's peak resident set (``ru_maxrss``) minus its resident set right after
-  the imports, beside the bytes the run's arrays and tensors hold: the agent's tensors (q_net,
-  target_net, Adam moments: O(maze) through the first layer's rows), the replay buffer's
+  the imports, beside the bytes the run's arrays and tensors hold: the agent's tensors (Q-network,
+  target network, Adam moments: O(maze) through the first layer's rows), the replay buffer's
   arrays (O(buffer)), the env's tables and the count model (O(maze)). Target: linear in buffer
   size plus maze size, checked by also running the 41x41 maze with buffers of 1e4 and 1e6
   transitions and reading the slope per transition and per cell.
@@ -160,10 +160,15 @@ def throughput(maze_spec: str, steps: int, smart_start: bool, buffer_size: int) 
         agent_bytes = sum(
             t.numel() * t.element_size()
             for t in (
-                *trainer.agent.q_net.parameters(),
-                *trainer.agent.target_net.parameters(),
-                *trainer.agent._adam_m,
-                *trainer.agent._adam_v,
+                *trainer.agent.q_network.parameters(),
+                *trainer.agent.target_network.parameters(),
+                *(
+                    value
+                    for optimizer in trainer.agent.optimizers
+                    for state in optimizer.state.values()
+                    for value in state.values()
+                    if isinstance(value, torch.Tensor)
+                ),
             )
         )
         buffer_bytes = sum(

@@ -1,6 +1,7 @@
 """Side by side with Stable-Baselines3: throughput and steps to a greedy solution (issue 7).
 
-    python experiments/bench_vs_sb3.py [--smoke] [--rounds N] [--seed S] [--throughput-only]
+    python experiments/benchmarks/bench_vs_sb3.py [--smoke] [--rounds N] [--seed S]
+                                                  [--throughput-only]
 
 Three arms, at equal settings (ours through ``TrainConfig``, SB3 through its constructor):
 
@@ -54,7 +55,7 @@ import torch
 
 from sshr_torch.config import TrainConfig
 from sshr_torch.env import GridMazeEnv
-from sshr_torch.trainer import Trainer
+from sshr_torch.trainer import Callback, Trainer
 
 ARMS = ("sb3", "ours", "ours+ss")
 TARGET_RATIO = 3.0
@@ -109,31 +110,31 @@ class Outcome:
 # --- our arms --------------------------------------------------------------------------------
 
 
-class _StepEvalTrainer(Trainer):
-    """A Trainer that evaluates greedily every ``every`` env steps and stops at ``target``."""
+class StepEvaluation(Callback):
+    """Evaluates greedily every ``every`` env steps; stops the run once ``target`` is reached.
 
-    def __init__(self, config: TrainConfig, every: int, target: float) -> None:
-        super().__init__(config)
+    The run's own evaluations are off (eval_interval 0); its closing one also counts.
+    """
+
+    def __init__(self, every: int, target: float) -> None:
         self.every, self.target = every, target
         self.next_eval = every
         self.reached_at: int | None = None
         self.last_success = 0.0
 
-    def _evaluate(self, episode: int) -> None:
-        if self.progress.env_steps < self.next_eval:
-            return
-        self.next_eval = (self.progress.env_steps // self.every + 1) * self.every
-        super()._evaluate(episode)
-        self.last_success = float(self.progress.eval_success_rate or 0.0)
-        if self.reached_at is None and self.last_success >= self.target:
-            self.reached_at = self.progress.env_steps
+    def on_episode_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        steps = trainer.progress.env_steps
+        if steps >= self.next_eval:
+            self.next_eval = (steps // self.every + 1) * self.every
+            trainer.evaluate()
 
-    def _final_evaluation(self) -> None:
-        self.next_eval = 0  # the closing evaluation always runs
-        self._evaluate(self.progress.episode)
+    def on_evaluation(self, trainer: Trainer, success_rate: float, mean_length: float) -> None:
+        self.last_success = float(success_rate)
+        if self.reached_at is None and success_rate >= self.target:
+            self.reached_at = trainer.progress.env_steps
 
-    def _budget_spent(self) -> bool:
-        return self.reached_at is not None or super()._budget_spent()
+    def should_stop(self, trainer: Trainer) -> bool:
+        return self.reached_at is not None
 
 
 def run_ours(
@@ -158,18 +159,19 @@ def run_ours(
         seed=seed,
         runs_root=runs_root,
         quiet=True,
-        eval_interval=1 if evaluate else 0,
+        eval_interval=0,
         eval_episodes=EVAL_EPISODES,
         image_interval=0,
         checkpoint_interval=10**9,
         torch_threads=1,
         **SHARED,
     ).validate()
-    trainer = _StepEvalTrainer(config, EVAL_EVERY if evaluate else 10**12, SUCCESS_TARGET)
+    callback = StepEvaluation(EVAL_EVERY if evaluate else 10**12, SUCCESS_TARGET)
+    trainer = Trainer(config, callbacks=[callback])
     started = time.process_time()
     result = trainer.run()
     cpu_s = time.process_time() - started
-    return Outcome(result.summary["env_steps"], cpu_s, trainer.reached_at, trainer.last_success)
+    return Outcome(result.summary["env_steps"], cpu_s, callback.reached_at, callback.last_success)
 
 
 # --- Stable-Baselines3 -----------------------------------------------------------------------

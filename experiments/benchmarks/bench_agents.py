@@ -1,6 +1,6 @@
 """Benchmark the HER buffer and the two learners; print each measured figure beside its target.
 
-    python experiments/bench_agents.py [--quick]
+    python experiments/benchmarks/bench_agents.py [--quick]
 
 Figures (issue 4), all with 1 torch thread:
   * One DQN gradient update, batch 128, one hidden layer of 256: median <= 500 us for a
@@ -48,13 +48,19 @@ def random_batches(n_states: int, n_actions: int, count: int, size: int, seed: i
     ]
 
 
-def dqn_update_us(sizes: list[int], n_updates: int) -> dict[int, tuple[float, float]]:
+def dqn_update_us(
+    sizes: list[int], n_updates: int, fast_path: bool = True
+) -> dict[int, tuple[float, float]]:
     """{n_states: (median, mean)} time of one DQN update in microseconds, after a warm-up.
 
-    The sizes take turns in blocks of 50 updates, so a slow spell of a shared machine falls on
-    all of them alike and the ratios stay fair.
+    ``fast_path`` False measures the general path (autograd, clip_grad_norm, torch.optim) on
+    the same default module. The sizes take turns in blocks of 50 updates, so a slow spell of
+    a shared machine falls on all of them alike and the ratios stay fair.
     """
-    agents = {n: DQNAgent(n, n, 4, hidden_sizes=(256,), target_update_interval=500) for n in sizes}
+    agents = {
+        n: DQNAgent(n, n, 4, hidden_sizes=(256,), target_update_interval=500, fast_path=fast_path)
+        for n in sizes
+    }
     batches = {n: random_batches(n, 4, 256, 128, seed=n) for n in sizes}
     times: dict[int, list[float]] = {n: [] for n in sizes}
     for n, agent in agents.items():
@@ -173,7 +179,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    torch.set_flush_denormal(True)  # as a run sets it (TrainConfig.flush_denormal)
     n_updates = 300 if args.quick else 3000
+
+    print("DQN update of the default module, both paths (issue 11 targets)")
+    print(f"  {'states':>7}  {'fast us':>8}  {'general us':>10}  targets")
+    fast = dqn_update_us([100, 10_000], n_updates, fast_path=True)
+    general = dqn_update_us([100, 10_000], n_updates // 3, fast_path=False)
+    for n_states, before, ceiling in ((100, 345, 1200), (10_000, 561, 1600)):
+        print(
+            f"  {n_states:>7}  {fast[n_states][0]:>8.0f}  {general[n_states][0]:>10.0f}  "
+            f"fast <= {1.1 * before:.0f} us (1.1x the {before} us before the nn.Module API), "
+            f"general <= {ceiling} us"
+        )
 
     print("DQN update, batch 128, hidden 256, 1 thread (uniform random batches)")
     print(f"  {'states':>7}  {'median us':>9}  {'mean us':>8}  {'ratio':>6}  target")

@@ -1,6 +1,6 @@
 """Benchmark the maze environment and generator; print each measured figure beside its target.
 
-    python experiments/bench_env.py
+    python experiments/benchmarks/bench_env.py
 
 Figures (issue 2):
   * GridMazeEnv.step, unwrapped: median <= 10 us per step.

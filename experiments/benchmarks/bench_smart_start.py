@@ -17,7 +17,7 @@ feeding transitions to a CountModel exactly as training would:
 Update costs are the median of a few repeats, planning times the best of a few (noise on a
 shared machine only ever adds time); one CPU thread.
 
-Run: python experiments/bench_smart_start.py [--quick]
+Run: python experiments/benchmarks/bench_smart_start.py [--quick]
 """
 
 from __future__ import annotations

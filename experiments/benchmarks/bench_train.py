@@ -13,8 +13,8 @@
    env steps per second of the whole run, logs and checkpoints included (target >= 20,000;
    Keulen's code: 25-50 us per step without Smart Start, 80-1,500 us with it).
 
-    python experiments/bench_train.py            # about a minute
-    python experiments/bench_train.py --smoke    # seconds
+    python experiments/benchmarks/bench_train.py            # about a minute
+    python experiments/benchmarks/bench_train.py --smoke    # seconds
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class _Stopwatch:
 def measure(config: TrainConfig, no_op_updates: bool = False) -> dict[str, float]:
     """Run ``config`` with each part of the work timed; return seconds per env step by part.
 
-    The parts: the learner's updates (``update`` / ``update_transition``), drawing replay
+    The parts: the learner's updates (``update`` / the tabular ``learn``), drawing replay
     batches, acting (``act``: the learner's forward pass), greedy evaluations, dashboard images
     checkpoints and Smart Start (count model, choice of S_ss, planning, guided actions). What
     remains of the wall time is the loop's own cost: env steps, the HER buffer's writes, the
@@ -81,14 +81,13 @@ def measure(config: TrainConfig, no_op_updates: bool = False) -> dict[str, float
         watches.setdefault(part, _Stopwatch())
         setattr(owner, name, watches[part].wrap(getattr(owner, name)))
 
-    time_it(agent, "update", "updates")
-    if hasattr(agent, "update_transition"):
-        time_it(agent, "update_transition", "updates")
+    # The DQN's learn() draws a batch and updates; the tabular learner's learns in learn().
+    time_it(agent, "update" if config.agent == "dqn" else "learn", "updates")
     time_it(trainer.buffer, "sample", "sampling")
     time_it(agent, "act", "act")
-    time_it(trainer, "_evaluate", "evaluation")
+    time_it(trainer, "evaluate", "evaluation")
     time_it(trainer, "_write_images", "images")
-    time_it(trainer, "_checkpoint", "checkpoints")
+    time_it(trainer, "checkpoint", "checkpoints")
     if trainer.controller is not None:
         for name in ("begin_episode", "act", "observe", "end_episode"):
             time_it(trainer.controller, name, "smart start")
