@@ -16,11 +16,12 @@ from goal_envs import make_buffer
 
 from sshr_torch.env import GridMazeEnv
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments" / "benchmarks"
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
 
 def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+    folder = EXPERIMENTS / "benchmarks" if name.startswith("bench_") else EXPERIMENTS
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)

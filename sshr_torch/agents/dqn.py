@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import operator
+import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -296,7 +297,7 @@ class DQNAgent:
         with warnings.catch_warnings():
             # The fast path steps the optimizers' parameters without calling their step(),
             # which a scheduler takes for a skipped step on its first call.
-            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()`")
+            warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()`"))
             for scheduler in self.schedulers:
                 scheduler.step()
         self.n_updates += 1
