@@ -40,10 +40,9 @@ CHECKPOINT_VERSION = 2  # 2: the DQN as an nn.Module with torch.optim state (was
 NUMPY_TAG = "__numpy__"
 DTYPE_TAG = "__dtype__"
 # Integer arrays of at least this many elements are stored in the narrowest of _NARROW_DTYPES
-# that holds their values. The replay buffer's int64 states, goals and actions of a maze fit in
-# one byte: this cut the tabular bench's checkpoint from 7.0 to 2.7 MB. On ext4 the cost of a
-# checkpoint grows with its size (replacing a file flushes the new one and frees the old), so
-# the checkpoint went from about 13 to 7 ms (measured at 120k steps of the bench config).
+# that holds their values: the replay buffer's int64 states, goals and actions of a maze fit in
+# one byte, and the cost of writing a checkpoint grows with its size (replacing a file flushes
+# the new one and frees the old).
 _NARROW_MIN_SIZE = 4096
 _NARROW_DTYPES = (np.uint8, np.int8, np.int16, np.int32)
 # Items a list or tuple may hold to be saved as it is, without a look at each item.
@@ -194,7 +193,7 @@ def _to_torch(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         if set(map(type, value)) <= _PLAIN_TYPES:
             # Nothing to convert: the count model's long lists of ints and floats are kept as
-            # they are (item-by-item recursion cost 0.8 ms of each tabular bench checkpoint).
+            # they are (recursing item by item is slow on lists that long).
             return value
         return type(value)(_to_torch(item) for item in value)
     return value

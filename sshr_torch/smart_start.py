@@ -143,8 +143,7 @@ class CountModel:
         # up, which stops happening once the reachable part of an env has been explored. It is
         # cached, keyed by (number of (s, a, s') keys, n_states): keys are only ever added and a
         # dict keeps insertion order, so an unchanged count means unchanged keys in the same
-        # order. Saves the key export, the argsort and the indptr build on most plans (an export
-        # of keulen_medium's 124-state model fell from about 89 to 62 us).
+        # order. Saves the key export, the argsort and the indptr build on most plans.
         self._layout: _Layout | None = None
 
     # ---- update -------------------------------------------------------------------------------
@@ -483,8 +482,8 @@ def value_iteration(
     stop = target if terminal_mask is None else target | np.asarray(terminal_mask, dtype=bool)
     discount = gamma * (~stop)  # gamma where the walk goes on after landing, 0 where it ends
     # The mat-vecs run on P's arrays with np.bincount rather than on new scipy matrices: on the
-    # small models of a maze like keulen_medium, scipy's constructors cost more than the sweeps
-    # (this cut value iteration from about 190 to 150 us on its 124-state model). bincount adds
+    # small models of a maze like keulen_medium, scipy's constructors cost more than the sweeps.
+    # bincount adds
     # each row's entries in storage order, as scipy's csr mat-vec does, so Q is bit-identical.
     # Rows are binned action-major (a * n + s), so that the max over actions is a max of
     # n_actions contiguous blocks (a reshape(n, n_actions).max(1) is several times slower). The
