@@ -167,6 +167,7 @@ class DQNAgent:
             q_network = q_network(self.obs_spec, self.goal_spec, self.n_actions)
         self.q_network = q_network.to(self.device)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
+        self._parameters = list(self.q_network.parameters())
 
         sparse_params, dense_params = _split_by_gradient_kind(self.q_network)
         lr, betas, eps = self.learning_rate, self.adam_betas, self.adam_eps
@@ -319,7 +320,7 @@ class DQNAgent:
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = clip_grad_norm(self.q_network.parameters(), self.max_grad_norm)
+        grad_norm = clip_grad_norm(self._parameters, self.max_grad_norm)
         for optimizer in self.optimizers:
             optimizer.step()
         return {
@@ -421,7 +422,8 @@ def clip_grad_norm(parameters: Iterable[torch.Tensor], max_norm: float) -> float
     grads = []
     for param in params:
         if param.grad.is_sparse:
-            param.grad = param.grad.coalesce()
+            if not param.grad.is_coalesced():
+                param.grad = param.grad.coalesce()
             grads.append(param.grad.values())  # a view: scaling it scales the gradient
         else:
             grads.append(param.grad)

@@ -75,7 +75,7 @@ class RowAdam(torch.optim.Optimizer):
                 if grad is None:
                     continue
                 if grad.is_sparse:
-                    grad = grad.coalesce()
+                    grad = grad if grad.is_coalesced() else grad.coalesce()
                     rows, values = grad.indices()[0], grad.values()  # (R,), (R, ...)
                 else:
                     rows = torch.arange(param.shape[0] if param.dim() else 1, device=param.device)
