@@ -172,7 +172,11 @@ def run_trials(
                         )
                     },
                     tune_config=tune.TuneConfig(
-                        trial_name_creator=_trial_name, trial_dirname_creator=_trial_name
+                        trial_name_creator=_trial_name,
+                        trial_dirname_creator=_trial_name,
+                        # A worker process runs trial after trial: imports and compiled
+                        # kernels are paid once per process, not once per run.
+                        reuse_actors=True,
                     ),
                     run_config=tune.RunConfig(
                         name=experiment,
