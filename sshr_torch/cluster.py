@@ -31,6 +31,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -46,6 +47,10 @@ SWEEP_FILE = "sweep.json"
 MAX_FAILURES = 3
 # Seconds between a trial's looks for a checkpoint its trainer has just written.
 POLL_S = 0.2
+# A trial hands Tune a new checkpoint at most this often (seconds): each one is a copy of the
+# run directory to storage and an update of Tune's experiment state there. A run whose node
+# dies loses at most this much training, plus the trainer's --checkpoint-interval.
+REPORT_EVERY_S = 10.0
 # Seconds to wait for a TCP answer from --address before giving up.
 CONNECT_TIMEOUT_S = 5.0
 
@@ -154,7 +159,9 @@ def run_trials(
     storage.write_text(SWEEP_FILE, json.dumps(wanted, indent=1) + "\n")
     path, parent, experiment = storage.uri.rstrip("/"), *_split(storage.uri)
     trainable = tune.with_resources(_run_trial, {"cpu": 1})
-    bar = tqdm(total=len(jobs), unit="run", disable=not progress)
+    # A run's files reach the top of its directory in storage only when it has finished.
+    done = sum(storage.exists(f"{name}/{runlog.SUMMARY_FILE}") for name in names)
+    bar = tqdm(total=len(jobs), initial=done, unit="run", disable=not progress)
     global _BAR
     _BAR = bar
     try:
@@ -169,7 +176,8 @@ def run_trials(
                     param_space={
                         "run": tune.grid_search(
                             [{"name": n, "config": c} for n, c in wanted.items()]
-                        )
+                        ),
+                        "report_every_s": REPORT_EVERY_S,
                     },
                     tune_config=tune.TuneConfig(
                         trial_name_creator=_trial_name,
@@ -182,7 +190,10 @@ def run_trials(
                         name=experiment,
                         storage_path=parent,
                         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-                        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                        # Two: Tune saves its experiment state (which names each trial's
+                        # latest checkpoint) every num_to_keep trial checkpoints, so the one
+                        # a restore asks for is still there however the driver died.
+                        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                         sync_config=tune.SyncConfig(
                             sync_artifacts=True, sync_artifacts_on_checkpoint=False
                         ),
@@ -198,10 +209,13 @@ def run_trials(
             ray.shutdown()
     errors = {}
     for result in results:
+        job = names[result.config["run"]["name"]]
         if result.error is not None:
-            name = result.config["run"]["name"]
-            first_line = str(result.error).strip().splitlines() or [type(result.error).__name__]
-            errors[names[name].run_dir] = f"{type(result.error).__name__}: {first_line[-1]}"
+            lines = [line for line in str(result.error).splitlines() if line.strip()]
+            errors[job.run_dir] = " ".join((lines or [type(result.error).__name__])[-1].split())
+        elif not storage.exists(f"{PurePosixPath(job.run_dir).name}/{runlog.SUMMARY_FILE}"):
+            # Tune stops the sweep on Ctrl-C, keeping what it has in storage.
+            errors[job.run_dir] = "interrupted; the same command resumes it"
     return errors
 
 
@@ -297,7 +311,7 @@ def _run_trial(params: dict[str, Any]) -> None:
     storage as the trial's artifacts once the trial returns (so storage never holds a file the
     trainer was still writing).
     """
-    from sshr_torch.sweep import write_final_metrics
+    from sshr_torch.sweep import finished, write_final_metrics
     from sshr_torch.trainer import resume_config, train
 
     job = TrainConfig.from_dict(params["run"]["config"])
@@ -319,6 +333,12 @@ def _run_trial(params: dict[str, Any]) -> None:
         checkpoint.to_directory(str(run_dir))
         for path in run_dir.glob(f"*{_PACKED_EVENTS}*"):
             path.rename(path.with_name(path.name.replace(_PACKED_EVENTS, _EVENTS)))
+        if finished(dataclasses.replace(job, run_dir=str(run_dir))):
+            # It had finished when the sweep was stopped, before Tune's saved state saw it
+            # end: its files go back to storage as they are.
+            _copy_run_files(run_dir, trial_dir)
+            shutil.rmtree(run_dir)
+            return
         config = resume_config(
             run_dir, episodes=job.episodes, total_steps=job.total_steps, quiet=True
         )
@@ -333,14 +353,15 @@ def _run_trial(params: dict[str, Any]) -> None:
             outcome["error"] = error
 
     trainer = threading.Thread(target=train_run, name="sshr-train", daemon=True)
-    reported = _stamp(run_dir)
+    reported, reported_at = _stamp(run_dir), time.monotonic()
     trainer.start()
     while trainer.is_alive():
         trainer.join(POLL_S)
         stamp = _stamp(run_dir)
-        if trainer.is_alive() and stamp is not None and stamp != reported:
+        due = time.monotonic() - reported_at >= params["report_every_s"]
+        if trainer.is_alive() and due and stamp is not None and stamp != reported:
             _report(run_dir)
-            reported = stamp
+            reported, reported_at = stamp, time.monotonic()
     if "error" in outcome:
         raise outcome["error"]
     write_final_metrics(run_dir, outcome["summary"])

@@ -11,6 +11,9 @@ from __future__ import annotations
 import csv
 import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +28,8 @@ from sshr_torch.sweep import grid, main, run_sweep
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.tune")
 from ray.cluster_utils import Cluster  # noqa: E402
+
+from sshr_torch import cluster as cluster_module  # noqa: E402
 
 # Tabular runs of a few seconds each (so that a node can be removed while one is running), a
 # checkpoint every 50 episodes: 2 settings x 3 seeds.
@@ -131,6 +136,8 @@ def test_a_run_whose_node_dies_resumes_from_its_checkpoint_on_another_node(
     cluster: Cluster, baseline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path.joinpath("driver").mkdir() or tmp_path / "driver")
+    # Runs of a few seconds: every checkpoint of theirs goes to Tune.
+    monkeypatch.setattr(cluster_module, "REPORT_EVERY_S", 0.0)
     out = tmp_path / "storage" / "sweep"
     outcome: dict[str, object] = {}
 
@@ -172,6 +179,49 @@ def test_a_run_whose_node_dies_resumes_from_its_checkpoint_on_another_node(
     ]
     assert max(len(pids) for pids in writers) == 2
     cluster.add_node(num_cpus=1)  # back to two workers for any test after this one
+
+
+def test_a_killed_driver_is_resumed_by_the_same_command(
+    cluster: Cluster, baseline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path.joinpath("driver").mkdir() or tmp_path / "driver")
+    out = tmp_path / "storage" / "sweep"
+    argv = ["--out", str(out), "--seeds", "3", "--grid", "her=none,future", "--backend", "ray"]
+    argv += ["--address", cluster.address, "--", "--agent", "tabular"]
+    argv += ["--maze", BASE.maze, "--max-episode-steps", "30", "--episodes", "1000"]
+    argv += ["--eval-interval", "0", "--eval-episodes", "1", "--image-interval", "0"]
+    argv += ["--checkpoint-interval", "50"]
+    script = (
+        "import sys; import sshr_torch.cluster as c; c.REPORT_EVERY_S = 0.0; "
+        "from sshr_torch.sweep import main; sys.exit(main(sys.argv[1:]))"
+    )
+    driver = subprocess.Popen([sys.executable, "-c", script, *argv], stderr=subprocess.DEVNULL)
+    # Kill the driver once a run has finished and another one has a checkpoint in storage.
+    deadline = time.monotonic() + 240
+    while driver.poll() is None and time.monotonic() < deadline:
+        finished = list(out.glob("*/summary.json"))
+        cut_off = [
+            p for p in out.glob("*/checkpoint_*") if not (p.parent / "summary.json").exists()
+        ]
+        if finished and cut_off:
+            driver.kill()
+            break
+        time.sleep(0.05)
+    assert driver.wait(timeout=60) == -signal.SIGKILL, "the sweep ended before it was killed"
+    done = {path.parent: _run_files(path.parent) for path in out.glob("*/summary.json")}
+    assert 0 < len(done) < len(CONFIGS)
+
+    assert main(argv) == 0
+    _check_runs_in_storage(out, baseline)
+    # The runs that had finished were not trained again. (A cut-off run resumes from the last
+    # checkpoint that Tune's saved experiment state knew of, or from the start: which one
+    # depends on when the driver died, and the episodes are the same either way.)
+    assert {run_dir: _run_files(run_dir) for run_dir in done} == done
+
+
+def _run_files(run_dir: Path) -> dict[str, bytes]:
+    """The files of a run directory (not its Tune checkpoints) and their contents."""
+    return {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
 
 
 def _worker_node_of(cluster: Cluster, pid: int):
