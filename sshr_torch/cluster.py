@@ -155,7 +155,13 @@ def run_trials(
         options: dict[str, Any] = {"address": address, "include_dashboard": False}
         if address is None and workers:
             options["num_cpus"] = workers
-        ray.init(**options, log_to_driver=False, logging_level="ERROR")
+        try:
+            ray.init(**options, log_to_driver=False, logging_level="ERROR")
+        except Exception as error:  # ConnectionError, a version mismatch (RuntimeError), ...
+            lines = [line for line in str(error).splitlines() if line.strip()] or [repr(error)]
+            raise ConfigError(
+                f"cannot join the Ray cluster at --address {address}: {lines[0].strip()}"
+            ) from None
     storage.write_text(SWEEP_FILE, json.dumps(wanted, indent=1) + "\n")
     path, parent, experiment = storage.uri.rstrip("/"), *_split(storage.uri)
     trainable = tune.with_resources(_run_trial, {"cpu": 1})

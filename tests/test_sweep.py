@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -251,3 +252,14 @@ def test_tensorboard_hparams_of_the_sweep(tmp_path: Path) -> None:
         if row["first_success_step"] is not None:
             (first,) = accumulator.Scalars("final/first_success_step")
             assert first.value == row["first_success_step"]
+
+
+def test_the_local_backend_needs_no_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in sys.modules if n.split(".")[0] == "ray" or n == "sshr_torch.cluster"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    configs = grid(TINY, {"her": ["none", "future"]}, 1)
+    rows = run_sweep(configs, tmp_path / "local", workers=1, progress=False)
+    assert [row["error"] for row in rows] == ["", ""]
+    with pytest.raises(ConfigError, match="--backend ray needs Ray Tune"):
+        run_sweep(configs, tmp_path / "ray", backend="ray", progress=False)
