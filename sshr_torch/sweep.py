@@ -507,9 +507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     failed = [row for row in rows if row["error"]]
-    print(
-        f"{len(rows) - len(failed)}/{len(rows)} runs done; table: {Path(args.out) / RESULTS_FILE}"
-    )
+    table = f"{args.out.rstrip('/')}/{RESULTS_FILE}"
+    print(f"{len(rows) - len(failed)}/{len(rows)} runs done; table: {table}")
     for row in failed:
         print(f"failed: {row['run']}: {row['error']}", file=sys.stderr)
     return 1 if failed else 0
