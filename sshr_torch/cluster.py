@@ -305,6 +305,8 @@ def _without_tune_loggers() -> Iterator[None]:
 # TensorBoard reads every file whose name holds "tfevents", checkpoint directories included: in
 # a checkpoint the run's event files carry this name instead, so each run shows up once.
 _EVENTS, _PACKED_EVENTS = "tfevents", "packed-events"
+# The key of a Tune checkpoint's metadata that says the run had finished.
+_FINISHED = "sshr_run_finished"
 
 
 def _run_trial(params: dict[str, Any]) -> None:
@@ -317,10 +319,14 @@ def _run_trial(params: dict[str, Any]) -> None:
     storage as the trial's artifacts once the trial returns (so storage never holds a file the
     trainer was still writing).
     """
-    from sshr_torch.sweep import finished, write_final_metrics
+    from sshr_torch.sweep import write_final_metrics
     from sshr_torch.trainer import resume_config, train
 
     job = TrainConfig.from_dict(params["run"]["config"])
+    if ArrowStorage(job.run_dir).exists(runlog.SUMMARY_FILE):
+        # The run's directory is in storage, so it had finished when the sweep was stopped,
+        # before Tune's saved state (from which it was restored) saw it end.
+        return
     # Tune runs a trial in its node-local working directory, .../working_dirs/<trial name>.
     trial_dir = Path.cwd()
     if trial_dir.parent.name != "working_dirs":
@@ -339,9 +345,9 @@ def _run_trial(params: dict[str, Any]) -> None:
         checkpoint.to_directory(str(run_dir))
         for path in run_dir.glob(f"*{_PACKED_EVENTS}*"):
             path.rename(path.with_name(path.name.replace(_PACKED_EVENTS, _EVENTS)))
-        if finished(dataclasses.replace(job, run_dir=str(run_dir))):
-            # It had finished when the sweep was stopped, before Tune's saved state saw it
-            # end: its files go back to storage as they are.
+        if checkpoint.get_metadata().get(_FINISHED):
+            # It had finished, but the driver stopped before Tune uploaded the run directory:
+            # the copy in its final checkpoint goes to storage instead.
             _copy_run_files(run_dir, trial_dir)
             shutil.rmtree(run_dir)
             return
@@ -373,7 +379,7 @@ def _run_trial(params: dict[str, Any]) -> None:
     write_final_metrics(run_dir, outcome["summary"])
     _copy_run_files(run_dir, trial_dir)
     shutil.rmtree(run_dir)
-    _report(trial_dir)
+    _report(trial_dir, finished=True)
 
 
 def _stamp(run_dir: Path) -> int | None:
@@ -401,8 +407,12 @@ def _copy_run_files(run_dir: Path, destination: Path, pack_events: bool = False)
             shutil.copy2(path, destination / name)
 
 
-def _report(run_dir: Path) -> None:
-    """Report the run's summary to Tune, with a copy of the run directory as its checkpoint."""
+def _report(run_dir: Path, finished: bool = False) -> None:
+    """Report the run's summary to Tune, with a copy of the run directory as its checkpoint.
+
+    The checkpoint of a finished run says so in its metadata. (Its summary.json alone cannot:
+    the trainer writes one at its last checkpoint too, before the final evaluation.)
+    """
     with tempfile.TemporaryDirectory(prefix="sshr-checkpoint-") as tmp:
         _copy_run_files(run_dir, Path(tmp), pack_events=True)
         try:
@@ -414,4 +424,6 @@ def _report(run_dir: Path) -> None:
             for key, value in summary.items()
             if isinstance(value, (int, float)) and not isinstance(value, bool)
         }
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        checkpoint = tune.Checkpoint.from_directory(tmp)
+        checkpoint.set_metadata({_FINISHED: finished})
+        tune.report(metrics, checkpoint=checkpoint)

@@ -179,7 +179,7 @@ def run_sweep(
     ]
     for job in jobs:
         _check_same_settings(job)
-    todo = [job for job in jobs if not finished(job)]
+    todo = [job for job in jobs if not _finished(job)]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="run", disable=not progress)
     errors: dict[str, str] = {}
     try:
@@ -346,7 +346,7 @@ def _parse_json(text: str | None) -> dict[str, Any] | None:
         return None
 
 
-def finished(job: TrainConfig) -> bool:
+def _finished(job: TrainConfig) -> bool:
     """Whether the job's run spent its whole budget.
 
     The trainer rewrites summary.json at every checkpoint, so a summary alone does not mean the
