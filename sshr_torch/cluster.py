@@ -3,18 +3,19 @@
 Each run of a sweep is one Tune trial. No disk shared by the nodes is assumed: the sweep's
 ``--out`` is Tune's storage (``RunConfig(storage_path=...)``), a local path on one machine or,
 on a cluster, any URI that pyarrow's filesystems accept (``s3://bucket/sweeps/easy``,
-``gs://...``, ``hdfs://...``; a path on NFS works as a plain path). A trial trains into its
-node-local working directory. Whenever the trainer has written a checkpoint, the trial hands
-the run directory as it stands to Tune as a checkpoint (``tune.report(..., checkpoint=...)``),
-which Tune copies to storage. When a node dies, Tune runs its trials again elsewhere
-(``FailureConfig``); a trial that gets a checkpoint back (``tune.get_checkpoint()``) unpacks it
-and resumes the run, so its episodes.csv holds every episode exactly once. When a trial ends,
-Tune uploads its working directory (trial artifacts), so storage ends up with the normal run
+``gs://...``, ``hdfs://...``; a path on NFS works as a plain path). A trial trains on its
+node's local disk. When the trainer has written a checkpoint (at most every REPORT_EVERY_S),
+the trial hands a copy of the run directory to Tune as a checkpoint
+(``tune.report(..., checkpoint=...)``), which Tune copies to storage, keeping the last two.
+When a node dies, Tune runs its trials again elsewhere (``FailureConfig``); a trial that gets a
+checkpoint back (``tune.get_checkpoint()``) unpacks it and resumes the run, so its episodes.csv
+holds every episode exactly once. When a run has finished, its directory goes into the trial's
+working directory, which Tune uploads (trial artifacts), so storage ends up with the normal run
 directory of every run::
 
     OUT/                          results.csv, episodes.csv, sweep.json, Tune's experiment state
     OUT/<run name>/               config.json, episodes.csv, summary.json, events, checkpoint.pt
-    OUT/<run name>/checkpoint_N/  the run directory at its last checkpoint (what a retry resumes)
+    OUT/<run name>/checkpoint_N/  the run directory at a checkpoint (what a retry resumes from)
 
 A sweep stopped midway (Ctrl-C, a killed driver) is started again by the same command: Tune
 restores the experiment from storage (``Tuner.restore``), keeps the finished trials and resumes

@@ -255,8 +255,11 @@ def test_tensorboard_hparams_of_the_sweep(tmp_path: Path) -> None:
 
 
 def test_the_local_backend_needs_no_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sshr_torch
+
     for name in [n for n in sys.modules if n.split(".")[0] == "ray" or n == "sshr_torch.cluster"]:
         monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delattr(sshr_torch, "cluster", raising=False)  # as if never imported
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     configs = grid(TINY, {"her": ["none", "future"]}, 1)
     rows = run_sweep(configs, tmp_path / "local", workers=1, progress=False)
