@@ -9,7 +9,13 @@ with the run's settings in front; an episode column named like a varying setting
 
     python -m sshr_torch.sweep --out runs/sweep_easy --seeds 10 \\
         --grid her=none,future --grid smart_start=true,false -- --agent tabular --episodes 300
-    python -m sshr_torch.sweep ... --backend ray [--address ray://head:10001]
+    python -m sshr_torch.sweep --out s3://bucket/sweep_easy ... --backend ray --address head:6379
+
+With ``--backend ray`` the runs are Ray Tune trials and ``--out`` is Tune's storage path (a local
+path, or a URI such as ``s3://...`` on a cluster without a shared disk); a run whose node dies
+resumes elsewhere from its last checkpoint (see sshr_torch.cluster). One
+``tensorboard --logdir OUT`` lists the runs in its HParams dashboard, with the varying settings
+as hyper-parameters and the final metrics (``final/...``) as metrics.
 
 From Python (the experiments use this)::
 
@@ -22,16 +28,18 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import itertools
 import json
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
-from pathlib import Path
-from typing import Any, Literal, NoReturn, get_args, get_origin, get_type_hints
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal, NoReturn, Protocol, get_args, get_origin, get_type_hints
 
 from tqdm import tqdm
 
@@ -52,6 +60,16 @@ SUMMARY_COLUMNS = (
     "wall_s",
     "sps",
 )
+# The metrics of a finished run written as TensorBoard scalars (at its last env step) and shown
+# in the HParams dashboard: summary.json field -> tag.
+FINAL_METRICS = {
+    "eval_success_rate": "final/eval_success_rate",
+    "first_success_step": "final/first_success_step",
+    "success_rate_last_100": "final/success_rate_last_100",
+    "env_steps": "final/env_steps",
+}
+# The HParams dashboard's settings of the sweep, at the top of its directory.
+HPARAMS_FILE = "events.out.tfevents.sweep_hparams"
 # Fields that may differ between a run directory's saved config and the sweep's job for it: the
 # run length (a longer budget continues the run), where it lives and how much it prints.
 _MAY_DIFFER = ("episodes", "total_steps", "run_dir", "resume", "quiet")
@@ -121,8 +139,9 @@ def run_sweep(
         ConfigError: a bad backend or worker count, two identical runs, or a run directory
             already holding a run with other settings.
 
-    Run directories are absolute paths, so Ray workers find them whatever their working
-    directory; on a multi-machine Ray cluster ``out_dir`` must be on storage all nodes share.
+    With backend 'ray', ``out_dir`` is Ray Tune's storage path: a local path, or any URI that
+    pyarrow's filesystems accept (for a cluster whose nodes share no disk); every run's
+    directory and the tables end up there (see sshr_torch.cluster).
     """
     if backend not in ("local", "ray"):
         raise ConfigError(f"--backend must be local or ray, got {backend!r}.")
@@ -130,24 +149,41 @@ def run_sweep(
         raise ConfigError(f"--workers must be a positive integer, got {workers}.")
     if not configs:
         raise ConfigError("a sweep needs at least one config.")
-    out_dir = Path(out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
     varying = _varying_fields(configs)
-    jobs = [
-        dataclasses.replace(config, run_dir=str(out_dir / run_name(config, varying)), quiet=True)
-        for config in configs
-    ]
-    names = [Path(job.run_dir).name for job in jobs]
+    names = [run_name(config, varying) for config in configs]
     if len(set(names)) != len(names):
         raise ConfigError("two runs of the sweep have the same settings and seed.")
+    if backend == "ray":
+        try:
+            from sshr_torch import cluster
+        except ImportError:
+            raise ConfigError('--backend ray needs Ray Tune: pip install -e ".[ray]".') from None
+        storage: Storage = cluster.ArrowStorage(str(out_dir))
+        storage.check_writable()
+        cluster.check_address(address)
+        jobs = [
+            dataclasses.replace(config, run_dir=storage.child(name), quiet=True)
+            for config, name in zip(configs, names, strict=True)
+        ]
+        errors = cluster.run_trials(
+            jobs, storage, workers=workers, address=address, progress=progress
+        )
+        return collect(jobs, out_dir, varying, errors, storage=storage)
+    if "://" in str(out_dir):
+        raise ConfigError(f"--out {out_dir} is a URI: storage URIs need --backend ray.")
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [
+        dataclasses.replace(config, run_dir=str(out_dir / name), quiet=True)
+        for config, name in zip(configs, names, strict=True)
+    ]
     for job in jobs:
         _check_same_settings(job)
     todo = [job for job in jobs if not _finished(job)]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="run", disable=not progress)
     errors: dict[str, str] = {}
-    runner = _run_ray if backend == "ray" else _run_local
     try:
-        for run_dir, error in runner(todo, workers, address):
+        for run_dir, error in _run_local(todo, workers):
             if error:
                 errors[run_dir] = error
             bar.update(1)
@@ -162,45 +198,132 @@ def collect(
     out_dir: Path,
     varying: Sequence[str],
     errors: Mapping[str, str] | None = None,
+    storage: Storage | None = None,
 ) -> list[dict[str, Any]]:
     """Gather the runs' summary.json and episodes.csv into results.csv and episodes.csv.
 
+    Also writes the HParams dashboard's settings (HPARAMS_FILE): the varying settings as
+    hyper-parameters, FINAL_METRICS as metrics.
+
     Args:
-        configs: the runs, each with its ``run_dir`` set.
-        out_dir: where results.csv and episodes.csv are written.
+        configs: the runs, each with its ``run_dir`` set to ``out_dir/<run name>``.
+        out_dir: where the runs are and results.csv and episodes.csv are written.
         varying: the settings that tell the runs apart (the tables' first columns).
         errors: run_dir -> error message of the runs that failed.
+        storage: reads and writes ``out_dir``'s files (default: the local directory).
 
     Returns:
         The rows of results.csv: the varying settings, ``run``, SUMMARY_COLUMNS and ``error``
         (empty for a run that finished; a run without summary.json counts as failed).
     """
     errors = errors or {}
+    storage = storage or LocalDirectory(Path(out_dir))
     rows, episode_rows = [], []
     columns = [*varying, "run", *SUMMARY_COLUMNS, "error"]
     for config in configs:
         if config.run_dir is None:
             raise ConfigError("collect() needs configs with run_dir set.")
-        run_dir = Path(config.run_dir)
+        run = PurePosixPath(config.run_dir).name
         prefix = {name: _label(getattr(config, name)) for name in varying}
-        row: dict[str, Any] = {**prefix, "run": run_dir.name}
-        summary = _read_summary(run_dir)
+        row: dict[str, Any] = {**prefix, "run": run}
+        summary = _parse_json(storage.read_text(f"{run}/{runlog.SUMMARY_FILE}"))
         if config.run_dir in errors or summary is None:
             row.update(dict.fromkeys(SUMMARY_COLUMNS))
             row["error"] = errors.get(config.run_dir, "no summary.json")
         else:
             row.update({key: summary.get(key) for key in SUMMARY_COLUMNS})
             row["error"] = ""
-            with (run_dir / runlog.EPISODES_FILE).open(newline="") as file:
-                episode_rows.extend(
-                    {**prefix, **{_episode_column(k, varying): v for k, v in episode.items()}}
-                    for episode in csv.DictReader(file)
-                )
+            text = storage.read_text(f"{run}/{runlog.EPISODES_FILE}") or ""
+            episode_rows.extend(
+                {**prefix, **{_episode_column(k, varying): v for k, v in episode.items()}}
+                for episode in csv.DictReader(io.StringIO(text, newline=""))
+            )
         rows.append(row)
-    _write_csv(out_dir / RESULTS_FILE, rows, columns)
+    storage.write_text(RESULTS_FILE, _csv_text(rows, columns))
     episode_columns = [*varying, *(_episode_column(k, varying) for k in runlog.EPISODE_COLUMNS)]
-    _write_csv(out_dir / EPISODES_FILE, episode_rows, episode_columns)
+    storage.write_text(EPISODES_FILE, _csv_text(episode_rows, episode_columns))
+    storage.write_bytes(HPARAMS_FILE, _hparams_config(configs, varying))
     return rows
+
+
+class Storage(Protocol):
+    """Reads and writes the files of a sweep directory; paths are relative to it."""
+
+    def read_text(self, path: str) -> str | None:
+        """The file's text, None if it cannot be read."""
+
+    def write_text(self, path: str, text: str) -> None:
+        """Write the file (a reader never sees half of it)."""
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write the file (a reader never sees half of it)."""
+
+
+class LocalDirectory:
+    """A sweep directory on this machine's disk."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def read_text(self, path: str) -> str | None:
+        """The file's text, None if it cannot be read."""
+        try:
+            return (self.root / path).read_text()
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def write_text(self, path: str, text: str) -> None:
+        """Write the file atomically."""
+        self.write_bytes(path, text.encode())
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write the file atomically."""
+        target = self.root / path
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+
+
+def write_final_metrics(run_dir: Path, summary: Mapping[str, Any]) -> None:
+    """A finished run's FINAL_METRICS as TensorBoard scalars at its last env step, in its own
+    event file in the run directory (a metric the run never reached, such as a first success,
+    is left out)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir), filename_suffix=".final")
+    for key, tag in FINAL_METRICS.items():
+        if summary.get(key) is not None:
+            writer.add_scalar(tag, float(summary[key]), int(summary["env_steps"]))
+    writer.close()
+
+
+def _hparams_config(configs: Sequence[TrainConfig], varying: Sequence[str]) -> bytes:
+    """An event file with the HParams dashboard's experiment: the varying settings (with the
+    values they take) as hyper-parameters, FINAL_METRICS as metrics."""
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+
+    values = {name: [_hparam_value(getattr(c, name)) for c in configs] for name in varying}
+    domains = {
+        name: sorted(set(column), key=str)
+        for name, column in values.items()
+        if all(isinstance(v, (str, bool)) for v in column) or name == "seed"
+    }
+    first = {name: column[0] for name, column in values.items()}
+    experiment, _, _ = hparams(first, dict.fromkeys(FINAL_METRICS.values(), 0.0), domains)
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = SummaryWriter(tmp)
+        writer.file_writer.add_summary(experiment)
+        writer.close()
+        (path,) = Path(tmp).glob("events.out.tfevents.*")
+        return path.read_bytes()
+
+
+def _hparam_value(value: Any) -> Any:
+    """A setting as the trainer's hparams give it (None and lists as text)."""
+    if value is None or isinstance(value, (list, tuple)):
+        return str(list(value) if isinstance(value, tuple) else value)
+    return value
 
 
 def _episode_column(name: str, varying: Sequence[str]) -> str:
@@ -213,6 +336,13 @@ def _read_summary(run_dir: Path) -> dict[str, Any] | None:
     try:
         return json.loads((run_dir / runlog.SUMMARY_FILE).read_text())
     except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _parse_json(text: str | None) -> dict[str, Any] | None:
+    try:
+        return None if text is None else json.loads(text)
+    except json.JSONDecodeError:
         return None
 
 
@@ -268,14 +398,15 @@ def _train_one(config_dict: dict[str, Any]) -> tuple[str, str | None]:
             # Cut off before its first checkpoint: nothing to resume from; start it afresh so
             # that it plays the same episodes as an uninterrupted run.
             shutil.rmtree(run_dir)
-        train(config)
+        result = train(config)
+        write_final_metrics(result.run_dir, result.summary)
     except Exception as error:  # one failed run must not stop the sweep; it is reported
         return config.run_dir, f"{type(error).__name__}: {' '.join(str(error).split())}"
     return config.run_dir, None
 
 
 def _run_local(
-    jobs: Sequence[TrainConfig], workers: int | None, address: str | None
+    jobs: Sequence[TrainConfig], workers: int | None
 ) -> Iterable[tuple[str, str | None]]:
     if not jobs:
         return
@@ -294,32 +425,6 @@ def _run_local(
                 yield futures[future], f"{type(error).__name__}: {error}"
 
 
-def _run_ray(
-    jobs: Sequence[TrainConfig], workers: int | None, address: str | None
-) -> Iterable[tuple[str, str | None]]:
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError('--backend ray needs Ray: pip install -e ".[ray]".') from None
-    if not jobs:
-        return
-    started_here = not ray.is_initialized()
-    if started_here:
-        options: dict[str, Any] = {"address": address, "include_dashboard": False}
-        if address is None and workers:
-            options["num_cpus"] = workers
-        ray.init(**options, log_to_driver=False)
-    try:
-        remote = ray.remote(num_cpus=1)(_train_one)
-        pending = [remote.remote(job.to_dict()) for job in jobs]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
-    finally:
-        if started_here:
-            ray.shutdown()
-
-
 def _varying_fields(configs: Sequence[TrainConfig]) -> list[str]:
     fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("run_dir",)]
     varying = [name for name in fields if len({repr(getattr(c, name)) for c in configs}) > 1]
@@ -332,13 +437,12 @@ def _label(value: Any) -> Any:
     return value
 
 
-def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(columns))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+def _csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -368,14 +472,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     shared = argv[argv.index("--") + 1 :] if "--" in argv else []
     own = argv[: argv.index("--")] if "--" in argv else argv
     parser = _Parser(prog="python -m sshr_torch.sweep", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="sweep directory (runs + results.csv)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="sweep directory (runs + results.csv); with --backend ray, Ray Tune's storage path: "
+        "a local path or a URI such as s3://bucket/sweep",
+    )
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per config")
     parser.add_argument(
         "--grid", action="append", default=[], help="FIELD=V1,V2 (repeat for more axes)"
     )
     parser.add_argument("--workers", type=int, default=None, help="local processes (CPU count)")
     parser.add_argument("--backend", choices=["local", "ray"], default="local")
-    parser.add_argument("--address", default=None, help="Ray cluster address (default: local)")
+    parser.add_argument(
+        "--address", default=None, help="Ray cluster to join, HEAD:6379 (default: a local Ray)"
+    )
     args = parser.parse_args(own)
     try:
         base_args = vars(build_parser().parse_args(shared))
@@ -396,9 +507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     failed = [row for row in rows if row["error"]]
-    print(
-        f"{len(rows) - len(failed)}/{len(rows)} runs done; table: {Path(args.out) / RESULTS_FILE}"
-    )
+    table = f"{args.out.rstrip('/')}/{RESULTS_FILE}"
+    print(f"{len(rows) - len(failed)}/{len(rows)} runs done; table: {table}")
     for row in failed:
         print(f"failed: {row['run']}: {row['error']}", file=sys.stderr)
     return 1 if failed else 0

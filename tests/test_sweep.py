@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 from sshr_torch import runlog
 from sshr_torch.config import ConfigError, TrainConfig
-from sshr_torch.sweep import grid, main, run_name, run_sweep
+from sshr_torch.sweep import FINAL_METRICS, HPARAMS_FILE, grid, main, run_name, run_sweep
 
 # A tiny tabular run: a 4x3 maze, 30-step episodes, a few episodes (well under a second).
 TINY = TrainConfig(
@@ -223,3 +224,45 @@ def test_ray_backend_gives_the_local_table(tmp_path: Path) -> None:
     assert _without_wall_time(_read_csv(tmp_path / "ray" / "episodes.csv")) == _without_wall_time(
         _read_csv(tmp_path / "local" / "episodes.csv")
     )
+
+
+def test_tensorboard_hparams_of_the_sweep(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import metadata
+
+    configs = grid(TINY, {"her": ["none", "future"]}, 2)
+    rows = run_sweep(configs, tmp_path, workers=1, progress=False)
+    # At the top of the sweep: the HParams experiment, with the varying settings (and the
+    # values they take) as hyper-parameters and the final metrics as metrics.
+    events = list(EventFileLoader(str(tmp_path / HPARAMS_FILE)).Load())
+    (value,) = [v for e in events if e.HasField("summary") for v in e.summary.value]
+    assert value.tag == metadata.EXPERIMENT_TAG
+    experiment = metadata.parse_experiment_plugin_data(value.metadata.plugin_data.content)
+    assert [info.name for info in experiment.hparam_infos] == ["her", "seed"]
+    her_values = experiment.hparam_infos[0].domain_discrete.values
+    assert sorted(v.string_value for v in her_values) == ["future", "none"]
+    assert [info.name.tag for info in experiment.metric_infos] == list(FINAL_METRICS.values())
+    # In each run: the final metrics as scalars at its last env step.
+    for row in rows:
+        accumulator = EventAccumulator(str(tmp_path / row["run"]))
+        accumulator.Reload()
+        (point,) = accumulator.Scalars("final/env_steps")
+        assert point.step == point.value == row["env_steps"]
+        if row["first_success_step"] is not None:
+            (first,) = accumulator.Scalars("final/first_success_step")
+            assert first.value == row["first_success_step"]
+
+
+def test_the_local_backend_needs_no_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sshr_torch
+
+    for name in [n for n in sys.modules if n.split(".")[0] == "ray" or n == "sshr_torch.cluster"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delattr(sshr_torch, "cluster", raising=False)  # as if never imported
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    configs = grid(TINY, {"her": ["none", "future"]}, 1)
+    rows = run_sweep(configs, tmp_path / "local", workers=1, progress=False)
+    assert [row["error"] for row in rows] == ["", ""]
+    with pytest.raises(ConfigError, match="--backend ray needs Ray Tune"):
+        run_sweep(configs, tmp_path / "ray", backend="ray", progress=False)
