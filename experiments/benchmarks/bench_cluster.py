@@ -12,8 +12,8 @@ CPU each (three nodes; every run goes to a worker), the storage path a local dir
    running each of the 60 configs once more in this process (``time.process_time``); the
    cluster's CPU time by polling every process under this one with psutil.
 
-    python experiments/bench_cluster.py            # about 3 minutes on 2 cores
-    python experiments/bench_cluster.py --smoke    # under a minute
+    python experiments/benchmarks/bench_cluster.py            # about 3 minutes on 2 cores
+    python experiments/benchmarks/bench_cluster.py --smoke    # under a minute
 """
 
 from __future__ import annotations
