@@ -13,11 +13,13 @@ import dataclasses
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 AgentName = Literal["dqn", "tabular"]
 HerName = Literal["none", "final", "future", "episode", "random"]
 UcbForm = Literal["paper", "keulen"]
+# The value term of Eq. 1; sshr_torch.smart_start.eq1_values has one branch per choice.
+SsValue = Literal["learner", "zero"]
 
 # The default run length when neither `episodes` nor `total_steps` is set: enough for the DQN
 # with Smart Start and HER to learn a greedy path on keulen_easy in a minute or two on a
@@ -52,6 +54,11 @@ class TrainConfig:
     """Exploration weight c_ss of the UCB rule that chooses S_ss (paper Eq. 1)."""
     ucb_form: UcbForm = "paper"
     """Where c_ss sits: 'paper' c*sqrt(ln N / C(s)), or 'keulen' sqrt(c * ln N / C(s))."""
+    ss_value: SsValue = "learner"
+    """The value term of Eq. 1 that Smart Start adds to the count bonus when it picks S_ss:
+    'learner', the learner's max_a Q(s, g) for the episode's goal (Keulen's code); 'zero', counts
+    alone, as the paper's text says (Sec. V): "Through the experiment the value function will be
+    zero. This makes the Smart Start parameter c_ss irrelevant"."""
     theta: float = 0.0
     """The guided walk ends within this grid distance of S_ss (0: the exact state, as Keulen)."""
     replan: bool = False
@@ -175,6 +182,7 @@ class TrainConfig:
         _choice("agent", self.agent, ("dqn", "tabular"))
         _choice("her", self.her, ("none", "final", "future", "episode", "random"))
         _choice("ucb_form", self.ucb_form, ("paper", "keulen"))
+        _choice("ss_value", self.ss_value, get_args(SsValue))
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"--device must be cpu, cuda, cuda:N or auto, got {self.device!r}.")
         return self

@@ -56,6 +56,7 @@ EPISODE_COLUMNS = (
     "ss_plan_length",
     "ss_steps",
     "ss_reached",
+    "ss_target_distance",
     "epsilon",
     "n_updates",
     "td_loss",

@@ -302,6 +302,7 @@ class Trainer:
             theta=config.theta,
             distance=distance,
             ucb_form=config.ucb_form,
+            ss_value=config.ss_value,
             replan=config.replan,
             rng=rng,
         )
@@ -409,7 +410,7 @@ class Trainer:
         obs, _ = env.reset(seed=self._env_seed if progress.episode == 0 else None)
         state, goal, achieved = obs["observation"], obs["desired_goal"], obs["achieved_goal"]
         if controller is not None:
-            controller.begin_episode(progress.episode, state, lambda s: agent.max_q(s, goal))
+            controller.begin_episode(progress.episode, state, lambda s: agent.max_q(s, goal), goal)
         online = agent.online
         learn_one = getattr(agent, "update_transition", None) or _batch_of_one(agent)
         episode_sq_error, updates_before = 0.0, len(self._metrics.get("td_loss", []))
@@ -492,6 +493,7 @@ class Trainer:
             "ss_plan_length": report.plan_length if report and report.used else "",
             "ss_steps": report.steps if report else 0,
             "ss_reached": bool(report and report.reached),
+            "ss_target_distance": report.target_distance_to_goal if report else None,
             "epsilon": epsilon,
             "n_updates": progress.n_updates,
             # This episode's mean TD loss (real transitions for the tabular learner).
@@ -552,6 +554,9 @@ class Trainer:
                 add("smart_start/reached", _mean([float(u.reached) for u in used]), step)
                 add("smart_start/target_count", _mean([u.target_count for u in used]), step)
                 add("smart_start/plan_ms", _mean([u.plan_ms for u in used]), step)
+                distances = [u.target_distance_to_goal for u in used]
+                if None not in distances:
+                    add("smart_start/target_distance_to_goal", _mean(distances), step)
             add("smart_start/visited_states", self.controller.model.n_states, step)
         if self._metrics.get("relabelled_fraction"):
             add("her/relabelled_fraction", _mean(self._metrics["relabelled_fraction"]), step)
