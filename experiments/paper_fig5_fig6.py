@@ -17,10 +17,11 @@ episodes and at Keulen's 100-step ones:
 * "Average Reward": the episode's return, or its reward divided by its steps (Keulen's plotting
   code, whose axis labels the paper's figures carry).
 
-Writes into --out: claims.csv/.md (every HER/SS ratio with its bootstrap 95% interval and
-verdict), verdicts.csv/.md (one row per reading: each claim reproduced or not, with the
-numbers), mechanism.csv/.md (share of Smart Start episodes whose S_ss lies within 2 moves of the
-goal), greedy.csv/.md (drawn goals: a greedy walk from the start to every goal after training),
+Writes into --out: report.md (all the tables and the settings); verdicts.csv/.md (one row per
+reading: each claim reproduced or not, with the numbers); mechanism.csv/.md (share of Smart
+Start episodes whose S_ss lies within 2 moves of the goal); greedy.csv/.md (drawn goals: a
+greedy walk from the start to every goal after training); claims.csv/.md (every HER/SS ratio
+with its bootstrap 95% interval and verdict);
 fig5_return.png, fig5_reward_per_step.png, fig6_steps.png, and the sweep's run directories
 under sweep/ (each drawn-goal run also keeps its greedy result in greedy_all_goals.json).
 """
@@ -142,7 +143,8 @@ def build_configs(smoke: bool) -> list[TrainConfig]:
             "her": list(ARMS),
         }
         configs += grid(learner_base, axes, seeds)
-    return configs
+    # Seed by seed within a learner: a sweep cut short leaves whole seeds, every arm in each.
+    return sorted(configs, key=lambda c: (LEARNERS.index(c.agent), c.seed))
 
 
 # ---- the episodes, per arm ---------------------------------------------------------------------
@@ -486,25 +488,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not near_means_moves():
         raise RuntimeError(f"on {MAZE} grid distance <= {NEAR} is not <= {NEAR} moves.")
-    notes = [*SETTINGS, timing]
-    write_table(out, "claims", claims, "The paper's Fig. 5/6 claims, SS+HER vs SS alone", notes)
-    write_table(out, "verdicts", verdict_table(claims), "Verdict per reading of the paper", notes)
-    write_table(
-        out,
-        "mechanism",
-        mechanism_table(episodes, learners),
-        f"Share of Smart Start episodes whose S_ss lies within {NEAR} moves of the goal",
-        notes,
-    )
-    write_table(
-        out,
-        "greedy",
-        greedy_table(rows, out / "sweep"),
-        "Drawn goals: greedy walk from the start to every goal after training",
-        notes,
-    )
+    tables = {
+        "verdicts": (verdict_table(claims), "Verdict per reading of the paper"),
+        "mechanism": (
+            mechanism_table(episodes, learners),
+            f"Share of Smart Start episodes whose S_ss lies within {NEAR} moves of the goal",
+        ),
+        "greedy": (
+            greedy_table(rows, out / "sweep"),
+            "Drawn goals: greedy walk from the start to every goal after training",
+        ),
+        "claims": (claims, "Every claim, arm and metric: SS+HER / SS"),
+    }
+    sections = [
+        "## The paper's Fig. 5 and Fig. 6 under each reading (`paper_fig5_fig6.py`)",
+        "",
+        "Written by `python experiments/paper_fig5_fig6.py --out DIR` (report.md).",
+    ]
+    for name, (table, title) in tables.items():
+        sections += ["", write_table(out, name, table, title).read_text().rstrip("\n")]
+    sections += ["", "### Settings", "", *[f"- {note}" for note in [*SETTINGS, timing]]]
+    (out / "report.md").write_text("\n".join(sections) + "\n")
     figures(out, episodes, learners, n_episodes)
     print((out / "verdicts.md").read_text())
+    print(f"report: {out / 'report.md'}")
     return 0
 
 

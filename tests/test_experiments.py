@@ -125,7 +125,8 @@ def test_paper_fig5_fig6_smoke(tmp_path: Path) -> None:
     }
     assert all(r["2x reward early"].endswith((" yes", " no")) for r in verdicts)
     assert len(_markdown_rows(tmp_path / "verdicts.md")) == 1 + len(verdicts)
-    assert "gamma 0.99" in (tmp_path / "verdicts.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "gamma 0.99" in report and "| tabular | 1000 | zero | drawn | return |" in report
 
     mechanism = _table(tmp_path / "mechanism.csv")
     mechanism_rows = [
