@@ -17,13 +17,14 @@ episodes and at Keulen's 100-step ones:
 * "Average Reward": the episode's return, or its reward divided by its steps (Keulen's plotting
   code, whose axis labels the paper's figures carry).
 
-Writes into --out: report.md (all the tables and the settings); verdicts.csv/.md (one row per
-reading: each claim reproduced or not, with the numbers); mechanism.csv/.md (share of Smart
-Start episodes whose S_ss lies within 2 moves of the goal); greedy.csv/.md (drawn goals: a
-greedy walk from the start to every goal after training); claims.csv/.md (every HER/SS ratio
-with its bootstrap 95% interval and verdict);
-fig5_return.png, fig5_reward_per_step.png, fig6_steps.png, and the sweep's run directories
-under sweep/ (each drawn-goal run also keeps its greedy result in greedy_all_goals.json).
+Writes into --out: report.md (all the tables and the settings); summary.csv/.md (the README's
+table: every ratio per arm and the mechanism share); verdicts.csv/.md (one row per reading:
+each claim reproduced or not, with the numbers); mechanism.csv/.md (share of Smart Start
+episodes whose S_ss lies within 2 moves of the goal); greedy.csv/.md (drawn goals: a greedy
+walk from the start to every goal after training); claims.csv/.md (every HER/SS ratio with its
+bootstrap 95% interval and verdict); fig5_return.png, fig5_reward_per_step.png and
+fig6_steps.png; and the sweep's run directories under sweep/ (each drawn-goal run also keeps
+its greedy result in greedy_all_goals.json).
 """
 
 from __future__ import annotations
@@ -274,6 +275,34 @@ def verdict_table(claims: Sequence[Mapping[str, Any]]) -> list[dict]:
     return rows
 
 
+def summary_table(
+    claims: Sequence[Mapping[str, Any]], mechanism: Sequence[Mapping[str, Any]]
+) -> list[dict]:
+    """The README's table: one row per arm, each claim's ratio [interval] under both reward
+    metrics (in bold where reproduced), and the mechanism share of each arm."""
+    share = f"share_within_{NEAR}_moves"
+    near = {
+        (m["learner"], m["steps_per_episode"], m["ss_value"], m["goals"], m["arm"]): m[share]
+        for m in mechanism
+    }
+    rows: dict[tuple, dict[str, Any]] = {}
+    for c in claims:
+        arm = (c["learner"], c["steps_per_episode"], c["ss_value"], c["goals"])
+        row = rows.setdefault(
+            arm, dict(zip(("learner", "steps", "V(s) in Eq. 1", "goals"), arm, strict=True))
+        )
+        metric = {"return": "return", "reward_per_step": "reward/step", "steps": ""}[c["metric"]]
+        cell = f"{c['ratio_her_over_ss']:.2f} [{c['ci95_low']:.2f}, {c['ci95_high']:.2f}]"
+        row[f"{c['claim']} {metric}".strip()] = (
+            f"**{cell}**" if c["verdict"] == "reproduced" else cell
+        )
+    for arm, row in rows.items():
+        row[f"S_ss within {NEAR} moves, SS / SS+HER"] = " / ".join(
+            f"{near[(*arm, label)]:.2f}" for label in ARMS.values()
+        )
+    return list(rows.values())
+
+
 def mechanism_table(episodes: list[dict[str, str]], learners: Sequence[str]) -> list[dict]:
     """Share of the Smart Start episodes whose S_ss lies within NEAR moves of the goal."""
     rows = []
@@ -488,10 +517,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not near_means_moves():
         raise RuntimeError(f"on {MAZE} grid distance <= {NEAR} is not <= {NEAR} moves.")
+    mechanism = mechanism_table(episodes, learners)
     tables = {
+        "summary": (
+            summary_table(claims, mechanism),
+            "SS+HER / SS per arm, bootstrap 95% interval (bold: claim reproduced)",
+        ),
         "verdicts": (verdict_table(claims), "Verdict per reading of the paper"),
         "mechanism": (
-            mechanism_table(episodes, learners),
+            mechanism,
             f"Share of Smart Start episodes whose S_ss lies within {NEAR} moves of the goal",
         ),
         "greedy": (

@@ -128,6 +128,17 @@ def test_paper_fig5_fig6_smoke(tmp_path: Path) -> None:
     report = (tmp_path / "report.md").read_text()
     assert "gamma 0.99" in report and "| tabular | 1000 | zero | drawn | return |" in report
 
+    summary = _table(tmp_path / "summary.csv")  # the README's table
+    assert [(r["learner"], r["steps"], r["V(s) in Eq. 1"], r["goals"]) for r in summary] == arms
+    assert list(summary[0])[4:] == [
+        "2x reward early return",
+        "2x reward early reward/step",
+        "equal reward late return",
+        "equal reward late reward/step",
+        "30% fewer steps early",
+        "5% fewer steps late",
+        "S_ss within 2 moves, SS / SS+HER",
+    ]
     mechanism = _table(tmp_path / "mechanism.csv")
     mechanism_rows = [
         (r["learner"], r["steps_per_episode"], r["ss_value"], r["goals"], r["arm"])
