@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from sshr_torch.her import StrategyName as HerName
-from sshr_torch.smart_start import UcbForm
+from sshr_torch.smart_start import SsValue, UcbForm
 
 AgentName = Literal["dqn", "tabular"]
 LossName = Literal["huber", "mse"]
@@ -54,6 +54,11 @@ class TrainConfig:
     """Exploration weight c_ss of the UCB rule that chooses S_ss (paper Eq. 1)."""
     ucb_form: UcbForm = "paper"
     """Where c_ss sits: 'paper' c*sqrt(ln N / C(s)), or 'keulen' sqrt(c * ln N / C(s))."""
+    ss_value: SsValue = "learner"
+    """The value term of Eq. 1 that Smart Start adds to the count bonus when it picks S_ss:
+    'learner', the learner's max_a Q(s, g) for the episode's goal (Keulen's code); 'zero', counts
+    alone, as the paper's text says (Sec. V): "Through the experiment the value function will be
+    zero. This makes the Smart Start parameter c_ss irrelevant"."""
     theta: float = 0.0
     """The guided walk ends within this grid distance of S_ss (0: the exact state, as Keulen)."""
     replan: bool = False
@@ -187,6 +192,7 @@ class TrainConfig:
             ("agent", AgentName),
             ("her", HerName),
             ("ucb_form", UcbForm),
+            ("ss_value", SsValue),
             ("loss", LossName),
         ):
             _choice(name, getattr(self, name), get_args(kind))

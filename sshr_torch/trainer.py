@@ -320,6 +320,7 @@ class Trainer:
             theta=config.theta,
             distance=distance,
             ucb_form=config.ucb_form,
+            ss_value=config.ss_value,
             replan=config.replan,
             rng=rng,
         )
@@ -441,6 +442,7 @@ class Trainer:
             "ss_plan_length": report.plan_length if used else "",
             "ss_steps": report.steps if report else 0,
             "ss_reached": bool(report and report.reached),
+            "ss_target_distance": report.target_distance_to_goal if report else None,
             "epsilon": result.epsilon,
             "n_updates": progress.n_updates,
             "td_loss": result.td_loss,

@@ -73,22 +73,97 @@ def test_keulen_first_goal_smoke(tmp_path: Path) -> None:
 def test_paper_fig5_fig6_smoke(tmp_path: Path) -> None:
     script = _script("paper_fig5_fig6")
     assert script.main(["--smoke", "--out", str(tmp_path), "--workers", "1"]) == 0
-    claims = _table(tmp_path / "claims.csv")
-    expected = [
-        (learner, str(steps), claim)
+    arms = [
+        (learner, str(steps), value, goals)
         for learner in ("tabular", "dqn")
         for steps in (1000, 100)
-        for claim in ("reward early", "reward late", "steps early", "steps late")
+        for value in ("learner", "zero")
+        for goals in ("fixed", "drawn")
     ]
-    assert [(r["learner"], r["steps_per_episode"], r["claim"]) for r in claims] == expected
+    claims = _table(tmp_path / "claims.csv")
+    per_arm = [
+        ("2x reward early", "return"),
+        ("2x reward early", "reward_per_step"),
+        ("equal reward late", "return"),
+        ("equal reward late", "reward_per_step"),
+        ("30% fewer steps early", "steps"),
+        ("5% fewer steps late", "steps"),
+    ]
+    assert [
+        (r["learner"], r["steps_per_episode"], r["ss_value"], r["goals"], r["claim"], r["metric"])
+        for r in claims
+    ] == [(*arm, *claim) for arm in arms for claim in per_arm]
     assert {"ratio_her_over_ss", "ci95_low", "ci95_high", "paper", "verdict"} <= set(claims[0])
-    tabular_1000_steps_late = claims[3]
-    # After a few episodes Smart Start walks the tabular learner to the goal in ~20-40 steps.
-    assert float(tabular_1000_steps_late["ss_mean"]) < 200
     assert all(row["seeds"] == "2" for row in claims)
-    assert "gamma 0.99" in (tmp_path / "claims.md").read_text()
-    _check_png(tmp_path / "fig5_reward.png")
-    _check_png(tmp_path / "fig6_steps.png")
+    tabular_1000_steps_late = claims[5]
+    # A few episodes in, Smart Start walks the tabular learner to the fixed goal in ~20-40 steps.
+    assert float(tabular_1000_steps_late["ss_mean"]) < 200
+
+    # The verdict table: one row per reading, one column per claim.
+    verdicts = _table(tmp_path / "verdicts.csv")
+    assert list(verdicts[0]) == [
+        "learner",
+        "steps_per_episode",
+        "ss_value",
+        "goals",
+        "reward_metric",
+        "2x reward early",
+        "equal reward late",
+        "30% fewer steps early",
+        "5% fewer steps late",
+        "claims_reproduced",
+        "verdict",
+    ]
+    assert [
+        (r["learner"], r["steps_per_episode"], r["ss_value"], r["goals"], r["reward_metric"])
+        for r in verdicts
+    ] == [(*arm, metric) for arm in arms for metric in ("return", "reward_per_step")]
+    assert {r["verdict"] for r in verdicts} <= {
+        "reproduced",
+        "partly reproduced",
+        "not reproduced",
+    }
+    assert all(r["2x reward early"].endswith((" yes", " no")) for r in verdicts)
+    assert len(_markdown_rows(tmp_path / "verdicts.md")) == 1 + len(verdicts)
+    report = (tmp_path / "report.md").read_text()
+    assert "gamma 0.99" in report and "| tabular | 1000 | zero | drawn | return |" in report
+
+    summary = _table(tmp_path / "summary.csv")  # the README's table
+    assert [(r["learner"], r["steps"], r["V(s) in Eq. 1"], r["goals"]) for r in summary] == arms
+    assert list(summary[0])[4:] == [
+        "2x reward early return",
+        "2x reward early reward/step",
+        "equal reward late return",
+        "equal reward late reward/step",
+        "30% fewer steps early",
+        "5% fewer steps late",
+        "S_ss within 2 moves, SS / SS+HER",
+    ]
+    mechanism = _table(tmp_path / "mechanism.csv")
+    mechanism_rows = [
+        (r["learner"], r["steps_per_episode"], r["ss_value"], r["goals"], r["arm"])
+        for r in mechanism
+    ]
+    assert mechanism_rows == [(*arm, label) for arm in arms for label in ("SS", "SS+HER")]
+    shares = [float(r["share_within_2_moves"]) for r in mechanism]
+    assert all(0.0 <= share <= 1.0 for share in shares)
+    greedy = _table(tmp_path / "greedy.csv")
+    assert [(r["learner"], r["steps_per_episode"], r["ss_value"]) for r in greedy] == [
+        arm[:3] for arm in arms if arm[3] == "drawn"
+    ]
+    assert all(0.0 <= float(r["success_ss_her"]) <= 1.0 for r in greedy)
+    for name in ("fig5_return", "fig5_reward_per_step", "fig6_steps"):
+        _check_png(tmp_path / f"{name}.png")
+
+
+def test_grid_distance_within_2_is_2_moves_on_keulen_easy() -> None:
+    assert _script("paper_fig5_fig6").near_means_moves("keulen_easy")
+    # On a maze with a one-cell wall between two free cells it is not.
+    from sshr_torch.maze import parse_maze
+
+    maze = parse_maze("S#.\n..G\n")
+    assert maze.walls[0, 1]
+    assert not _script("paper_fig5_fig6").near_means_moves(maze)
 
 
 def test_ablation_smoke(tmp_path: Path) -> None:

@@ -15,8 +15,10 @@ import pytest
 import scipy.sparse as sp
 
 from sshr_torch.smart_start import (
+    SS_VALUES,
     CountModel,
     SmartStartController,
+    eq1_values,
     smart_start_state,
     state_key,
     ucb_scores,
@@ -392,6 +394,66 @@ def test_max_q_callable_gets_candidate_observations_only():
     assert controller.target_observation == 2
     with pytest.raises(ValueError, match="one value per candidate"):
         controller.begin_episode(2, 0, lambda obs: np.zeros(len(obs) + 1))
+
+
+def _counted_corridor(ss_value: str) -> SmartStartController:
+    """A 4-cell corridor 0-1-2-3 (actions 0 left, 1 right; 3 the goal, terminal) with
+    C(0) = 3, C(1) = 1, C(2) = 2, so N = 6, and |a - b| as the distance."""
+    controller = SmartStartController(
+        2, ss_value=ss_value, distance=lambda a, b: abs(a - b), rng=np.random.default_rng(0)
+    )
+    for s, a, s2 in ((0, 1, 1), (1, 1, 2), (2, 1, 3), (0, 0, 0), (0, 0, 0), (2, 0, 1)):
+        controller.observe(s, a, 1.0 if s2 == 3 else 0.0, s2, s2 == 3)
+    return controller
+
+
+def test_zero_value_term_picks_s_ss_by_counts_alone():
+    # By hand, paper form, c_ss 0.1, ln N = ln 6 = 1.7918; the learner's max_a Q = 0.5, 0, 0.1:
+    #   state 0: 0.5 + 0.1 * sqrt(1.7918 / 3) = 0.5 + 0.0773 = 0.5773   <- 'learner' picks 0
+    #   state 1: 0.0 + 0.1 * sqrt(1.7918 / 1) = 0.0 + 0.1339 = 0.1339   <- 'zero' picks 1
+    #   state 2: 0.1 + 0.1 * sqrt(1.7918 / 2) = 0.1 + 0.0947 = 0.1947
+    # (3 is terminal: never a candidate.) With the value term zero, the least-left state wins.
+    q = {0: 0.5, 1: 0.0, 2: 0.1}
+    learner = _counted_corridor("learner")
+    np.testing.assert_array_equal(learner.model.state_counts, [3, 1, 2, 0])
+    learner.begin_episode(1, 0, lambda obs: np.array([q[int(s)] for s in obs]), goal=3)
+    assert learner.target_observation == 0 and learner.report.reached  # the start itself
+
+    def never_called(obs):
+        raise AssertionError("the 'zero' value term must not ask the learner")
+
+    zero = _counted_corridor("zero")
+    assert zero.begin_episode(1, 0, never_called, goal=3)
+    report = zero.report
+    assert zero.target_observation == 1 and report.target_count == 1
+    assert report.target_distance_to_goal == 2.0  # |1 - 3|
+    assert zero.act(0) == 1  # the planned walk: one step right, to S_ss
+
+
+def test_eq1_values_one_branch_per_choice():
+    controller = _counted_corridor("learner")
+    candidates = np.flatnonzero(controller.model.candidate_mask())
+    np.testing.assert_array_equal(candidates, [0, 1, 2])
+    max_q = np.array([0.5, 0.0, 0.1, 9.0])  # over all model states
+    assert SS_VALUES == ("learner", "zero")
+    np.testing.assert_array_equal(
+        eq1_values("learner", max_q, controller.model, candidates), [0.5, 0.0, 0.1]
+    )
+    np.testing.assert_array_equal(
+        eq1_values("zero", max_q, controller.model, candidates), [0.0, 0.0, 0.0]
+    )
+    with pytest.raises(ValueError, match="ss_value must be one of"):
+        eq1_values("half", max_q, controller.model, candidates)
+    with pytest.raises(ValueError, match="ss_value must be one of"):
+        SmartStartController(2, ss_value="half")
+
+
+def test_target_distance_to_goal_needs_a_distance_and_a_goal():
+    controller = SmartStartController(2, ss_value="zero", rng=np.random.default_rng(0))
+    controller.observe(0, 1, 0.0, 1, False)
+    controller.observe(1, 1, 0.0, 2, False)
+    controller.begin_episode(1, 0, None, goal=2)
+    assert controller.report.used and controller.report.target_distance_to_goal is None
 
 
 def test_guide_walks_a_shortest_path_in_a_known_maze():

@@ -271,6 +271,7 @@ def _bad_maze(tmp_path: Path) -> str:
         (["--episodes", "0"], "--episodes"),
         (["--total-steps", "-5"], "--total-steps"),
         (["--her", "sometimes"], "--her"),
+        (["--ss-value", "half"], "--ss-value"),
         (["--agent", "ppo"], "--agent"),
         (["--eta", "1.5"], "--eta"),
         (["--her-k", "0"], "--her-k"),
@@ -331,3 +332,17 @@ def test_help_explains_every_field(capsys):
     for name in ("--her-k", "--smart-start", "--no-smart-start", "--c-ss", "--resume"):
         assert name in out
     assert "Exploration weight c_ss" in out
+    assert "--ss-value {learner,zero}" in out
+    assert "Through the experiment the value function will be zero" in " ".join(out.split())
+
+
+@pytest.mark.parametrize("ss_value", ["learner", "zero"])
+def test_smart_start_distance_to_the_goal_is_logged(tmp_path, ss_value):
+    config = tiny_config(
+        tmp_path, agent="tabular", ss_value=ss_value, random_goal=True, episodes=12
+    )
+    run_dir = train(config).run_dir
+    rows = [row for row in read_rows(run_dir) if row["smart_start"] == "1"]
+    assert rows and all(float(row["ss_target_distance"]) >= 0 for row in rows)
+    assert json.loads((run_dir / "config.json").read_text())["ss_value"] == ss_value
+    assert "smart_start/target_distance_to_goal" in scalar_tags(run_dir)
