@@ -167,6 +167,15 @@ def test_dqn_targets_clamped_to_the_maze_return_range_only(tmp_path):
     assert make_agent(tiny_config(tmp_path), misleading, 0).target_range == (-1.0, 100.0)
 
 
+def test_step_reward_moves_the_clamp_and_n_step_runs(tmp_path):
+    config = tiny_config(tmp_path, step_reward=-1.0, gamma=0.9, n_step=3)
+    agent = make_agent(config, make_env(config), 0)
+    assert agent.target_range == pytest.approx((-10.0, 0.0))  # [c / (1 - gamma), 0]
+    result = train(config)
+    assert result.summary["episodes"] == 4
+    assert result.summary["n_updates"] > 0
+
+
 def _run_cli(args: list[str], **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(

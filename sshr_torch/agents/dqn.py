@@ -639,8 +639,11 @@ class _Staging:
             _write_input(x[0], n_s, agent.goal_spec, batch.goal)
             x[1, :, n_s:] = x[0, :, n_s:]
         floats[0] = batch.reward
-        np.subtract(1.0, batch.terminal, out=floats[1])
-        floats[1] *= agent.gamma
+        if batch.discount is not None:  # per-row bootstrap factor (n-step: gamma^m (1 - d))
+            floats[1] = batch.discount
+        else:
+            np.subtract(1.0, batch.terminal, out=floats[1])
+            floats[1] *= agent.gamma
         if self.copy_needed:
             for device_tensor, host_tensor in zip(self.device, self.host, strict=True):
                 device_tensor.copy_(host_tensor, non_blocking=True)
