@@ -154,6 +154,8 @@ class HerReplayBuffer:
         self.n_step = int(n_step)
         self.gamma = None if gamma is None else float(gamma)
         self.step_reward = float(step_reward)
+        self._offsets = np.arange(self.n_step)  # window offsets j and their gamma^j
+        self._powers = np.float32(self.gamma or 1.0) ** np.arange(self.n_step, dtype=np.float32)
         self.obs_shape = tuple(obs_shape)
         self.goal_shape = tuple(goal_shape)
         self.rng = np.random.default_rng(rng)
@@ -325,11 +327,14 @@ class HerReplayBuffer:
             if n_her:
                 her_slots = slots[:n_her]
                 goal_slots = self._goal_indices(positions[:n_her]) % self.capacity
-                new_goal, new_reward, new_terminal = self._relabelled(her_slots, goal_slots)
-                goal[:n_her] = new_goal
-                reward[:n_her] = new_reward
-                terminal[:n_her] = new_terminal
                 relabelled[:n_her] = True
+                if self.gamma is not None:  # rewards and terminals come from the windows
+                    goal[:n_her] = self._next_achieved_goal[goal_slots]
+                else:
+                    new_goal, new_reward, new_terminal = self._relabelled(her_slots, goal_slots)
+                    goal[:n_her] = new_goal
+                    reward[:n_her] = new_reward
+                    terminal[:n_her] = new_terminal
         if self.gamma is None:
             if self.step_reward:
                 reward = reward + np.float32(self.step_reward)
@@ -342,7 +347,8 @@ class HerReplayBuffer:
                 terminal=terminal,
                 relabelled=relabelled,
             )
-        reward, last, terminal, discount = self._n_step_returns(positions, goal, relabelled)
+        n_her = int(np.count_nonzero(relabelled))  # the first n_her rows
+        reward, last, terminal, discount = self._n_step_returns(positions, goal, n_her)
         return Batch(
             obs=self._obs[slots],
             goal=goal,
@@ -355,11 +361,11 @@ class HerReplayBuffer:
         )
 
     def _n_step_returns(
-        self, positions: np.ndarray, goal: np.ndarray, relabelled: np.ndarray
+        self, positions: np.ndarray, goal: np.ndarray, n_her: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """n-step windows of ``positions`` for ``goal``: (reward, last position, terminal,
-        discount), each (B,); see the module docstring. One ``compute_reward`` call for the
-        (B, n) window, O(B n).
+        discount), each (B,); see the module docstring. The first ``n_her`` rows carry
+        substitute goals. One ``compute_reward`` call for their (n_her, n) window, O(B n).
 
         Step j of row b is position p_b + j. Its reward r_bj and terminal flag d_bj are those
         of the row's goal; the window's length is m_b = min(n, end_b - p_b, 1 + first j with
@@ -368,40 +374,43 @@ class HerReplayBuffer:
         n, capacity, gamma = self.n_step, self.capacity, self.gamma
         b = len(positions)
         end = self._episode_end[positions % capacity]  # (B,)
-        steps = positions[:, None] + np.arange(n)  # (B, n) absolute positions
+        steps = positions[:, None] + self._offsets  # (B, n) absolute positions
         inside = steps < end[:, None]  # (B, n): within the row's own episode
-        window = np.where(inside, steps, positions[:, None]) % capacity  # (B, n) slots
+        # Steps past the episode's end read its last step (masked out below), never the next
+        # episode.
+        window = np.minimum(steps, end[:, None] - 1)  # (B, n) positions
+        if end.max() > capacity:  # the ring has wrapped: positions to slots
+            window %= capacity
         # Real-goal rows: the stored rewards and terminal flags (they hold what compute_reward
         # does not express, e.g. a blocked move's reward).
         reward = self._reward[window]  # (B, n)
-        terminal = self._terminated[window].copy()  # (B, n)
-        if relabelled.any():
-            rows = np.flatnonzero(relabelled)
-            achieved = self._next_achieved_goal[window[rows]]  # (R, n, *goal_shape)
-            new_goal = np.repeat(goal[rows], n, axis=0)  # (R n, *goal_shape)
-            flat = achieved.reshape(len(rows) * n, *self.goal_shape)
-            reward[rows] = np.asarray(self.compute_reward(flat, new_goal), np.float32).reshape(
-                len(rows), n
-            )
-            reached = flat == new_goal
+        terminal = self._terminated[window]  # (B, n)
+        if n_her:
+            her = window[:n_her]  # (R, n)
+            achieved = self._next_achieved_goal[her].reshape(n_her * n, *self.goal_shape)
+            new_goal = np.repeat(goal[:n_her], n, axis=0)  # (R n, *goal_shape)
+            reward[:n_her] = np.asarray(
+                self.compute_reward(achieved, new_goal), dtype=np.float32
+            ).reshape(n_her, n)
+            reached = achieved == new_goal
             if reached.ndim > 1:
-                reached = reached.reshape(len(flat), -1).all(axis=1)
+                reached = reached.reshape(len(achieved), -1).all(axis=1)
             # As in _relabelled: the substitute reached, or an env end unrelated to the goal.
-            slots = window[rows]
-            ends = self._terminated[slots] & ~self._is_success[slots]
-            terminal[rows] = reached.reshape(len(rows), n) | ends
+            ends = terminal[:n_her] & ~self._is_success[her]
+            terminal[:n_her] = reached.reshape(n_her, n) | ends
         # Length m: up to and including the first terminal step, within the episode and n.
         stop = terminal & inside  # (B, n)
         m = np.where(stop.any(axis=1), stop.argmax(axis=1) + 1, inside.sum(axis=1))  # (B,)
-        powers = np.float32(gamma) ** np.arange(n, dtype=np.float32)  # (n,)
         used = np.arange(n) < m[:, None]  # (B, n)
-        total = ((reward + np.float32(self.step_reward)) * powers * used).sum(axis=1)
-        last = positions + m - 1  # (B,)
+        powers = self._powers  # (n,) gamma^j
+        if self.step_reward:
+            reward += np.float32(self.step_reward)
+        total = (reward * used) @ powers  # (B,)
         last_terminal = terminal[np.arange(b), m - 1].astype(np.float32)  # (B,)
-        discount = (np.float32(gamma) ** m.astype(np.float32)) * (1.0 - last_terminal)
+        discount = np.float32(gamma) ** m.astype(np.float32) * (1.0 - last_terminal)
         return (
             total.astype(np.float32),
-            last,
+            positions + m - 1,
             last_terminal,
             discount.astype(np.float32),
         )
