@@ -18,6 +18,7 @@ from typing import Any, Literal
 AgentName = Literal["dqn", "tabular"]
 HerName = Literal["none", "final", "future", "episode", "random"]
 UcbForm = Literal["paper", "keulen"]
+SsValue = Literal["learner", "zero"]
 
 # The default run length when neither `episodes` nor `total_steps` is set: enough for the DQN
 # with Smart Start and HER to learn a greedy path on keulen_easy in a minute or two on a
@@ -52,6 +53,9 @@ class TrainConfig:
     """Exploration weight c_ss of the UCB rule that chooses S_ss (paper Eq. 1)."""
     ucb_form: UcbForm = "paper"
     """Where c_ss sits: 'paper' c*sqrt(ln N / C(s)), or 'keulen' sqrt(c * ln N / C(s))."""
+    ss_value: SsValue = "learner"
+    """Value term of Eq. 1: 'learner' max_a Q(s, g) of the learner, 'zero' none (counts alone
+    choose S_ss). (Prototype of the setting another branch adds; same name and meaning.)"""
     theta: float = 0.0
     """The guided walk ends within this grid distance of S_ss (0: the exact state, as Keulen)."""
     replan: bool = False
@@ -188,6 +192,7 @@ class TrainConfig:
         _choice("agent", self.agent, ("dqn", "tabular"))
         _choice("her", self.her, ("none", "final", "future", "episode", "random"))
         _choice("ucb_form", self.ucb_form, ("paper", "keulen"))
+        _choice("ss_value", self.ss_value, ("learner", "zero"))
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"--device must be cpu, cuda, cuda:N or auto, got {self.device!r}.")
         return self

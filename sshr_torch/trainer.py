@@ -432,7 +432,8 @@ class Trainer:
         obs, _ = env.reset(seed=self._env_seed if progress.episode == 0 else None)
         state, goal, achieved = obs["observation"], obs["desired_goal"], obs["achieved_goal"]
         if controller is not None:
-            controller.begin_episode(progress.episode, state, lambda s: agent.max_q(s, goal))
+            values = None if config.ss_value == "zero" else (lambda s: agent.max_q(s, goal))
+            controller.begin_episode(progress.episode, state, values)
         online = agent.online
         learn_one = getattr(agent, "update_transition", None) or _batch_of_one(agent)
         episode_sq_error, updates_before = 0.0, len(self._metrics.get("td_loss", []))

@@ -17,6 +17,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sshr_torch import runlog
+from sshr_torch.agents import DQNAgent
 from sshr_torch.config import TrainConfig
 from sshr_torch.train import main
 from sshr_torch.trainer import make_agent, make_env, train
@@ -174,6 +175,17 @@ def test_step_reward_moves_the_clamp_and_n_step_runs(tmp_path):
     result = train(config)
     assert result.summary["episodes"] == 4
     assert result.summary["n_updates"] > 0
+
+
+def test_ss_value_zero_leaves_the_learner_out_of_eq_1(tmp_path, monkeypatch):
+    def no_values(self, states, goal):
+        raise AssertionError("Eq. 1 asked the learner for values")
+
+    monkeypatch.setattr(DQNAgent, "max_q", no_values)
+    zero = tiny_config(tmp_path, ss_value="zero", episodes=6, run_dir=str(tmp_path / "a"))
+    train(zero)
+    with pytest.raises(AssertionError, match="Eq. 1"):
+        train(tiny_config(tmp_path, episodes=6, run_dir=str(tmp_path / "b")))
 
 
 def _run_cli(args: list[str], **kwargs) -> subprocess.Popen:
