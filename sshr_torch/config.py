@@ -118,9 +118,6 @@ class TrainConfig:
     step_reward: float = 0.0
     """DQN: added to every reward the learner sees, real and relabelled (-1 with the maze's
     goal reward 1: 0 at the goal, -1 per other step, values like negative distances). <= 0."""
-    conservative: float = 0.0
-    """DQN: weight of a CQL(H) term, alpha (logsumexp_a Q(s, g, a) - Q(s, g, a_taken)), in the
-    loss: it lowers the values of actions the replay data does not hold (0: off)."""
     double_dqn: bool = False
     """DQN: use the Double DQN target."""
     max_grad_norm: float = 10.0
@@ -179,7 +176,7 @@ class TrainConfig:
             )
         if self.gamma is not None and not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"--gamma must be in [0, 1], got {self.gamma}.")
-        for name in ("c_ss", "theta", "max_grad_norm", "conservative"):
+        for name in ("c_ss", "theta", "max_grad_norm"):
             value = getattr(self, name)
             if not (value >= 0.0 and math.isfinite(value)):
                 raise ConfigError(f"--{flag(name)} must be a finite number >= 0, got {value}.")

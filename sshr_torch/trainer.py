@@ -152,7 +152,6 @@ def make_agent(config: TrainConfig, env: gym.Env, seed: int) -> Agent:
         else None,
         device=config.device,
         seed=seed,
-        conservative=config.conservative,
     )
 
 

@@ -197,8 +197,6 @@ class DQNAgent:
         device: "cpu" (default), "cuda", "auto" (CUDA when available) or a torch.device.
         seed: seeds the initial weights and the generator for exploration and tie-breaks.
         adam_betas, adam_eps: Adam's other settings (torch's defaults).
-        conservative: weight alpha of CQL(H)'s term alpha (logsumexp_a Q - Q(s, g, a_taken))
-            added to the loss; it lowers the values of actions the data does not hold.
 
     Initial weights are ``nn.Linear``'s, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and
     biases, with the first layer's fan_in the width of the one-hot input (n_inputs), exactly as
@@ -228,7 +226,6 @@ class DQNAgent:
         seed: int = 0,
         adam_betas: tuple[float, float] = (0.9, 0.999),
         adam_eps: float = 1e-8,
-        conservative: float = 0.0,
     ) -> None:
         if target_update_interval < 1:
             raise ValueError(f"target_update_interval must be >= 1, got {target_update_interval}.")
@@ -255,7 +252,6 @@ class DQNAgent:
         )
         self.adam_betas = (float(adam_betas[0]), float(adam_betas[1]))
         self.adam_eps = float(adam_eps)
-        self.conservative = float(conservative)  # CQL weight alpha (0: plain DQN)
         self.device = _device(device)
         if self.device.type == "cpu":
             torch.set_flush_denormal(True)  # see the module docstring: subnormal floats
@@ -404,11 +400,6 @@ class DQNAgent:
         # d loss / d q_taken for the mean Huber loss (beta 1): clamp(q - y, -1, 1) / B.
         grad_taken = torch.sub(q_taken, target).clamp_(-1.0, 1.0).mul_(1.0 / stage.n)  # (B,)
         grad_q = torch.zeros_like(q).scatter_(1, stage.action, grad_taken.unsqueeze(1))
-        if self.conservative > 0.0:
-            # CQL(H): + alpha * mean(logsumexp_a Q(s, g, a) - Q(s, g, a_taken)), whose gradient
-            # alpha / B * (softmax(Q) - one-hot(a_taken)) lowers actions the batch did not take.
-            taken = torch.zeros_like(q).scatter_(1, stage.action, 1.0)  # (B, n_actions)
-            grad_q.add_(torch.softmax(q, 1).sub_(taken).mul_(self.conservative / stage.n))
         grad_z1 = self._backward(hidden, grad_q)  # (B, hidden_1)
         grad_rows = self._first_layer_grad(stage, grad_z1)  # (R, hidden_1) or None
         grad_norm = self._clip(grad_rows)
