@@ -124,6 +124,12 @@ class TrainConfig:
     """DQN: gradient updates between hard target-network syncs."""
     tau: float = 1.0
     """DQN target update rate: 1 is a hard sync, < 1 is Polyak averaging every update."""
+    n_step: int = 1
+    """DQN: n-step returns from the HER buffer, the relabelled goal's rewards recomputed over
+    the window and the window cut where that goal is achieved (1: one-step TD)."""
+    step_reward: float = 0.0
+    """DQN: added to every reward the learner sees, real and relabelled (-1 with the maze's
+    goal reward 1: 0 at the goal, -1 per other step, values like negative distances). <= 0."""
     double_dqn: bool = False
     """DQN: use the Double DQN target."""
     max_grad_norm: float = 10.0
@@ -161,7 +167,7 @@ class TrainConfig:
         """Check every value; raise ConfigError naming the flag. Returns self."""
         for name in ("her_k", "max_episode_steps", "batch_size", "train_freq", "buffer_size"):
             _positive(name, getattr(self, name))
-        for name in ("target_update_interval", "eval_episodes", "torch_threads"):
+        for name in ("target_update_interval", "eval_episodes", "torch_threads", "n_step"):
             _positive(name, getattr(self, name))
         for name in ("episodes", "total_steps"):
             if getattr(self, name) is not None:
@@ -176,6 +182,10 @@ class TrainConfig:
                 raise ConfigError(f"--{flag(name)} must be in [0, 1], got {value}.")
         if self.tau == 0.0:
             raise ConfigError("--tau must be in (0, 1], got 0.")
+        if not (self.step_reward <= 0.0 and math.isfinite(self.step_reward)):
+            raise ConfigError(
+                f"--step-reward must be a finite number <= 0, got {self.step_reward}."
+            )
         if self.gamma is not None and not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"--gamma must be in [0, 1], got {self.gamma}.")
         for name in ("c_ss", "theta", "max_grad_norm"):

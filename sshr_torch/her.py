@@ -31,6 +31,19 @@ Semantics (fixed in DESIGN.md; every learner and test relies on them):
   when the env terminated it. A time-limit truncation is never terminal: it bootstraps.
 - Goals are compared exactly: ints for Discrete goals, all elements equal for array goals
   (MultiBinary).
+- n-step returns (``n_step`` > 1, needs ``gamma``): a sampled transition at step t with goal g
+  (real or substitute) is replayed as the window t, t+1, ..., t+m-1 of its own episode, with
+  m = min(n, steps left in the episode, 1 + first j >= 0 at which step t+j is terminal for g).
+  Rewards over the window are those of g: recomputed by ``compute_reward`` for a substitute
+  goal, the stored ones for the real goal, so the window is cut at the step that achieves a
+  substitute goal. The batch row then holds reward = sum_j gamma^j r_{t+j}, next_obs =
+  s_{t+m}, terminal = the terminal flag of step t+m-1, and discount = gamma^m (1 - terminal),
+  the factor of the bootstrap value Q(s_{t+m}, g). A window never crosses the episode's end: a
+  truncated episode bootstraps from its last next state. With n_step = 1 and gamma set, the
+  batch is the 1-step one with discount = gamma (1 - terminal).
+- ``step_reward`` (default 0) is added to every reward the buffer hands out, real and
+  relabelled, at every step of a window (e.g. -1 with the maze's 1-at-the-goal reward gives 0
+  at the goal and -1 per other step).
 
 Storage: whole episodes in numpy ring arrays of ``capacity`` transitions. Positions are absolute
 write counters (slot = position % capacity). The samplable transitions are the contiguous range
@@ -70,6 +83,9 @@ class Batch(NamedTuple):
 
     ``goal`` is the goal the transition is learned for (the real one or a substitute);
     ``terminal`` is 1.0 where the target must not bootstrap; ``relabelled`` marks substitutes.
+    ``discount`` is the factor of the bootstrap value in the TD target, y = reward + discount *
+    max_a Q(next_obs, goal, a): gamma^m * (1 - terminal) for an m-step row; None (a buffer
+    built without ``gamma``, or a hand-made batch) means gamma * (1 - terminal).
     """
 
     obs: np.ndarray  # (B, *obs_shape)
@@ -79,6 +95,7 @@ class Batch(NamedTuple):
     next_obs: np.ndarray  # (B, *obs_shape)
     terminal: np.ndarray  # (B,) float32
     relabelled: np.ndarray  # (B,) bool
+    discount: np.ndarray | None = None  # (B,) float32, or None: gamma * (1 - terminal)
 
 
 ComputeReward = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -96,6 +113,9 @@ class HerReplayBuffer:
         obs_shape, goal_shape: shapes of one observation / goal; ``()`` for Discrete.
         obs_dtype, goal_dtype: storage dtypes (int64 for Discrete, uint8 for MultiBinary).
         rng: a numpy Generator, a seed, or None (fresh entropy).
+        n_step: returns over up to this many steps (see the module docstring); 1 is 1-step.
+        gamma: the discount of the n-step sums; set, ``sample`` fills ``Batch.discount``.
+        step_reward: added to every reward handed out (real and relabelled, every step).
 
     Call ``add`` for each env step, ``end_episode`` when the episode terminated or was
     truncated (only then is it samplable), then ``sample`` or ``episode_relabels``.
@@ -113,7 +133,14 @@ class HerReplayBuffer:
         obs_dtype: Any = np.int64,
         goal_dtype: Any = np.int64,
         rng: np.random.Generator | int | None = None,
+        n_step: int = 1,
+        gamma: float | None = None,
+        step_reward: float = 0.0,
     ) -> None:
+        if n_step < 1:
+            raise ValueError(f"n_step must be >= 1, got {n_step}.")
+        if n_step > 1 and gamma is None:
+            raise ValueError("n-step returns need gamma.")
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}.")
         if k < 0:
@@ -126,6 +153,11 @@ class HerReplayBuffer:
         self.capacity = int(capacity)
         self.compute_reward = compute_reward
         self.k = int(k)
+        self.n_step = int(n_step)
+        self.gamma = None if gamma is None else float(gamma)
+        self.step_reward = float(step_reward)
+        self._offsets = np.arange(self.n_step)  # window offsets j and their gamma^j
+        self._powers = np.float32(self.gamma or 1.0) ** np.arange(self.n_step, dtype=np.float32)
         self.obs_shape = tuple(obs_shape)
         self.goal_shape = tuple(goal_shape)
         self.rng = np.random.default_rng(rng)
@@ -297,19 +329,92 @@ class HerReplayBuffer:
             if n_her:
                 her_slots = slots[:n_her]
                 goal_slots = self._goal_indices(positions[:n_her]) % self.capacity
-                new_goal, new_reward, new_terminal = self._relabelled(her_slots, goal_slots)
-                goal[:n_her] = new_goal
-                reward[:n_her] = new_reward
-                terminal[:n_her] = new_terminal
                 relabelled[:n_her] = True
+                if self.gamma is not None:  # rewards and terminals come from the windows
+                    goal[:n_her] = self._next_achieved_goal[goal_slots]
+                else:
+                    new_goal, new_reward, new_terminal = self._relabelled(her_slots, goal_slots)
+                    goal[:n_her] = new_goal
+                    reward[:n_her] = new_reward
+                    terminal[:n_her] = new_terminal
+        if self.gamma is None:
+            if self.step_reward:
+                reward = reward + np.float32(self.step_reward)
+            return Batch(
+                obs=self._obs[slots],
+                goal=goal,
+                action=self._action[slots],
+                reward=reward,
+                next_obs=self._next_obs[slots],
+                terminal=terminal,
+                relabelled=relabelled,
+            )
+        n_her = int(np.count_nonzero(relabelled))  # the first n_her rows
+        reward, last, terminal, discount = self._n_step_returns(positions, goal, n_her)
         return Batch(
             obs=self._obs[slots],
             goal=goal,
             action=self._action[slots],
             reward=reward,
-            next_obs=self._next_obs[slots],
+            next_obs=self._next_obs[last % self.capacity],
             terminal=terminal,
             relabelled=relabelled,
+            discount=discount,
+        )
+
+    def _n_step_returns(
+        self, positions: np.ndarray, goal: np.ndarray, n_her: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """n-step windows of ``positions`` for ``goal``: (reward, last position, terminal,
+        discount), each (B,); see the module docstring. The first ``n_her`` rows carry
+        substitute goals. One ``compute_reward`` call for their (n_her, n) window, O(B n).
+
+        Step j of row b is position p_b + j. Its reward r_bj and terminal flag d_bj are those
+        of the row's goal; the window's length is m_b = min(n, end_b - p_b, 1 + first j with
+        d_bj); reward_b = sum_{j < m_b} gamma^j (r_bj + step_reward).
+        """
+        n, capacity, gamma = self.n_step, self.capacity, self.gamma
+        b = len(positions)
+        end = self._episode_end[positions % capacity]  # (B,)
+        steps = positions[:, None] + self._offsets  # (B, n) absolute positions
+        inside = steps < end[:, None]  # (B, n): within the row's own episode
+        # Steps past the episode's end read its last step (masked out below), never the next
+        # episode.
+        window = np.minimum(steps, end[:, None] - 1)  # (B, n) positions
+        if end.max() > capacity:  # the ring has wrapped: positions to slots
+            window %= capacity
+        # Real-goal rows: the stored rewards and terminal flags (they hold what compute_reward
+        # does not express, e.g. a blocked move's reward).
+        reward = self._reward[window]  # (B, n)
+        terminal = self._terminated[window]  # (B, n)
+        if n_her:
+            her = window[:n_her]  # (R, n)
+            achieved = self._next_achieved_goal[her].reshape(n_her * n, *self.goal_shape)
+            new_goal = np.repeat(goal[:n_her], n, axis=0)  # (R n, *goal_shape)
+            reward[:n_her] = np.asarray(
+                self.compute_reward(achieved, new_goal), dtype=np.float32
+            ).reshape(n_her, n)
+            reached = achieved == new_goal
+            if reached.ndim > 1:
+                reached = reached.reshape(len(achieved), -1).all(axis=1)
+            # As in _relabelled: the substitute reached, or an env end unrelated to the goal.
+            ends = terminal[:n_her] & ~self._is_success[her]
+            terminal[:n_her] = reached.reshape(n_her, n) | ends
+        # Length m: up to and including the first terminal step, within the episode and n.
+        stop = terminal & inside  # (B, n)
+        m = np.where(stop.any(axis=1), stop.argmax(axis=1) + 1, inside.sum(axis=1))  # (B,)
+        used = np.arange(n) < m[:, None]  # (B, n)
+        powers = self._powers  # (n,) gamma^j
+        if self.step_reward:
+            reward += np.float32(self.step_reward)
+        total = (reward * used) @ powers  # (B,)
+        last_terminal = terminal[np.arange(b), m - 1].astype(np.float32)  # (B,)
+        discount = np.float32(gamma) ** m.astype(np.float32) * (1.0 - last_terminal)
+        return (
+            total.astype(np.float32),
+            positions + m - 1,
+            last_terminal,
+            discount.astype(np.float32),
         )
 
     def episode_relabels(self) -> Batch:
@@ -335,6 +440,8 @@ class HerReplayBuffer:
         slots = positions % self.capacity
         goal_slots = self._goal_indices(positions) % self.capacity
         goal, reward, terminal = self._relabelled(slots, goal_slots)
+        if self.step_reward:
+            reward = reward + np.float32(self.step_reward)
         return Batch(
             obs=self._obs[slots],
             goal=goal,

@@ -196,18 +196,24 @@ def make_agent(
         tau=config.tau,
         double_dqn=config.double_dqn,
         max_grad_norm=config.max_grad_norm,
-        target_range=_return_range(env) if config.clip_target else None,
+        target_range=_return_range(env, config.step_reward, config.discount)
+        if config.clip_target
+        else None,
         device=config.device,
         seed=seed,
         fast_path=config.fast_path,
     )
 
 
-def _return_range(env: gym.Env) -> tuple[float, float] | None:
+def _return_range(
+    env: gym.Env, step_reward: float = 0.0, gamma: float = 1.0
+) -> tuple[float, float] | None:
     """(lowest, highest) return of an episode of the maze env, None for any other env.
 
     Every nonzero reward of the maze (the goal's, a decoy's, a blocked move's when it is set)
-    ends the episode, so a return is 0 or one of them: [0, 1] with the default rewards.
+    ends the episode, so a return is 0 or one of them: [0, 1] with the default rewards. A step
+    reward c <= 0 on every step adds between c / (1 - gamma) (never ending) and c (ending at
+    once): [-1 / (1 - gamma), 0] for c = -1 with the default rewards.
     """
     maze = env.unwrapped
     if not isinstance(maze, GridMazeEnv):
@@ -215,7 +221,21 @@ def _return_range(env: gym.Env) -> tuple[float, float] | None:
     rewards = [0.0, float(maze.goal_reward), float(maze.decoy_reward)]
     if maze.wall_reward is not None:
         rewards.append(float(maze.wall_reward))
-    return min(rewards), max(rewards)
+    if step_reward == 0.0:
+        return min(rewards), max(rewards)
+    low = -math.inf if gamma >= 1.0 else step_reward / (1.0 - gamma) + min(rewards)
+    return low, max(0.0, step_reward + max(rewards))
+
+
+def _n_step_settings(config: TrainConfig) -> dict[str, Any]:
+    """The HER buffer's settings for the DQN's targets: n-step returns and the step reward.
+
+    With n_step 1 the buffer hands out plain 1-step batches (no discount column).
+    """
+    if config.agent != "dqn":
+        return {}
+    gamma = config.discount if config.n_step > 1 else None
+    return {"n_step": config.n_step, "gamma": gamma, "step_reward": config.step_reward}
 
 
 def evaluate(agent: Agent, env: gym.Env, n_episodes: int, seed: int) -> tuple[float, float]:
@@ -286,6 +306,8 @@ class Trainer:
             obs_dtype=_dtype(space["observation"]),
             goal_dtype=_dtype(space["desired_goal"]),
             rng=np.random.default_rng(seeds[1]),
+            # The DQN's batches carry n-step sums and their bootstrap discounts (her.py).
+            **_n_step_settings(config),
         )
         self.controller = self._make_controller(np.random.default_rng(seeds[2]))
         if config.agent == "dqn":

@@ -155,6 +155,19 @@ def test_td_target_by_hand(double_dqn, expected_target, expected_loss, fast_path
     assert metrics["q_mean"] == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_a_batch_discount_column_replaces_gamma_times_not_terminal(fast_path):
+    # An n-step batch (her.py) carries each row's bootstrap factor gamma^m (1 - d). Row 0
+    # marked terminal with discount 0.45: y0 = 1 + 0.45 * 3.6 = 2.62 (the column wins);
+    # row 1 discount 0: y1 = 0.5. Huber: ((2.62 - 0.5) + 0.125) / 2.
+    batch = TWO_ROWS._replace(
+        terminal=np.array([1.0, 0.0], dtype=np.float32),
+        discount=np.array([0.45, 0.0], dtype=np.float32),
+    )
+    metrics = rigged_linear_agent(fast_path=fast_path).update(batch)
+    assert metrics["td_loss"] == pytest.approx((2.12 + 0.125) / 2, rel=1e-6)
+
+
 def test_td_target_clamped_into_target_range():
     agent = rigged_linear_agent()
     agent.target_range = (0.0, 1.0)

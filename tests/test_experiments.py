@@ -193,3 +193,18 @@ def test_bad_flags_exit_2_with_one_line(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--workers must be a positive integer" in err
+
+
+def test_long_mazes_smoke(tmp_path: Path) -> None:
+    script = _script("long_mazes")
+    assert script.main(["--smoke", "--out", str(tmp_path), "--workers", "1"]) == 0
+    table = _table(tmp_path / "long_mazes.csv")
+    assert [row["arm"] for row in table] == list(script.ARMS)
+    runs = _table(tmp_path / "long_mazes_runs.csv")
+    assert len(runs) == len(script.ARMS)
+    assert all(int(row["shortest"]) == 19 for row in runs)  # keulen_easy
+    tabular = next(row for row in table if row["arm"] == "tabular")
+    # The tabular learner walks keulen_easy greedily within the 3k-step smoke budget.
+    assert tabular["seeds_reached"] == "1/1"
+    assert _markdown_rows(tmp_path / "long_mazes.md")[0][0] == "maze"
+    _check_png(tmp_path / "long_mazes.png")

@@ -377,6 +377,7 @@ def test_strategy_names_and_errors():
         "next_obs",
         "terminal",
         "relabelled",
+        "discount",
     )
 
 

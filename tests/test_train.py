@@ -17,6 +17,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sshr_torch import runlog
+from sshr_torch.agents import DQNAgent
 from sshr_torch.config import TrainConfig
 from sshr_torch.train import main
 from sshr_torch.trainer import make_agent, make_env, train
@@ -165,6 +166,26 @@ def test_dqn_targets_clamped_to_the_maze_return_range_only(tmp_path):
     # a maze env with other rewards (all of them end the episode): their range
     misleading = gymnasium.make("sshr_torch/GridMazeMisleading-v0")
     assert make_agent(tiny_config(tmp_path), misleading, 0).target_range == (-1.0, 100.0)
+
+
+def test_step_reward_moves_the_clamp_and_n_step_runs(tmp_path):
+    config = tiny_config(tmp_path, step_reward=-1.0, gamma=0.9, n_step=3)
+    agent = make_agent(config, make_env(config), 0)
+    assert agent.target_range == pytest.approx((-10.0, 0.0))  # [c / (1 - gamma), 0]
+    result = train(config)
+    assert result.summary["episodes"] == 4
+    assert result.summary["n_updates"] > 0
+
+
+def test_ss_value_zero_leaves_the_learner_out_of_eq_1(tmp_path, monkeypatch):
+    def no_values(self, states, goal):
+        raise AssertionError("Eq. 1 asked the learner for values")
+
+    monkeypatch.setattr(DQNAgent, "max_q", no_values)
+    zero = tiny_config(tmp_path, ss_value="zero", episodes=6, run_dir=str(tmp_path / "a"))
+    train(zero)
+    with pytest.raises(AssertionError, match="Eq. 1"):
+        train(tiny_config(tmp_path, episodes=6, run_dir=str(tmp_path / "b")))
 
 
 def _run_cli(args: list[str], **kwargs) -> subprocess.Popen:

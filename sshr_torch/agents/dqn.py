@@ -259,7 +259,10 @@ class DQNAgent:
         return metrics
 
     def discounts(self, batch: Batch) -> np.ndarray:
-        """The factor of each row's bootstrapped value: gamma (1 - terminal), float32 (B,)."""
+        """The factor of each row's bootstrapped value, float32 (B,): the batch's own (n-step
+        returns: gamma^m (1 - terminal) for an m-step window), else gamma (1 - terminal)."""
+        if batch.discount is not None:
+            return np.asarray(batch.discount, dtype=np.float32)
         return (self.gamma * (1.0 - np.asarray(batch.terminal, dtype=np.float32))).astype(
             np.float32, copy=False
         )
