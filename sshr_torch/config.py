@@ -29,6 +29,8 @@ DEFAULT_TOTAL_STEPS = 50_000
 # paper's 0.98 for the DQN (with 0.99 the DQN's values drift above 1 on keulen_easy and its
 # greedy policy fails after 60k steps; with 0.98 it finds the 19-step path within 30k).
 DEFAULT_GAMMA = {"tabular": 0.99, "dqn": 0.98}
+# Eq. 1's value term when `ss_value` is unset (docs/long_mazes.md has the DQN's measurements).
+DEFAULT_SS_VALUE = {"tabular": "learner", "dqn": "zero"}
 
 
 class ConfigError(ValueError):
@@ -54,11 +56,13 @@ class TrainConfig:
     """Exploration weight c_ss of the UCB rule that chooses S_ss (paper Eq. 1)."""
     ucb_form: UcbForm = "paper"
     """Where c_ss sits: 'paper' c*sqrt(ln N / C(s)), or 'keulen' sqrt(c * ln N / C(s))."""
-    ss_value: SsValue = "learner"
+    ss_value: SsValue | None = None
     """The value term of Eq. 1 that Smart Start adds to the count bonus when it picks S_ss:
     'learner', the learner's max_a Q(s, g) for the episode's goal (Keulen's code); 'zero', counts
     alone, as the paper's text says (Sec. V): "Through the experiment the value function will be
-    zero. This makes the Smart Start parameter c_ss irrelevant"."""
+    zero. This makes the Smart Start parameter c_ss irrelevant". Unset: 'learner' for the
+    tabular learner (Keulen's code), 'zero' for the DQN (its untrained values are noise, and its
+    learnt ones keep every walk on the path it knows: docs/long_mazes.md)."""
     theta: float = 0.0
     """The guided walk ends within this grid distance of S_ss (0: the exact state, as Keulen)."""
     replan: bool = False
@@ -124,9 +128,10 @@ class TrainConfig:
     """DQN: gradient updates between hard target-network syncs."""
     tau: float = 1.0
     """DQN target update rate: 1 is a hard sync, < 1 is Polyak averaging every update."""
-    n_step: int = 1
+    n_step: int = 10
     """DQN: n-step returns from the HER buffer, the relabelled goal's rewards recomputed over
-    the window and the window cut where that goal is achieved (1: one-step TD)."""
+    the window and the window cut where that goal is achieved (1: one-step TD). With 1-step
+    targets the values of states far from the goal are 2-3x too high (docs/long_mazes.md)."""
     step_reward: float = 0.0
     """DQN: added to every reward the learner sees, real and relabelled (-1 with the maze's
     goal reward 1: 0 at the goal, -1 per other step, values like negative distances). <= 0."""
@@ -202,10 +207,11 @@ class TrainConfig:
             ("agent", AgentName),
             ("her", HerName),
             ("ucb_form", UcbForm),
-            ("ss_value", SsValue),
             ("loss", LossName),
         ):
             _choice(name, getattr(self, name), get_args(kind))
+        if self.ss_value is not None:
+            _choice("ss_value", self.ss_value, get_args(SsValue))
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"--device must be cpu, cuda, cuda:N or auto, got {self.device!r}.")
         return self
@@ -216,6 +222,11 @@ class TrainConfig:
         if self.episodes is None and self.total_steps is None:
             return None, DEFAULT_TOTAL_STEPS
         return self.episodes, self.total_steps
+
+    @property
+    def eq1_value(self) -> str:
+        """Eq. 1's value term in use: ``ss_value``, or the learner's default when unset."""
+        return DEFAULT_SS_VALUE[self.agent] if self.ss_value is None else self.ss_value
 
     @property
     def discount(self) -> float:

@@ -342,7 +342,7 @@ class Trainer:
             theta=config.theta,
             distance=distance,
             ucb_form=config.ucb_form,
-            ss_value=config.ss_value,
+            ss_value=config.eq1_value,
             replan=config.replan,
             rng=rng,
         )
