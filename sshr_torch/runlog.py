@@ -339,7 +339,11 @@ class RunLogger:
         table = "|field|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in values.items())
         self.writer.add_text("config", table, 0)
         metrics = {"eval/success_rate": 0.0, "rollout/success_rate": 0.0}
-        for summary in hparams(values, metrics):
+        # The session's settings only: TensorBoard infers a run's HParams experiment from them,
+        # and a sweep writes one experiment for all its runs (its varying settings and final
+        # metrics) that a per-run experiment would shadow.
+        _, session_start, session_end = hparams(values, metrics)
+        for summary in (session_start, session_end):
             self.writer.file_writer.add_summary(summary)
 
     def log_episode(self, row: dict[str, Any], metrics: dict[str, list[float]]) -> None:

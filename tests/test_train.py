@@ -184,8 +184,13 @@ def test_ss_value_zero_leaves_the_learner_out_of_eq_1(tmp_path, monkeypatch):
     monkeypatch.setattr(DQNAgent, "max_q", no_values)
     zero = tiny_config(tmp_path, ss_value="zero", episodes=6, run_dir=str(tmp_path / "a"))
     train(zero)
+    # Unset, the DQN's Eq. 1 is counts alone too; the tabular learner's uses its values.
+    train(tiny_config(tmp_path, episodes=6, run_dir=str(tmp_path / "b")))
+    assert tiny_config(tmp_path).eq1_value == "zero"
+    assert tiny_config(tmp_path, agent="tabular").eq1_value == "learner"
+    learner = tiny_config(tmp_path, ss_value="learner", episodes=6, run_dir=str(tmp_path / "c"))
     with pytest.raises(AssertionError, match="Eq. 1"):
-        train(tiny_config(tmp_path, episodes=6, run_dir=str(tmp_path / "b")))
+        train(learner)
 
 
 def _run_cli(args: list[str], **kwargs) -> subprocess.Popen:
