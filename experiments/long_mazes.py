@@ -4,10 +4,11 @@
     python experiments/long_mazes.py --smoke --out /tmp/long_mazes      # seconds
 
 Arms (Smart Start and HER 'future' on, every other setting at its default):
-- dqn: the goal-conditioned DQN with the library's defaults;
-- dqn_long: the DQN with 10-step returns from the HER buffer (``n_step=10``) and Eq. 1 without
-  the learner's values (``ss_value='zero'``), the settings docs/long_mazes.md found to fix the
-  greedy policy on keulen_hard;
+- dqn: the goal-conditioned DQN with the library's defaults (since 2026-12-01: 10-step returns
+  from the HER buffer and Eq. 1 without the learner's values, the settings docs/long_mazes.md
+  found to fix the greedy policy on keulen_hard);
+- dqn_1step: the DQN with the earlier defaults, 1-step targets (``n_step=1``) and Eq. 1 with
+  the learner's values (``ss_value='learner'``);
 - tabular: the tabular learner.
 
 Tasks (issue 12): keulen_hard with 100-step episodes and 60,000 env steps (10 seeds);
@@ -42,7 +43,7 @@ from sshr_torch.sweep import run_sweep
 
 ARMS: dict[str, dict[str, Any]] = {
     "dqn": {"agent": "dqn"},
-    "dqn_long": {"agent": "dqn", "n_step": 10, "ss_value": "zero"},
+    "dqn_1step": {"agent": "dqn", "n_step": 1, "ss_value": "learner"},
     "tabular": {"agent": "tabular"},
 }
 SUCCESS, PATH_FACTOR, EVAL_EPISODES = 0.9, 1.2, 20
@@ -145,7 +146,7 @@ def summarise(rows: Sequence[dict[str, Any]], tasks: Sequence[Task]) -> list[dic
 def plot(path: Path, rows: Sequence[dict[str, Any]], tasks: Sequence[Task]) -> None:
     """Greedy success against env steps, one panel per task, one thin line per run."""
     fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3), dpi=90, squeeze=False)
-    colors = {"dqn": "tab:gray", "dqn_long": "tab:blue", "tabular": "tab:orange"}
+    colors = {"dqn": "tab:blue", "dqn_1step": "tab:gray", "tabular": "tab:orange"}
     for ax, task in zip(axes[0], tasks, strict=True):
         for arm in ARMS:
             runs = [r for r in rows if r["task"] == task.name and r["arm"] == arm]
@@ -198,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes = [
         f"Greedy: {EVAL_EPISODES} greedy episodes from the start; reached = success >= {SUCCESS} "
         f"and mean episode length <= {PATH_FACTOR}x the shortest path.",
-        "dqn_long: n_step 10, ss_value 'zero'; everything else at its default.",
+        "dqn_1step: n_step 1, ss_value 'learner' (the defaults before 2026-12-01).",
         "ratio_to_tabular: median steps to greedy of the arm / the tabular learner's (when more "
         "than half the seeds of the arm reached it).",
     ]
