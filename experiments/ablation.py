@@ -86,6 +86,9 @@ def build_configs(smoke: bool) -> list[TrainConfig]:
             c_ss=0.1,
             ucb_form="paper",
             her_k=4,
+            # The DQN's settings of the published tables (its defaults before 2026-12-01).
+            n_step=1,
+            ss_value="learner",
             total_steps=steps,
             learning_starts=200 if smoke else 1000,
             epsilon_decay_steps=10_000,

@@ -64,6 +64,10 @@ def base_config(budget: int, episode_steps: int, root: str, seed: int) -> TrainC
         total_steps=budget,
         seed=seed,
         gamma=0.999,
+        # The settings of the published run (the DQN's defaults before 2026-12-01); not yet
+        # re-measured with 10-step targets and Eq. 1 from counts alone.
+        n_step=1,
+        ss_value="learner",
         her_k=4,
         eta=1.0,
         c_ss=5.0,

@@ -130,6 +130,7 @@ def build_configs(smoke: bool) -> list[TrainConfig]:
         episodes=4 if smoke else EPISODES,
         alpha=0.1,
         gamma=None,  # each learner's default: 0.99 tabular (Keulen), 0.98 DQN (HER paper)
+        n_step=1,  # the paper's DQN learns from 1-step targets
         tabular_epsilon=0.1,
         eval_interval=0,
         image_interval=0,
