@@ -85,7 +85,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
     given = vars(build_parser().parse_args(argv))
     if "hidden_sizes" in given:
         given["hidden_sizes"] = tuple(given["hidden_sizes"])
-    if given.get("resume"):
+    if "resume" in given:  # `--resume ""` is an error (resume_config says so), not a new run
         run_dir = given.pop("resume")
         overrides = {k: v for k, v in given.items() if k in RESUME_OVERRIDABLE}
         ignored = sorted(set(given) - set(RESUME_OVERRIDABLE))
@@ -101,16 +101,22 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
+    started = False
     try:
         config = config_from_args(argv)
         from sshr_torch.trainer import train  # torch loads only once the flags are good
 
+        started = True  # from here a first Ctrl-C is train()'s: checkpoint, then the summary
         result = train(config)
     except (ValueError, OSError) as error:  # ConfigError, MazeError and RunError are ValueErrors
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("\nerror: stopped at once by a second Ctrl-C; the last checkpoint stands.")
+        if started:
+            message = "stopped at once by a second Ctrl-C; the last checkpoint stands."
+        else:
+            message = "stopped by Ctrl-C before the run started; nothing was written."
+        print(f"\nerror: {message}", file=sys.stderr)
         return EXIT_INTERRUPTED
     if not config.quiet:
         _print_summary(result.summary, result.interrupted)
