@@ -140,17 +140,25 @@ def remove_stale_temporary_files(path: Path) -> list[Path]:
 
 
 def create_run_dir(path: Path) -> Path:
-    """Create a new run directory (parents included); RunError when it cannot be written."""
-    if path.exists() and any(path.iterdir()):
+    """Create a new run directory (parents included); RunError when it cannot be written.
+
+    A directory holding only a lock file and temporary files (a run killed before it wrote
+    config.json) counts as empty: such a run cannot be resumed, so it can be started again.
+    """
+    if path.is_dir() and any(not _leftover(entry.name) for entry in path.iterdir()):
         raise RunError(f"run directory {path} already exists and is not empty.")
-    try:
+    if path.exists() and not path.is_dir():
+        raise RunError(f"run directory {path} exists and is not a directory.")
+    try:  # (lock_run_dir, which creates the lock file next, finds out if it is writable)
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
-        probe.write_text("")
-        probe.unlink()
     except OSError as error:
         raise RunError(f"cannot write run directory {path}: {error.strerror or error}.") from None
     return path
+
+
+def _leftover(name: str) -> bool:
+    """A name a run killed at its start can leave: the lock file, temporary files."""
+    return name == LOCK_FILE or (name.startswith(".") and name.endswith(".tmp"))
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -273,7 +281,8 @@ def _feed(digest: Any, value: Any) -> None:
     if isinstance(value, torch.Tensor):
         tensor = value.detach().cpu().contiguous().reshape(-1)
         digest.update(f"T{tensor.dtype}{tuple(value.shape)}".encode())
-        digest.update(tensor.view(torch.uint8).numpy())
+        if tensor.numel():
+            digest.update(tensor.view(torch.uint8).numpy())
     elif isinstance(value, dict):
         digest.update(f"{{{len(value)}".encode())
         for key, item in value.items():
