@@ -167,8 +167,8 @@ def check_device(device: str) -> None:
         return
     if not torch.cuda.is_available():
         raise ConfigError(
-            f"--device {device}: this machine has no CUDA device that torch can use "
-            f"(torch {torch.__version__}); use --device cpu or auto."
+            f"--device {device}: this machine has no CUDA device that torch can use; "
+            "use --device cpu or auto."
         )
     index = int(device.partition(":")[2] or 0)
     if index >= torch.cuda.device_count():
@@ -215,6 +215,8 @@ def memory_estimates(
     ]
     relabels = config.her_k if config.her != "none" else 0
     if config.agent == "tabular":
+        if not isinstance(space["observation"], spaces.Discrete):
+            return estimates  # make_agent refuses it
         # episode_relabels(): k rows per step of an episode (obs, goal, action, reward, ...).
         per_row = 2 * obs_bytes + goal_bytes + 8 + 4 + 4 + 1
         estimates.append(

@@ -94,7 +94,7 @@ def test_memory_grows_with_the_updated_pairs():
 def test_bytes_per_entry_is_an_upper_bound():
     rng = np.random.default_rng(0)
     agent = TabularAgent(4_004_001, 4)  # generated:2001x2001
-    n = 200_000
+    n = 50_000
     rows = Batch(
         obs=rng.integers(0, 4_004_001, n),
         goal=rng.integers(0, 50, n),
