@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any, Literal, NoReturn
 
 from sshr_torch.config import TrainConfig, field_docs, flag
-from sshr_torch.runlog import RunError
+from sshr_torch.interrupt import StopRequest
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -80,6 +80,7 @@ def _show(value: Any) -> str:
 
 def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
     """Parse flags into a validated TrainConfig (a resumed run's saved config with --resume)."""
+    from sshr_torch.runlog import RunError
     from sshr_torch.trainer import RESUME_OVERRIDABLE, resume_config
 
     given = vars(build_parser().parse_args(argv))
@@ -101,21 +102,19 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    started = False
     try:
-        config = config_from_args(argv)
-        from sshr_torch.trainer import train  # torch loads only once the flags are good
+        # A first Ctrl-C from here on (torch's import and the start-up included) lets the run
+        # start, checkpoint and print its summary as stopped; train() shares this handler.
+        with StopRequest():
+            config = config_from_args(argv)
+            from sshr_torch.trainer import train  # torch loads only once the flags are good
 
-        started = True  # from here a first Ctrl-C is train()'s: checkpoint, then the summary
-        result = train(config)
+            result = train(config)
     except (ValueError, OSError) as error:  # ConfigError, MazeError and RunError are ValueErrors
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        if started:
-            message = "stopped at once by a second Ctrl-C; the last checkpoint stands."
-        else:
-            message = "stopped by Ctrl-C before the run started; nothing was written."
+        message = "stopped at once by a second Ctrl-C; the last checkpoint stands."
         print(f"\nerror: {message}", file=sys.stderr)
         return EXIT_INTERRUPTED
     if not config.quiet:

@@ -23,9 +23,7 @@ import dataclasses
 import hashlib
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -43,6 +41,7 @@ from sshr_torch.agents import Agent, DQNAgent, LinearSchedule, TabularAgent
 from sshr_torch.config import ConfigError, TrainConfig
 from sshr_torch.env import GridMazeEnv
 from sshr_torch.her import HerReplayBuffer
+from sshr_torch.interrupt import StopRequest
 from sshr_torch.maze import BUILTIN_MAZES, GENERATED_PREFIX, load_maze, maze_to_text
 from sshr_torch.rollout import EpisodeResult, play_episode
 from sshr_torch.smart_start import SmartStartController, SmartStartReport
@@ -115,7 +114,7 @@ def train(
         TensorBoard event files and checkpoint.pt.
     """
     # One Ctrl-C from here on, start-up included, ends with a checkpoint and the summary.
-    with _StopRequest() as stop:
+    with StopRequest() as stop:
         return Trainer(config.validate(), env, callbacks, q_network).run(stop)
 
 
@@ -410,30 +409,6 @@ def _evaluate(agent: Agent, env: gym.Env, n_episodes: int, seed: int) -> tuple[f
     return successes / n_episodes, lengths / n_episodes
 
 
-class _StopRequest:
-    """First Ctrl-C: finish the current episode (or the start-up, or the final evaluation),
-    checkpoint and stop. Second: stop at once (KeyboardInterrupt). Messages go to stderr."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def __enter__(self) -> _StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nInterrupted: finishing this episode, then saving a checkpoint.", file=sys.stderr)
-
-
 class Trainer:
     """One run's parts; ``run()`` plays episodes until the budget, a callback or a Ctrl-C."""
 
@@ -562,20 +537,20 @@ class Trainer:
 
     # --- the loop -------------------------------------------------------------------------
 
-    def run(self, stop: _StopRequest | None = None) -> TrainResult:
+    def run(self, stop: StopRequest | None = None) -> TrainResult:
         """Play episodes until the budget is spent, a callback stops it, or Ctrl-C.
 
         ``stop``: the Ctrl-C handler already installed by ``train`` (None: install one here).
         """
         if stop is None:
-            with _StopRequest() as stop:
+            with StopRequest() as stop:
                 return self.run(stop)
         try:
             return self._run(stop)
         finally:
             self.close()
 
-    def _run(self, stop: _StopRequest) -> TrainResult:
+    def _run(self, stop: StopRequest) -> TrainResult:
         config, progress = self.config, self.progress
         max_episodes, max_steps = config.run_length
         by_episode = max_episodes is not None

@@ -31,7 +31,7 @@ from sshr_torch.maze import load_maze
 from sshr_torch.train import main
 from sshr_torch.trainer import evaluate, make_env
 
-ROOT = Path(__file__).resolve().parents[1]
+train_module = sys.modules[main.__module__]  # (the package's `train` is the function)
 # The 4x3 unscaled Easy maze, 30-step episodes, a small DQN: a run of a few episodes in ~1 s.
 TINY = [
     "--maze", "keulen_easy_unscaled", "--max-episode-steps", "30", "--episodes", "4",
@@ -386,6 +386,21 @@ def test_one_ctrl_c_during_start_up_ends_with_a_checkpoint(tmp_path, capsys, mon
     assert "Interrupted" in captured.err and "error" not in captured.out + captured.err
     assert json.loads((run_dir / runlog.SUMMARY_FILE).read_text())["interrupted"] is True
     assert runlog.load_checkpoint(run_dir / runlog.CHECKPOINT_FILE)["progress"]["episode"] == 0
+
+
+def test_one_ctrl_c_while_the_flags_are_read_ends_with_a_checkpoint(tmp_path, capsys, monkeypatch):
+    original = train_module.config_from_args
+
+    def interrupted(argv):
+        _ctrl_c()  # before torch and the trainer are imported
+        return original(argv)
+
+    monkeypatch.setattr(train_module, "config_from_args", interrupted)
+    run_dir = tmp_path / "run"
+    assert main([*TINY, "--agent", "tabular", "--run-dir", str(run_dir)]) == 0
+    captured = capsys.readouterr()
+    assert "Interrupted" in captured.err and "error" not in captured.out + captured.err
+    assert json.loads((run_dir / runlog.SUMMARY_FILE).read_text())["interrupted"] is True
 
 
 @pytest.mark.parametrize("agent", ["dqn", "tabular"])
