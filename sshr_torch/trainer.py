@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import random
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -374,23 +375,31 @@ def evaluate(agent: Agent, env: gym.Env, n_episodes: int, seed: int) -> tuple[fl
 @contextlib.contextmanager
 def evaluation_streams(agent: Any, seed: int) -> Iterator[None]:
     """While it lasts, each numpy Generator attribute of ``agent`` (the DQN's and the tabular
-    learner's ``rng``) is replaced by one seeded from ``seed``, and torch's global random state
-    is put back after it: an evaluation leaves the training's random streams as it found them,
-    so a run interrupted and resumed (or extended) plays the episodes an uninterrupted run plays.
+    learner's ``rng``) is replaced by one seeded from ``seed``; its torch.Generator and
+    random.Random attributes and torch's global random state are put back after it. An
+    evaluation so leaves the training's random streams as it found them: a run interrupted and
+    resumed (or extended) plays the episodes an uninterrupted run plays.
     """
-    saved = {
-        name: value
-        for name, value in getattr(agent, "__dict__", {}).items()
-        if isinstance(value, np.random.Generator)
-    }
+    attributes = getattr(agent, "__dict__", {})
+    swapped = {k: v for k, v in attributes.items() if isinstance(v, np.random.Generator)}
+    restored = [
+        (value, value.get_state() if isinstance(value, torch.Generator) else value.getstate())
+        for value in attributes.values()
+        if isinstance(value, (torch.Generator, random.Random))
+    ]
     torch_state = torch.get_rng_state()
     try:
-        for index, name in enumerate(saved):
+        for index, name in enumerate(swapped):
             setattr(agent, name, np.random.default_rng([seed, index]))
         yield
     finally:
-        for name, value in saved.items():
+        for name, value in swapped.items():
             setattr(agent, name, value)
+        for generator, state in restored:
+            if isinstance(generator, torch.Generator):
+                generator.set_state(state)
+            else:
+                generator.setstate(state)
         torch.set_rng_state(torch_state)
 
 

@@ -14,6 +14,7 @@ import errno
 import json
 import multiprocessing
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -118,6 +119,22 @@ def test_evaluation_draws_nothing_from_the_training_streams(agent):
     evaluate(learner, env, 3, seed=5)
     assert learner.rng.bit_generator.state == rng_state
     assert torch.equal(torch.get_rng_state(), torch_state)
+
+
+def test_evaluation_restores_any_learners_torch_and_python_generators():
+    class Learner(TabularAgent):
+        def act(self, obs, goal, epsilon):
+            noise = torch.rand(1, generator=self.torch_rng).item() + self.py_rng.random()
+            return int(noise * 1000) % self.n_actions
+
+    env = make_env(trainer.TrainConfig(maze="keulen_easy_unscaled", max_episode_steps=30))
+    learner = Learner(int(env.observation_space["observation"].n), 4)
+    learner.torch_rng = torch.Generator().manual_seed(1)
+    learner.py_rng = random.Random(2)
+    torch_state, py_state = learner.torch_rng.get_state(), learner.py_rng.getstate()
+    evaluate(learner, env, 2, seed=5)
+    assert torch.equal(learner.torch_rng.get_state(), torch_state)
+    assert learner.py_rng.getstate() == py_state
 
 
 @pytest.mark.parametrize("agent", ["dqn", "tabular"])
