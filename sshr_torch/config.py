@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import inspect
 import math
+import re
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -31,6 +35,8 @@ DEFAULT_TOTAL_STEPS = 50_000
 DEFAULT_GAMMA = {"tabular": 0.99, "dqn": 0.98}
 # Eq. 1's value term when `ss_value` is unset (docs/long_mazes.md has the DQN's measurements).
 DEFAULT_SS_VALUE = {"tabular": "learner", "dqn": "zero"}
+# More torch threads than this is a typo, not a machine (torch overflows on huge counts).
+MAX_TORCH_THREADS = 4096
 
 
 class ConfigError(ValueError):
@@ -170,6 +176,8 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check every value; raise ConfigError naming the flag. Returns self."""
+        for name, value in dataclasses.asdict(self).items():
+            _check_type(name, value, f"--{flag(name)}")
         for name in ("her_k", "max_episode_steps", "batch_size", "train_freq", "buffer_size"):
             _positive(name, getattr(self, name))
         for name in ("target_update_interval", "eval_episodes", "torch_threads", "n_step"):
@@ -198,9 +206,18 @@ class TrainConfig:
             if not (value >= 0.0 and math.isfinite(value)):
                 raise ConfigError(f"--{flag(name)} must be a finite number >= 0, got {value}.")
         for name in ("learning_rate", "alpha"):
+            # Above 1 a step overshoots its target: Q diverges to inf and NaN.
             value = getattr(self, name)
-            if not (value > 0.0 and math.isfinite(value)):
-                raise ConfigError(f"--{flag(name)} must be a finite number > 0, got {value}.")
+            if not 0.0 < value <= 1.0:
+                raise ConfigError(f"--{flag(name)} must be in (0, 1], got {value}.")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be a non-negative integer, got {self.seed}.")
+        if self.torch_threads > MAX_TORCH_THREADS:
+            raise ConfigError(
+                f"--torch-threads must be at most {MAX_TORCH_THREADS}, got {self.torch_threads}."
+            )
+        if self.resume is not None and self.resume.strip() == "":
+            raise ConfigError("--resume needs a run directory, got an empty string.")
         if not self.hidden_sizes or any(size <= 0 for size in self.hidden_sizes):
             raise ConfigError(f"--hidden-sizes must be positive integers, got {self.hidden_sizes}.")
         for name, kind in (
@@ -212,7 +229,7 @@ class TrainConfig:
             _choice(name, getattr(self, name), get_args(kind))
         if self.ss_value is not None:
             _choice("ss_value", self.ss_value, get_args(SsValue))
-        if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
+        if re.fullmatch(r"cpu|auto|cuda(:[0-9]+)?", self.device) is None:
             raise ConfigError(f"--device must be cpu, cuda, cuda:N or auto, got {self.device!r}.")
         return self
 
@@ -242,12 +259,17 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Inverse of to_dict; unknown keys raise ConfigError."""
+        """Inverse of to_dict; unknown keys and values of the wrong type (a config.json edited
+        by hand: ``"her_k": "4"``, ``"maze": null``) raise ConfigError naming the field."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"a config is a JSON object of fields, not {type(values).__name__}.")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
             raise ConfigError(f"unknown config field(s): {', '.join(unknown)}.")
         values = dict(values)
+        for name, value in values.items():
+            _check_type(name, value, f"field {name!r}")
         if "hidden_sizes" in values:
             values["hidden_sizes"] = tuple(values["hidden_sizes"])
         return cls(**values)
@@ -273,6 +295,50 @@ def field_docs(cls: type = TrainConfig) -> dict[str, str]:
         ):
             docs[node.target.id] = following.value.value.strip()
     return docs
+
+
+@functools.cache
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _check_type(name: str, value: Any, where: str) -> None:
+    """ConfigError unless ``value`` has the type of TrainConfig's field ``name``."""
+    hint = _hints()[name]
+    if not _has_type(value, hint):
+        raise ConfigError(f"{where} must be {_describe(hint)}, got {value!r}.")
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if origin is Literal:
+        return isinstance(value, str) and value in args
+    if origin is tuple:
+        return isinstance(value, (list, tuple)) and all(_has_type(v, args[0]) for v in value)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in args)
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin is tuple:
+        return "a list of integers" if args[0] is int else f"a list of {_describe(args[0])}"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        hint, "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
+    )
 
 
 def _positive(name: str, value: int) -> None:

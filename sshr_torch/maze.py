@@ -315,6 +315,9 @@ def read_maze_file(path: str | os.PathLike[str], *, check_reachable: bool = True
     p = Path(source)
     if p.is_dir():
         raise MazeError(source, "this is a directory, not a maze file")
+    if p.exists() and not p.is_file():
+        # A FIFO or a device would block the read or never end it.
+        raise MazeError(source, "this is not a regular file (a FIFO, socket or device)")
     try:
         with p.open("rb") as f:
             data = f.read(MAX_MAZE_FILE_BYTES + 1)
@@ -400,7 +403,7 @@ def load_maze(spec: str | os.PathLike[str] | Maze) -> Maze:
         raise MazeError(
             repr(spec), "an empty maze spec; give a built-in name, a file or 'generated:HxW'"
         )
-    if spec.startswith("generated"):
+    if spec.startswith(GENERATED_PREFIX):  # "generated_maze.txt" is a file name
         n_rows, n_cols, seed, kind = parse_generator_spec(spec)
         return generate_maze(n_rows, n_cols, seed=seed, kind=kind)
     if spec in BUILTIN_MAZES:

@@ -5,18 +5,27 @@ flushed as the episode ends), summary.json, TensorBoard event files and checkpoi
 ``RunLogger`` writes episodes.csv and the dashboards; ``run_state`` / ``restore_run_state``
 turn a run's parts into a checkpoint and back.
 
+One process at a time: a run holds an OS-level lock on ``.lock`` in its directory
+(``lock_run_dir``) from before it reads or writes anything there until it ends; the OS releases
+it when the process dies, so a ``kill -9`` never leaves a directory locked.
+
 Checkpoints are written atomically (a temporary file, then ``os.replace``), so a kill at any
-moment leaves either the previous checkpoint or the new one, never half of one. They hold only
+moment leaves either the previous checkpoint or the new one, never half of one; the temporary
+files a kill leaves behind are removed by the next run in the directory. They hold only
 tensors, Python scalars, strings, bytes and containers, so ``torch.load(path, weights_only=True)``
 reads them and a checkpoint file cannot run code. NumPy arrays are stored as tensors inside a
 one-key dict ``{NUMPY_TAG: tensor}`` and come back as arrays; a large integer array is stored in
 the narrowest integer dtype that holds its values, as ``{NUMPY_TAG: tensor, DTYPE_TAG: its own
-dtype}``, and comes back in its own dtype.
+dtype}``, and comes back in its own dtype. A checkpoint also holds the SHA-256 of everything
+else in it (``SHA256_KEY``): one whose bytes were altered is refused.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import hashlib
+import io
 import json
 import math
 import os
@@ -27,16 +36,25 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock (the one-process rule is then the user's)
+    fcntl = None  # type: ignore[assignment]
 
 CONFIG_FILE = "config.json"
 EPISODES_FILE = "episodes.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
-CHECKPOINT_VERSION = 2  # 2: the DQN as an nn.Module with torch.optim state (was 1)
+LOCK_FILE = ".lock"
+# 3: a checksum, the tabular Q table stored sparse (2: the DQN as an nn.Module with torch.optim
+# state; 1: before that).
+CHECKPOINT_VERSION = 3
+SHA256_KEY = "sha256"
 NUMPY_TAG = "__numpy__"
 DTYPE_TAG = "__dtype__"
 # Integer arrays of at least this many elements are stored in the narrowest of _NARROW_DTYPES
@@ -80,18 +98,68 @@ def default_run_name(maze: str, agent: str, her: str, smart_start: bool, seed: i
     return f"{maze_name}__{agent}__her-{her}__ss-{int(smart_start)}__s{seed}__{stamp}"
 
 
-def create_run_dir(path: Path) -> Path:
-    """Create a new run directory (parents included); RunError when it cannot be written."""
-    if path.exists() and any(path.iterdir()):
-        raise RunError(f"run directory {path} already exists and is not empty.")
+def lock_run_dir(path: Path) -> IO[str]:
+    """Take the run directory's lock (``fcntl.flock`` on ``path/.lock``) or raise RunError.
+
+    The lock belongs to the open file: it lasts until the returned handle is closed or the
+    process ends, however it ends (the OS releases it on a kill -9). The holder's process id
+    is written into the file, for the message another process gets.
+    """
     try:
+        handle = (path / LOCK_FILE).open("a+")
+    except OSError as error:
+        raise RunError(f"cannot write run directory {path}: {error.strerror or error}.") from None
+    if fcntl is not None:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            who = f"process {holder}" if holder.isdigit() else "another process"
+            raise RunError(
+                f"run directory {path} is in use by {who}; one process per run directory "
+                "(wait for it to end, or use another --run-dir)."
+            ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def remove_stale_temporary_files(path: Path) -> list[Path]:
+    """Remove the temporary files (``.{name}.*.tmp``) that a kill during a write left in a run
+    directory; call it holding the lock. Returns the files removed."""
+    removed = []
+    for name in (CONFIG_FILE, EPISODES_FILE, SUMMARY_FILE, CHECKPOINT_FILE):
+        for stale in path.glob(f".{name}.*.tmp"):
+            if stale.is_file():
+                stale.unlink()
+                removed.append(stale)
+    return removed
+
+
+def create_run_dir(path: Path) -> Path:
+    """Create a new run directory (parents included); RunError when it cannot be written.
+
+    A directory holding only a lock file and temporary files (a run killed before it wrote
+    config.json) counts as empty: such a run cannot be resumed, so it can be started again.
+    """
+    if path.is_dir() and any(not _leftover(entry.name) for entry in path.iterdir()):
+        raise RunError(f"run directory {path} already exists and is not empty.")
+    if path.exists() and not path.is_dir():
+        raise RunError(f"run directory {path} exists and is not a directory.")
+    try:  # (lock_run_dir, which creates the lock file next, finds out if it is writable)
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
-        probe.write_text("")
-        probe.unlink()
     except OSError as error:
         raise RunError(f"cannot write run directory {path}: {error.strerror or error}.") from None
     return path
+
+
+def _leftover(name: str) -> bool:
+    """A name a run killed at its start can leave: the lock file, temporary files."""
+    return name == LOCK_FILE or (name.startswith(".") and name.endswith(".tmp"))
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -117,7 +185,7 @@ class EpisodeLog:
         self.columns = tuple(columns)
         fresh = not path.exists() or path.stat().st_size == 0
         self._file = path.open("a", newline="")
-        self._writer = csv.writer(self._file)
+        self._writer = csv.writer(self._file, lineterminator="\n")  # one line ending, everywhere
         if fresh:
             self._writer.writerow(self.columns)
             self._file.flush()
@@ -138,9 +206,19 @@ class EpisodeLog:
         Used on resume: the rows written after the last checkpoint belong to episodes that the
         resumed run plays again (with the same random numbers), so each episode stays exactly once.
         """
-        if not path.exists():
-            return 0
-        lines = path.read_text().splitlines(keepends=True)
+        if not path.is_file():
+            if n_episodes == 0 and not path.exists():
+                return 0
+            raise RunError(
+                f"{path} is missing (or not a file), but the checkpoint has {n_episodes} "
+                "episodes; put the file back, or start a new run."
+            )
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise RunError(f"{path} is not a text CSV file (it is not valid UTF-8).") from None
+        # Universal newlines: an older file's CRLF rows come back with LF, as new rows are.
+        lines = io.StringIO(text, newline=None).readlines()
         # A kill mid-write can leave a last line without its newline: it is never kept.
         complete = [line for line in lines if line.endswith("\n")]
         kept = complete[: 1 + n_episodes]
@@ -154,26 +232,32 @@ class EpisodeLog:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Save a checkpoint atomically; NumPy arrays become tagged tensors."""
-    state = {"version": CHECKPOINT_VERSION, **state}
-    tmp = _temporary_path(path)
-    try:
-        torch.save(_to_torch(state), tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Save a checkpoint atomically, with its checksum; NumPy arrays become tagged tensors.
+
+    Raises RunError when the disk is full (the previous checkpoint stands).
+    """
+    payload = _to_torch({"version": CHECKPOINT_VERSION, **state})
+    payload[SHA256_KEY] = _digest(payload)
+    # Serialised in memory first, so that a full disk shows as an OSError of our own write.
+    data = io.BytesIO()
+    torch.save(payload, data)
+    _atomic_write(path, data.getbuffer(), sync=False)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint written by save_checkpoint (weights_only); RunError when unreadable."""
+    if path.is_dir():
+        raise RunError(f"{path} is a directory, not a checkpoint file.")
     if not path.is_file():
         raise RunError(f"{path} does not exist.")
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as error:  # torch raises many types for a corrupt or foreign file
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-        raise RunError(f"{path} is not a readable checkpoint ({first_line}).") from None
+    except OSError as error:
+        raise RunError(f"{path} cannot be read ({error.strerror or error}).") from None
+    except Exception:  # torch raises many types (and cryptic messages) for a foreign file
+        raise RunError(
+            f"{path} is not a checkpoint file that torch can read (damaged, or not a checkpoint)."
+        ) from None
     if not isinstance(state, dict) or "version" not in state:
         raise RunError(f"{path} is not a sshr_torch checkpoint.")
     if state["version"] != CHECKPOINT_VERSION:
@@ -181,7 +265,38 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"{path} is a sshr_torch checkpoint of version {state['version']}; this version of "
             f"sshr_torch reads version {CHECKPOINT_VERSION} only."
         )
+    stored = state.pop(SHA256_KEY, None)
+    if stored != _digest(state):
+        raise RunError(f"{path} is damaged: its checksum does not match its contents.")
     return _from_torch(state)
+
+
+def _digest(value: Any) -> str:
+    """SHA-256 of a checkpoint's content: structure, keys, scalars and tensors' bytes."""
+    digest = hashlib.sha256()
+    _feed(digest, value)
+    return digest.hexdigest()
+
+
+def _feed(digest: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{tensor.dtype}{tuple(value.shape)}".encode())
+        if tensor.numel():
+            digest.update(tensor.view(torch.uint8).numpy())
+    elif isinstance(value, dict):
+        digest.update(f"{{{len(value)}".encode())
+        for key, item in value.items():
+            _feed(digest, key)
+            _feed(digest, item)
+    elif isinstance(value, (list, tuple)) and set(map(type, value)) <= _PLAIN_TYPES:
+        digest.update(f"{type(value).__name__}{value!r}".encode())  # long lists: one repr
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"{type(value).__name__}{len(value)}".encode())
+        for item in value:
+            _feed(digest, item)
+    else:
+        digest.update(f"{type(value).__name__}:{value!r}".encode())
 
 
 def _to_torch(value: Any) -> Any:
@@ -249,17 +364,31 @@ def _temporary_path(path: Path) -> Path:
     return Path(name)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = _temporary_path(path)
+def _atomic_write(path: Path, data: bytes | memoryview, sync: bool = True) -> None:
+    """Write ``path`` atomically (a temporary file, then ``os.replace``); RunError on a full
+    disk. ``sync``: fsync the data first (rename atomicity alone is enough against a kill)."""
     try:
-        with tmp.open("wb") as file:
-            file.write(data)
-            file.flush()
+        tmp = _temporary_path(path)
+        try:
+            _write_file(tmp, data, sync)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise RunError(
+                f"disk full while writing {path}; the previous version of the file stands."
+            ) from None
+        raise
+
+
+def _write_file(path: Path, data: bytes | memoryview, sync: bool) -> None:
+    with path.open("wb") as file:
+        file.write(data)
+        file.flush()
+        if sync:
             os.fsync(file.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # --- progress, dashboards and checkpoints of a run ---------------------------------------------
@@ -293,7 +422,13 @@ class Progress:
 
     @staticmethod
     def from_dict(values: dict[str, Any]) -> Progress:
-        """Inverse of to_dict; KeyError / TypeError on a malformed dict."""
+        """Inverse of to_dict; KeyError / TypeError / ValueError on a malformed dict."""
+        for name in ("episode", "env_steps", "n_updates"):
+            value = values[name]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"progress.{name} is {value!r}, not a count")
+        if not isinstance(values["wall_s"], (int, float)):
+            raise ValueError(f"progress.wall_s is {values['wall_s']!r}, not a number")
         progress = Progress(
             **{k: v for k, v in values.items() if k not in ("successes", "lengths")}
         )

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any, Literal, NoReturn
 
 from sshr_torch.config import TrainConfig, field_docs, flag
-from sshr_torch.runlog import RunError
+from sshr_torch.interrupt import StopRequest
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -80,12 +80,13 @@ def _show(value: Any) -> str:
 
 def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
     """Parse flags into a validated TrainConfig (a resumed run's saved config with --resume)."""
+    from sshr_torch.runlog import RunError
     from sshr_torch.trainer import RESUME_OVERRIDABLE, resume_config
 
     given = vars(build_parser().parse_args(argv))
     if "hidden_sizes" in given:
         given["hidden_sizes"] = tuple(given["hidden_sizes"])
-    if given.get("resume"):
+    if "resume" in given:  # `--resume ""` is an error (resume_config says so), not a new run
         run_dir = given.pop("resume")
         overrides = {k: v for k, v in given.items() if k in RESUME_OVERRIDABLE}
         ignored = sorted(set(given) - set(RESUME_OVERRIDABLE))
@@ -102,15 +103,19 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     try:
-        config = config_from_args(argv)
-        from sshr_torch.trainer import train  # torch loads only once the flags are good
+        # A first Ctrl-C from here on (torch's import and the start-up included) lets the run
+        # start, checkpoint and print its summary as stopped; train() shares this handler.
+        with StopRequest():
+            config = config_from_args(argv)
+            from sshr_torch.trainer import train  # torch loads only once the flags are good
 
-        result = train(config)
+            result = train(config)
     except (ValueError, OSError) as error:  # ConfigError, MazeError and RunError are ValueErrors
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("\nerror: stopped at once by a second Ctrl-C; the last checkpoint stands.")
+        message = "stopped at once by a second Ctrl-C; the last checkpoint stands."
+        print(f"\nerror: {message}", file=sys.stderr)
         return EXIT_INTERRUPTED
     if not config.quiet:
         _print_summary(result.summary, result.interrupted)

@@ -17,14 +17,16 @@ agent or an env changes nothing outside itself.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import hashlib
 import math
-import signal
+import os
+import random
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,8 @@ from sshr_torch.agents import Agent, DQNAgent, LinearSchedule, TabularAgent
 from sshr_torch.config import ConfigError, TrainConfig
 from sshr_torch.env import GridMazeEnv
 from sshr_torch.her import HerReplayBuffer
-from sshr_torch.maze import load_maze
+from sshr_torch.interrupt import StopRequest
+from sshr_torch.maze import BUILTIN_MAZES, GENERATED_PREFIX, load_maze, maze_to_text
 from sshr_torch.rollout import EpisodeResult, play_episode
 from sshr_torch.smart_start import SmartStartController, SmartStartReport
 
@@ -111,7 +114,9 @@ def train(
         A TrainResult; the run directory holds config.json, episodes.csv, summary.json,
         TensorBoard event files and checkpoint.pt.
     """
-    return Trainer(config.validate(), env, callbacks, q_network).run()
+    # One Ctrl-C from here on, start-up included, ends with a checkpoint and the summary.
+    with StopRequest() as stop:
+        return Trainer(config.validate(), env, callbacks, q_network).run(stop)
 
 
 def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
@@ -119,13 +124,15 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
 
     Only the run length and verbosity may be overridden (``RESUME_OVERRIDABLE``).
     """
+    if str(run_dir).strip() == "":
+        raise runlog.RunError("--resume needs a run directory, got an empty string.")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise runlog.RunError(f"cannot resume: run directory {run_dir} does not exist.")
     saved = runlog.read_json(run_dir / runlog.CONFIG_FILE)
     try:
         config = TrainConfig.from_dict(saved)
-    except (TypeError, ConfigError) as error:
+    except (TypeError, ValueError) as error:  # ConfigError is a ValueError
         raise runlog.RunError(
             f"{run_dir / runlog.CONFIG_FILE} is not a valid config: {error}"
         ) from None
@@ -135,7 +142,12 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
             f"--resume continues a run with its saved config; it cannot change {', '.join(bad)}."
         )
     values = {**config.to_dict(), **overrides, "resume": str(run_dir), "run_dir": str(run_dir)}
-    return TrainConfig.from_dict(values).validate()
+    try:
+        return TrainConfig.from_dict(values).validate()
+    except ConfigError as error:
+        raise runlog.RunError(
+            f"{run_dir / runlog.CONFIG_FILE} is not a valid config: {error}"
+        ) from None
 
 
 def apply_process_settings(config: TrainConfig) -> None:
@@ -147,6 +159,138 @@ def apply_process_settings(config: TrainConfig) -> None:
     """
     torch.set_num_threads(config.torch_threads)
     torch.set_flush_denormal(config.flush_denormal)
+
+
+def check_device(device: str) -> None:
+    """ConfigError unless ``device`` exists on this machine ('cpu' and 'auto' always do)."""
+    if device in ("cpu", "auto"):
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"--device {device}: this machine has no CUDA device that torch can use; "
+            "use --device cpu or auto."
+        )
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+            f"numbered from 0."
+        )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_estimates(
+    config: TrainConfig, env: gym.Env, q_network: Any = None
+) -> list[tuple[str, str, int]]:
+    """What the run will allocate, as (flag and value, what, bytes), before allocating it.
+
+    Upper bounds where the size depends on the run: the tabular Q table stores one entry per
+    (state, goal) pair updated, at most 1 + k per env step and never more than states x goals.
+    """
+    space = env.observation_space
+    obs_bytes = _item_bytes(space["observation"])
+    goal_bytes = _item_bytes(space["desired_goal"])
+    # obs, next_obs, goal, next achieved goal; action, reward, flags, episode bounds.
+    per_transition = 2 * obs_bytes + 2 * goal_bytes + 8 + 4 + 2 + 16
+    estimates = [
+        (
+            f"--buffer-size {config.buffer_size}",
+            f"the replay buffer ({per_transition} bytes a transition)",
+            config.buffer_size * per_transition,
+        )
+    ]
+    relabels = config.her_k if config.her != "none" else 0
+    if config.agent == "tabular":
+        if not isinstance(space["observation"], spaces.Discrete):
+            return estimates  # make_agent refuses it
+        # episode_relabels(): k rows per step of an episode (obs, goal, action, reward, ...).
+        per_row = 2 * obs_bytes + goal_bytes + 8 + 4 + 4 + 1
+        estimates.append(
+            (
+                f"--her-k {config.her_k}",
+                f"the HER relabels of one episode ({per_row} bytes a row)",
+                relabels * config.max_episode_steps * per_row,
+            )
+        )
+        episodes, steps = config.run_length
+        budget = min(
+            steps if steps is not None else math.inf,
+            config.max_episode_steps * episodes if episodes is not None else math.inf,
+        )
+        length = f"--total-steps {steps}" if budget == steps else f"--episodes {episodes}"
+        n_states = int(space["observation"].n)
+        n_goals = int(getattr(space["desired_goal"], "n", n_states))
+        entries = int(min(budget * (1 + relabels), n_states * n_goals))
+        per_entry = TabularAgent.bytes_per_entry(int(env.action_space.n))
+        estimates.append(
+            (
+                f"--agent tabular with {length} and --her-k {config.her_k}",
+                f"the Q table (up to {entries:,} (state, goal) entries x {per_entry} bytes)",
+                entries * per_entry,
+            )
+        )
+    elif q_network is None:
+        n_in = _input_size(space["observation"]) + _input_size(space["desired_goal"])
+        sizes = [n_in, *config.hidden_sizes, int(env.action_space.n)]
+        n_params = sum((a + 1) * b for a, b in zip(sizes, sizes[1:], strict=False))
+        hidden = " ".join(map(str, config.hidden_sizes))
+        # weights, target network, gradients and Adam's two moments, float32.
+        estimates.append(
+            (f"--hidden-sizes {hidden}", f"the Q-network ({n_params:,} weights)", 20 * n_params)
+        )
+        # activations and their gradients for the online and target networks, float32.
+        per_sample = 4 * 4 * sum(sizes[1:]) + per_transition
+        estimates.append(
+            (f"--batch-size {config.batch_size}", "one minibatch", config.batch_size * per_sample)
+        )
+    return estimates
+
+
+def check_memory(config: TrainConfig, env: gym.Env, q_network: Any = None) -> None:
+    """ConfigError naming the flag when an allocation of the run cannot fit in memory."""
+    available = available_memory()
+    if available is None:
+        return
+    for flags, what, size in memory_estimates(config, env, q_network):
+        if size > available:
+            raise ConfigError(
+                f"{flags}: {what} would need about {_gigabytes(size)}, more than the "
+                f"{_gigabytes(available)} of memory available."
+            )
+
+
+def _gigabytes(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:,.2f} GB"
+
+
+def _item_bytes(space: spaces.Space) -> int:
+    return 8 if isinstance(space, spaces.Discrete) else int(np.prod(space.shape))
+
+
+def _input_size(space: spaces.Space) -> int:
+    return int(space.n) if isinstance(space, spaces.Discrete) else int(np.prod(space.shape))
+
+
+def portable_maze_spec(spec: str) -> str:
+    """The maze spec to save with a run: a file's absolute path (so that the run resumes from
+    any working directory); built-in names and generator specs as they are."""
+    if spec.startswith(GENERATED_PREFIX) or spec in BUILTIN_MAZES:
+        return spec
+    return str(Path(spec).resolve())
 
 
 def make_env(config: TrainConfig) -> GridMazeEnv:
@@ -239,7 +383,47 @@ def _n_step_settings(config: TrainConfig) -> dict[str, Any]:
 
 
 def evaluate(agent: Agent, env: gym.Env, n_episodes: int, seed: int) -> tuple[float, float]:
-    """Greedy (epsilon 0) episodes; returns (success rate, mean episode length)."""
+    """Greedy (epsilon 0) episodes; returns (success rate, mean episode length).
+
+    It draws nothing from the training's random streams: the agent's tie-breaks use a
+    generator seeded from ``seed`` (see ``evaluation_streams``).
+    """
+    with evaluation_streams(agent, seed):
+        return _evaluate(agent, env, n_episodes, seed)
+
+
+@contextlib.contextmanager
+def evaluation_streams(agent: Any, seed: int) -> Iterator[None]:
+    """While it lasts, each numpy Generator attribute of ``agent`` (the DQN's and the tabular
+    learner's ``rng``) is replaced by one seeded from ``seed``; its torch.Generator and
+    random.Random attributes and torch's global random state are put back after it. An
+    evaluation so leaves the training's random streams as it found them: a run interrupted and
+    resumed (or extended) plays the episodes an uninterrupted run plays.
+    """
+    attributes = getattr(agent, "__dict__", {})
+    swapped = {k: v for k, v in attributes.items() if isinstance(v, np.random.Generator)}
+    restored = [
+        (value, value.get_state() if isinstance(value, torch.Generator) else value.getstate())
+        for value in attributes.values()
+        if isinstance(value, (torch.Generator, random.Random))
+    ]
+    torch_state = torch.get_rng_state()
+    try:
+        for index, name in enumerate(swapped):
+            setattr(agent, name, np.random.default_rng([seed, index]))
+        yield
+    finally:
+        for name, value in swapped.items():
+            setattr(agent, name, value)
+        for generator, state in restored:
+            if isinstance(generator, torch.Generator):
+                generator.set_state(state)
+            else:
+                generator.setstate(state)
+        torch.set_rng_state(torch_state)
+
+
+def _evaluate(agent: Agent, env: gym.Env, n_episodes: int, seed: int) -> tuple[float, float]:
     successes, lengths = 0, 0
     for index in range(n_episodes):
         obs, _ = env.reset(seed=seed if index == 0 else None)
@@ -254,29 +438,6 @@ def evaluate(agent: Agent, env: gym.Env, n_episodes: int, seed: int) -> tuple[fl
     return successes / n_episodes, lengths / n_episodes
 
 
-class _StopRequest:
-    """First Ctrl-C: finish the current episode, checkpoint and stop. Second: stop at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def __enter__(self) -> _StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nInterrupted: finishing this episode, then saving a checkpoint.", file=sys.stderr)
-
-
 class Trainer:
     """One run's parts; ``run()`` plays episodes until the budget, a callback or a Ctrl-C."""
 
@@ -287,12 +448,17 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         q_network: torch.nn.Module | Callable[..., torch.nn.Module] | None = None,
     ) -> None:
+        self._run_name_maze = config.maze
+        if env is None:
+            config = dataclasses.replace(config, maze=portable_maze_spec(config.maze))
         self.config = config
         self.callbacks = list(callbacks)
+        check_device(config.device)
         apply_process_settings(config)
         self.env = make_env(config) if env is None else env
-        self.eval_env = make_env(config) if env is None else copy.deepcopy(env)
         _check_spaces(self.env)
+        check_memory(config, self.env, q_network)
+        self.eval_env = make_env(config) if env is None else copy.deepcopy(env)
         seeds = np.random.SeedSequence(config.seed).generate_state(4)
         self.agent = make_agent(config, self.env, int(seeds[0]), q_network)
         space = self.env.observation_space
@@ -347,21 +513,26 @@ class Trainer:
             rng=rng,
         )
 
+    def _maze_digest(self) -> str | None:
+        """SHA-256 of the maze's layout (None for another env): a resume refuses a changed maze."""
+        if self.maze is None:
+            return None
+        return hashlib.sha256(maze_to_text(self.maze).encode()).hexdigest()
+
     def _parts(self) -> dict[str, Any]:
         """What a checkpoint holds the state of, by name."""
         return {"agent": self.agent, "buffer": self.buffer, "controller": self.controller}
 
     def _open_run_dir(self) -> None:
+        """Lock the run directory (before anything in it is read or written), then resume
+        from it or start it."""
         config = self.config
         if config.resume:
             self.run_dir = Path(config.resume)
-            checkpoint = self.run_dir / runlog.CHECKPOINT_FILE
-            if checkpoint.exists():
-                self._restore(runlog.load_checkpoint(checkpoint))
-            runlog.EpisodeLog.keep_first(self.run_dir / runlog.EPISODES_FILE, self.progress.episode)
+            self._lock = runlog.lock_run_dir(self.run_dir)
         else:
             name = runlog.default_run_name(
-                config.maze if self.maze else type(self.env.unwrapped).__name__,
+                self._run_name_maze if self.maze else type(self.env.unwrapped).__name__,
                 config.agent,
                 config.her,
                 config.smart_start,
@@ -370,18 +541,48 @@ class Trainer:
             self.run_dir = runlog.create_run_dir(
                 Path(config.run_dir) if config.run_dir else Path(config.runs_root) / name
             )
-            saved = {**config.to_dict(), "run_dir": str(self.run_dir), "resume": None}
-            runlog.write_json(self.run_dir / runlog.CONFIG_FILE, saved)
-        self.logger = runlog.RunLogger(
-            self.run_dir,
-            self.config.to_dict(),
-            resumed_at=self.progress.env_steps if config.resume else None,
-        )
+            self._lock = runlog.lock_run_dir(self.run_dir)
+        try:
+            runlog.remove_stale_temporary_files(self.run_dir)
+            if config.resume:
+                checkpoint = self.run_dir / runlog.CHECKPOINT_FILE
+                if checkpoint.exists():
+                    self._restore(runlog.load_checkpoint(checkpoint))
+                episodes = self.run_dir / runlog.EPISODES_FILE
+                runlog.EpisodeLog.keep_first(episodes, self.progress.episode)
+            else:
+                saved = {**config.to_dict(), "run_dir": str(self.run_dir), "resume": None}
+                runlog.write_json(self.run_dir / runlog.CONFIG_FILE, saved)
+            self.logger = runlog.RunLogger(
+                self.run_dir,
+                self.config.to_dict(),
+                resumed_at=self.progress.env_steps if config.resume else None,
+            )
+        except BaseException:
+            self._lock.close()
+            raise
+
+    def close(self) -> None:
+        """Close the logs and release the run directory's lock (``run`` does it at its end)."""
+        self.logger.close()
+        self._lock.close()
 
     # --- the loop -------------------------------------------------------------------------
 
-    def run(self) -> TrainResult:
-        """Play episodes until the budget is spent, a callback stops it, or Ctrl-C."""
+    def run(self, stop: StopRequest | None = None) -> TrainResult:
+        """Play episodes until the budget is spent, a callback stops it, or Ctrl-C.
+
+        ``stop``: the Ctrl-C handler already installed by ``train`` (None: install one here).
+        """
+        if stop is None:
+            with StopRequest() as stop:
+                return self.run(stop)
+        try:
+            return self._run(stop)
+        finally:
+            self.close()
+
+    def _run(self, stop: StopRequest) -> TrainResult:
         config, progress = self.config, self.progress
         max_episodes, max_steps = config.run_length
         by_episode = max_episodes is not None
@@ -394,38 +595,36 @@ class Trainer:
         )
         started = time.perf_counter() - progress.wall_s
         try:
-            with _StopRequest() as stop:
-                while not (self.budget_spent() or stop.requested or self._callback_stop()):
-                    steps_before = progress.env_steps
-                    result = play_episode(
-                        self.env,
-                        self.agent,
-                        self.buffer,
-                        env_steps=progress.env_steps,
-                        epsilon=self.epsilon,
-                        controller=self.controller,
-                        episode=progress.episode,
-                        step_limit=math.inf if max_steps is None else max_steps - steps_before,
-                        # The run's first episode seeds the env; a resumed run restored its
-                        # random stream instead.
-                        reset_seed=self._env_seed if progress.episode == 0 else None,
-                        visits=self.visits,
-                    )
-                    progress.wall_s = time.perf_counter() - started
-                    self._end_episode(result)
-                    bar.update(1 if by_episode else progress.env_steps - steps_before)
-                    bar.set_postfix(self._postfix(), refresh=False)
-                interrupted = stop.requested
+            while not (self.budget_spent() or stop.requested or self._callback_stop()):
+                steps_before = progress.env_steps
+                result = play_episode(
+                    self.env,
+                    self.agent,
+                    self.buffer,
+                    env_steps=progress.env_steps,
+                    epsilon=self.epsilon,
+                    controller=self.controller,
+                    episode=progress.episode,
+                    step_limit=math.inf if max_steps is None else max_steps - steps_before,
+                    # The run's first episode seeds the env; a resumed run restored its
+                    # random stream instead.
+                    reset_seed=self._env_seed if progress.episode == 0 else None,
+                    visits=self.visits,
+                )
+                progress.wall_s = time.perf_counter() - started
+                self._end_episode(result)
+                bar.update(1 if by_episode else progress.env_steps - steps_before)
+                bar.set_postfix(self._postfix(), refresh=False)
         finally:
             bar.close()
         self.logger.log_scalars(progress, self._extra_scalars(), force=True)
         progress.wall_s = time.perf_counter() - started
         self.evaluate()
         self._write_images()
+        interrupted = stop.requested and not self.budget_spent()
         summary = self._summary(interrupted)
         self.checkpoint()
         runlog.write_json(self.run_dir / runlog.SUMMARY_FILE, summary)
-        self.logger.close()
         return TrainResult(self.run_dir, summary, self.agent, config, interrupted)
 
     def budget_spent(self) -> bool:
@@ -566,6 +765,7 @@ class Trainer:
         state = runlog.run_state(
             self.config.to_dict(), self.progress, self._parts(), self.env, self.visits
         )
+        state["maze_sha256"] = self._maze_digest()
         runlog.save_checkpoint(self.run_dir / runlog.CHECKPOINT_FILE, state)
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -584,6 +784,11 @@ class Trainer:
             raise runlog.RunError(
                 f"the checkpoint in {self.config.resume} was written with other settings "
                 f"({', '.join(mismatched)})."
+            )
+        if state.get("maze_sha256") != self._maze_digest():
+            raise runlog.RunError(
+                f"the maze {self.config.maze} is not the one the run in {self.config.resume} "
+                "started with (its layout changed); put the original back or start a new run."
             )
         self.progress = runlog.restore_run_state(
             state, self._parts(), self.env, self.visits, str(self.config.resume)

@@ -215,7 +215,7 @@ def test_unknown_builtin_name_lists_names() -> None:
 @pytest.mark.parametrize(
     ("spec", "words"),
     [
-        ("generated", "starts with 'generated:'"),
+        ("generated", "neither a built-in maze nor an existing file"),
         ("generated:", "is not ROWSxCOLS"),
         ("generated:abc", "is not ROWSxCOLS"),
         ("generated:10", "is not ROWSxCOLS"),

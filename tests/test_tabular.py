@@ -6,6 +6,7 @@ import copy
 import pickle
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -32,9 +33,10 @@ def batch(rows):
 
 def test_update_equals_the_q_learning_rule():
     agent = TabularAgent(5, 3, alpha=0.1, gamma=0.9)
-    q = agent._q[agent._row(4)]
-    q[2] = [0.5, 2.0, -1.0]  # Q(s' = 2, g = 4, .)
-    q[1, 0] = 0.3  # Q(s = 1, g = 4, a = 0)
+    state = agent.state_dict()
+    state["goal"], state["state"] = np.array([4, 4]), np.array([2, 1])
+    state["q"] = np.array([[0.5, 2.0, -1.0], [0.3, 0.0, 0.0]])  # Q(s' = 2, g = 4, .), Q(1, 4, .)
+    agent.load_state_dict(state)
     out = agent.update(batch([(1, 4, 0, 1.0, 2, 0.0)]))
     # q + alpha (r + gamma max q' - q) = 0.3 + 0.1 (1 + 0.9 * 2 - 0.3) = 0.55
     assert agent.table(4)[1, 0] == pytest.approx(0.55)
@@ -75,18 +77,42 @@ def test_one_row_and_many_row_paths_agree():
         np.testing.assert_allclose(one.table(goal), many.table(goal), rtol=1e-12)
 
 
-def test_goal_tables_are_allocated_as_goals_appear():
+def test_memory_grows_with_the_updated_pairs():
     agent = TabularAgent(2457, 4)  # a 60x69 maze: 2457^2 x 4 floats would be 193 MB
-    assert agent._q.nbytes <= 4 * 2457 * 4 * 8
-    assert agent.n_goals == 0
+    assert agent._q.nbytes <= 64 * 4 * 8
+    assert agent.n_goals == agent.n_entries == 0
     np.testing.assert_array_equal(agent.max_q(np.arange(5), 17), 0.0)  # unseen goal: Q0
-    assert agent.n_goals == 0  # reading does not allocate
+    assert agent.n_goals == agent.n_entries == 0  # reading does not allocate
     for goal in range(10):
         agent.update(batch([(0, goal, 0, 1.0, 1, 1.0)]))
-    assert agent.n_goals == 10 and agent.goals == list(range(10))
-    assert agent._q.shape[0] == 16  # grown by doubling
+    assert agent.n_goals == 10 and agent.goals == list(range(10)) and agent.n_entries == 10
     for goal in range(10):
         assert agent.table(goal)[0, 0] == pytest.approx(0.1)
+        assert agent.table(goal)[1:].max() == 0.0  # never updated: Q0
+
+
+def test_bytes_per_entry_is_an_upper_bound():
+    rng = np.random.default_rng(0)
+    agent = TabularAgent(4_004_001, 4)  # generated:2001x2001
+    n = 50_000
+    rows = Batch(
+        obs=rng.integers(0, 4_004_001, n),
+        goal=rng.integers(0, 50, n),
+        action=rng.integers(0, 4, n),
+        reward=np.zeros(n, dtype=np.float32),
+        next_obs=rng.integers(0, 4_004_001, n),
+        terminal=np.ones(n, dtype=np.float32),
+        relabelled=np.zeros(n, dtype=bool),
+    )
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        agent.update(rows)
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert agent.n_entries > 0.99 * n
+    assert used <= agent.n_entries * TabularAgent.bytes_per_entry(4)
 
 
 def test_greedy_action_and_random_ties():

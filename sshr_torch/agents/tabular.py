@@ -6,13 +6,15 @@ code). It is *online*: ``learn`` steps on each real transition as it happens, an
 of each episode on the buffer's HER relabels of that episode. With HER 'none' it is plain
 Q-learning on the real goal, the paper's "SS alone" baseline.
 
-Q is allocated per goal as goals appear: a goal's table of n_states x n_actions values is created
-the first time ``update`` sees that goal, so a large maze with one fixed goal costs one table, not
-n_goals of them. A goal never updated reads as ``q_init`` everywhere.
+Q is stored sparse: one entry of ``n_actions`` values per (state, goal) pair that an update
+has written, so memory grows with what was learned, not with states x goals (HER makes nearly
+every reached cell a goal: a dense table per goal is cells squared). A pair never updated reads
+as ``q_init``. ``bytes_per_entry`` gives the measured cost of one entry.
 """
 
 from __future__ import annotations
 
+import itertools
 import operator
 from typing import Any
 
@@ -22,6 +24,11 @@ from sshr_torch.agents.base import Transition
 from sshr_torch.her import Batch, HerReplayBuffer
 
 __all__ = ["TabularAgent"]
+
+_INITIAL_ROWS = 64
+# Measured (tests/test_tabular.py checks it): a dict entry with its slack, the state key and the
+# row-number int objects; the values add 8 bytes per action, doubled for the growth's slack.
+_DICT_BYTES_PER_ENTRY = 112
 
 
 class TabularAgent:
@@ -38,8 +45,6 @@ class TabularAgent:
         gamma: discount.
         q_init: initial value of every Q(s, g, a).
         seed: seeds the generator used for exploration and tie-breaks.
-        goal_capacity: goal tables allocated up front (more are added by doubling as goals
-            appear); set it to the number of goals to allocate everything at once.
     """
 
     def __init__(
@@ -51,7 +56,6 @@ class TabularAgent:
         gamma: float = 0.99,
         q_init: float = 0.0,
         seed: int = 0,
-        goal_capacity: int = 4,
     ) -> None:
         if n_states < 1 or n_actions < 1:
             raise ValueError(f"n_states and n_actions must be >= 1, got {n_states}, {n_actions}.")
@@ -61,39 +65,53 @@ class TabularAgent:
         self.gamma = float(gamma)
         self.q_init = float(q_init)
         self.rng = np.random.default_rng(seed)
-        self._goal_rows: dict[int, int] = {}  # goal -> index into self._q
-        self._set_tables(
-            np.full((max(int(goal_capacity), 1), self.n_states, self.n_actions), self.q_init)
-        )  # (goal_capacity, n_states, n_actions)
-        self._unseen = np.full((self.n_states, self.n_actions), self.q_init)  # read-only default
+        self._clear()
 
-    # --- goals ---------------------------------------------------------------------------
+    @staticmethod
+    def bytes_per_entry(n_actions: int) -> int:
+        """Memory of one stored (state, goal) entry, amortised: its ``n_actions`` float64 values
+        (with the doubling growth's slack) and its place in the goal's dict (entry, key and
+        row-number objects, with the dict's slack), as measured with tracemalloc on CPython.
+        """
+        return 16 * n_actions + _DICT_BYTES_PER_ENTRY
 
-    @property
-    def n_goals(self) -> int:
-        """Goals with a Q table so far."""
-        return len(self._goal_rows)
+    # --- storage -------------------------------------------------------------------------
 
-    @property
-    def goals(self) -> list[int]:
-        """Goals with a Q table, in the order they appeared."""
-        return list(self._goal_rows)
+    def _clear(self) -> None:
+        self._rows: dict[int, dict[int, int]] = {}  # goal -> {state: row of self._q}
+        self._n_rows = 0
+        self._set_values(np.full((_INITIAL_ROWS, self.n_actions), self.q_init))
 
-    def table(self, goal: Any) -> np.ndarray:
-        """Q(., goal, .) as an (n_states, n_actions) array (a copy of q_init if never seen)."""
-        row = self._goal_rows.get(_as_int(goal, "goal"))
-        return self._unseen.copy() if row is None else self._q[row].copy()
-
-    def _set_tables(self, q: np.ndarray) -> None:
-        """Make ``q`` (goal_capacity, n_states, n_actions), C-contiguous float64, the Q tables.
+    def _set_values(self, q: np.ndarray) -> None:
+        """Make ``q`` (capacity, n_actions), C-contiguous float64, the entries' values.
 
         The per-transition code reads and writes Q through ``_flat``, a flat memoryview of the
-        same memory, at ``(goal_row * n_states + s) * n_actions + a``: indexing a memoryview
-        gives python floats with none of numpy's scalar overhead (the same IEEE doubles, so the
-        same results).
+        same memory, at ``row * n_actions + a``: indexing a memoryview gives python floats with
+        none of numpy's scalar overhead (the same IEEE doubles, so the same results).
         """
         self._q = q
         self._flat = memoryview(q.reshape(-1))
+
+    def _new_row(self, goal_rows: dict[int, int], s: int) -> int:
+        """A row for a new (s, goal) entry, at q_init; grows the values by doubling (take
+        ``_flat`` afterwards)."""
+        row = self._n_rows
+        if row == len(self._q):
+            grown = np.full((2 * len(self._q), self.n_actions), self.q_init)
+            grown[:row] = self._q
+            self._set_values(grown)
+        goal_rows[s] = row
+        self._n_rows = row + 1
+        return row
+
+    def _goal_rows(self, goal: int) -> dict[int, int]:
+        """The {state: row} dict of ``goal``, created (empty) if the goal is new."""
+        rows = self._rows.get(goal)
+        if rows is None:
+            if not 0 <= goal < self.n_states:
+                raise ValueError(f"goal {goal} is outside the Discrete({self.n_states}) space.")
+            rows = self._rows[goal] = {}
+        return rows
 
     def __getstate__(self) -> dict[str, Any]:
         """For pickle and deepcopy: everything but the memoryview, which is rebuilt."""
@@ -101,21 +119,28 @@ class TabularAgent:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._set_tables(self._q)
+        self._set_values(self._q)
 
-    def _row(self, goal: int) -> int:
-        """The table index of ``goal``, allocating a table (growing by doubling) if it is new."""
-        row = self._goal_rows.get(goal)
-        if row is None:
-            if not 0 <= goal < self.n_states:
-                raise ValueError(f"goal {goal} is outside the Discrete({self.n_states}) space.")
-            row = len(self._goal_rows)
-            if row == len(self._q):
-                grown = np.full((2 * len(self._q), self.n_states, self.n_actions), self.q_init)
-                grown[:row] = self._q
-                self._set_tables(grown)
-            self._goal_rows[goal] = row
-        return row
+    # --- goals ---------------------------------------------------------------------------
+
+    @property
+    def n_goals(self) -> int:
+        """Goals with at least one stored entry."""
+        return len(self._rows)
+
+    @property
+    def n_entries(self) -> int:
+        """Stored (state, goal) entries."""
+        return self._n_rows
+
+    @property
+    def goals(self) -> list[int]:
+        """Goals with stored entries, in the order they appeared."""
+        return list(self._rows)
+
+    def table(self, goal: Any) -> np.ndarray:
+        """Q(., goal, .) as a dense (n_states, n_actions) array (q_init where never updated)."""
+        return self.q_values(np.arange(self.n_states), goal)
 
     # --- acting --------------------------------------------------------------------------
 
@@ -127,11 +152,12 @@ class TabularAgent:
         rng = self.rng
         if epsilon > 0.0 and rng.random() < epsilon:
             return int(rng.integers(self.n_actions))
-        row = self._goal_rows.get(_as_int(goal, "goal"))
+        rows = self._rows.get(_as_int(goal, "goal"))
+        row = None if rows is None else rows.get(s)
         if row is None:  # every action still at q_init: all tied
             return int(rng.integers(self.n_actions))
         n_actions = self.n_actions
-        start = (row * self.n_states + s) * n_actions
+        start = row * n_actions
         q = self._flat[start : start + n_actions].tolist()  # Q(s, g, .)
         best = max(q)
         if q.count(best) == 1:
@@ -144,10 +170,15 @@ class TabularAgent:
     def q_values(self, states: np.ndarray, goal: Any) -> np.ndarray:
         """Q(s, goal, a) for each state, shape (n, n_actions) (a copy)."""
         states = _as_states(states)
-        row = self._goal_rows.get(_as_int(goal, "goal"))
-        if row is None:
-            return np.full((len(states), self.n_actions), self.q_init)
-        return self._q[row][states]
+        values = np.full((len(states), self.n_actions), self.q_init)
+        rows = self._rows.get(_as_int(goal, "goal"))
+        if rows:
+            found = np.fromiter(
+                map(rows.get, states.tolist(), itertools.repeat(-1)), np.int64, len(states)
+            )
+            stored = found >= 0
+            values[stored] = self._q[found[stored]]
+        return values
 
     def max_q(self, states: np.ndarray, goal: Any) -> np.ndarray:
         """max_a Q(s, goal, a) for each state, shape (n,)."""
@@ -191,16 +222,23 @@ class TabularAgent:
         if not 0 <= a < n_actions:
             raise ValueError(f"action {a} is outside the Discrete({n_actions}) space.")
         goal = _as_int(goal, "goal")
-        row = self._goal_rows.get(goal)
+        rows = self._rows.get(goal)
+        if rows is None:
+            rows = self._goal_rows(goal)
+        row = rows.get(s)
         if row is None:
-            row = self._row(goal)  # may grow (replace) the tables: take _flat afterwards
-        flat, base = self._flat, row * n_states
-        sa = (base + s) * n_actions + a
+            row = self._new_row(rows, s)  # may grow (replace) the values: take _flat after
+        flat = self._flat
+        sa = row * n_actions + a
         old = flat[sa]
         target = float(reward)
         if not terminal:
-            start = (base + s_next) * n_actions
-            target += self.gamma * max(flat[start : start + n_actions])
+            next_row = rows.get(s_next)
+            if next_row is None:
+                target += self.gamma * self.q_init
+            else:
+                start = next_row * n_actions
+                target += self.gamma * max(flat[start : start + n_actions])
         td_error = target - old
         flat[sa] = old + self.alpha * td_error
         return old, td_error
@@ -239,29 +277,33 @@ class TabularAgent:
         actions = actions.tolist()
         rewards = np.asarray(batch.reward, dtype=np.float64).tolist()
         terminals = np.asarray(batch.terminal).tolist()
-        alpha, gamma = self.alpha, self.gamma
-        rows, flat, n_states = self._goal_rows, self._flat, self.n_states
+        alpha, gamma, q_init = self.alpha, self.gamma, self.q_init
+        by_goal, flat = self._rows, self._flat
         sq_error = 0.0
         q_sum = 0.0
-        base = 0
+        rows: dict[int, int] = {}
         last_goal = None
         for goal, s, a, reward, s_next, terminal in zip(
             goals, obs, actions, rewards, next_obs, terminals, strict=True
         ):
             if goal != last_goal:  # relabel batches come in runs of the same goal often enough
-                row = rows.get(goal)
-                if row is None:
-                    row = self._row(goal)  # may grow (replace) the tables: take _flat after
-                    flat = self._flat
-                base = row * n_states  # Q(s, g, a) is flat[(base + s) * n_actions + a]
+                rows = by_goal.get(goal) or self._goal_rows(goal)
                 last_goal = goal
-            sa = (base + s) * n_actions + a
+            row = rows.get(s)
+            if row is None:
+                row = self._new_row(rows, s)  # may grow (replace) the values: take _flat after
+                flat = self._flat
+            sa = row * n_actions + a  # Q(s, g, a)
             old = flat[sa]
             if terminal:
                 target = reward
             else:
-                start = (base + s_next) * n_actions
-                target = reward + gamma * max(flat[start : start + n_actions])
+                next_row = rows.get(s_next)
+                if next_row is None:
+                    target = reward + gamma * q_init
+                else:
+                    start = next_row * n_actions
+                    target = reward + gamma * max(flat[start : start + n_actions])
             td_error = target - old
             flat[sa] = old + alpha * td_error
             sq_error += td_error * td_error
@@ -271,10 +313,20 @@ class TabularAgent:
     # --- checkpoints ---------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Q tables, goals, settings and generator state (numpy arrays and python scalars)."""
+        """The stored entries, settings and generator state (numpy arrays and python scalars).
+
+        Entries are ``goal`` (n,), ``state`` (n,) and ``q`` (n, n_actions), in storage order.
+        """
+        goals = np.empty(self._n_rows, dtype=np.int64)
+        states = np.empty(self._n_rows, dtype=np.int64)
+        for goal, rows in self._rows.items():
+            index = np.fromiter(rows.values(), np.int64, len(rows))
+            goals[index] = goal
+            states[index] = np.fromiter(rows.keys(), np.int64, len(rows))
         return {
-            "q": self._q[: self.n_goals].copy(),  # (n_goals, n_states, n_actions)
-            "goals": list(self._goal_rows),
+            "goal": goals,
+            "state": states,
+            "q": self._q[: self._n_rows].copy(),  # (n_entries, n_actions)
             "n_states": self.n_states,
             "n_actions": self.n_actions,
             "alpha": self.alpha,
@@ -290,16 +342,32 @@ class TabularAgent:
                 f"checkpoint Q table is for {state['n_states']} states x {state['n_actions']} "
                 f"actions, this agent has {self.n_states} x {self.n_actions}."
             )
-        q = np.asarray(state["q"], dtype=np.float64)
-        goals = [int(goal) for goal in state["goals"]]
+        q = np.asarray(state["q"], dtype=np.float64).reshape(-1, self.n_actions)
+        goals = np.asarray(state["goal"], dtype=np.int64)
+        states = np.asarray(state["state"], dtype=np.int64)
+        if not len(goals) == len(states) == len(q):
+            raise ValueError("checkpoint Q table: goal, state and q differ in length.")
+        if len(goals) and not (
+            min(goals.min(), states.min()) >= 0 and max(goals.max(), states.max()) < self.n_states
+        ):
+            raise ValueError(f"checkpoint Q table has a state outside Discrete({self.n_states}).")
         self.alpha = float(state["alpha"])
         self.gamma = float(state["gamma"])
         self.q_init = float(state["q_init"])
-        tables = np.full((max(len(goals), 1), self.n_states, self.n_actions), self.q_init)
-        tables[: len(goals)] = q
-        self._set_tables(tables)
-        self._goal_rows = {goal: row for row, goal in enumerate(goals)}
-        self._unseen = np.full((self.n_states, self.n_actions), self.q_init)
+        self._clear()
+        capacity = max(_INITIAL_ROWS, 1 << max(len(q) - 1, 0).bit_length())
+        values = np.full((capacity, self.n_actions), self.q_init)
+        values[: len(q)] = q
+        self._set_values(values)
+        by_goal = self._rows
+        for row, (goal, s) in enumerate(zip(goals.tolist(), states.tolist(), strict=True)):
+            rows = by_goal.get(goal)
+            if rows is None:
+                rows = by_goal[goal] = {}
+            rows[s] = row
+        self._n_rows = len(q)
+        if self._n_rows != sum(map(len, by_goal.values())):
+            raise ValueError("checkpoint Q table stores a (state, goal) pair twice.")
         self.rng.bit_generator.state = state["rng_state"]
 
 
