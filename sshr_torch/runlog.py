@@ -414,6 +414,16 @@ class Progress:
     eval_success_rate: float | None = None
     eval_mean_length: float | None = None
 
+    @property
+    def success_rate(self) -> float:
+        """Success rate over the last ``WINDOW`` episodes (NaN before the first)."""
+        return _mean(self.successes)
+
+    @property
+    def mean_length(self) -> float:
+        """Mean length of the last ``WINDOW`` episodes (NaN before the first)."""
+        return _mean(self.lengths)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain values for a checkpoint."""
         values = dict(self.__dict__)
@@ -498,7 +508,7 @@ class RunLogger:
         add("rollout/episodic_return", _mean([r["return"] for r in rows]), step)
         add("rollout/episodic_length", _mean([r["length"] for r in rows]), step)
         add("rollout/success", _mean([float(r["success"]) for r in rows]), step)
-        add("rollout/success_rate", _mean(progress.successes), step)
+        add("rollout/success_rate", progress.success_rate, step)
         add("rollout/episodes", progress.episode, step)
         add("train/epsilon", rows[-1]["epsilon"], step)
         add("train/n_updates", progress.n_updates, step)

@@ -737,7 +737,7 @@ class Trainer:
         return {
             "episodes": str(progress.episode),
             "steps": str(progress.env_steps),
-            "success": f"{_mean(progress.successes):.2f}",
+            "success": f"{progress.success_rate:.2f}",
             "eps": f"{self.epsilon(progress.env_steps):.2f}",
         }
 
@@ -747,8 +747,8 @@ class Trainer:
             "episodes": progress.episode,
             "env_steps": progress.env_steps,
             "first_success_step": progress.first_success_step,
-            "success_rate_last_100": _mean(progress.successes),
-            "mean_length_last_100": _mean(progress.lengths),
+            "success_rate_last_100": progress.success_rate,
+            "mean_length_last_100": progress.mean_length,
             "eval_success_rate": progress.eval_success_rate,
             "eval_mean_length": progress.eval_mean_length,
             "n_updates": progress.n_updates,
@@ -832,8 +832,3 @@ def _target_label(report: SmartStartReport | None) -> Any:
 def _derived_seed(config: TrainConfig, episode: int) -> int:
     digest = hashlib.sha256(f"eval:{config.seed}:{episode}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
-
-
-def _mean(values: Any) -> float:
-    values = list(values)
-    return float(np.mean(values)) if values else float("nan")

@@ -17,6 +17,12 @@ from sshr_torch.agents.base import Transition
 from sshr_torch.her import Batch
 
 
+def learn_one(agent, obs, goal, action, reward, next_obs, terminal):
+    """The learner's online step on one real transition, as the trainer takes it."""
+    buffer = make_buffer(OpenRoomEnv(3, 10), "none")  # not read for a real transition
+    return agent.learn(buffer, 1, Transition(obs, goal, action, reward, next_obs, terminal))
+
+
 def batch(rows):
     """A Batch from (s, g, a, r, s', terminal) rows."""
     s, g, a, r, s2, d = (np.array(column) for column in zip(*rows, strict=True))
@@ -56,8 +62,8 @@ def test_rows_are_applied_in_order():
     assert table[0, 1] == pytest.approx(0.25)
     # Same as one row at a time.
     other = TabularAgent(3, 2, alpha=0.5, gamma=1.0)
-    other.update_transition(1, 2, 0, 1.0, 2, True)
-    other.update_transition(0, 2, 1, 0.0, 1, False)
+    learn_one(other, 1, 2, 0, 1.0, 2, True)
+    learn_one(other, 0, 2, 1, 0.0, 1, False)
     np.testing.assert_array_equal(other.table(2), table)
 
 
@@ -212,7 +218,8 @@ def run_tabular(strategy: str, n_episodes: int, seed: int = 0) -> TabularAgent:
                 truncated,
                 info["is_success"],
             )
-            agent.update_transition(state, goal, action, reward, obs["observation"], terminated)
+            transition = Transition(state, goal, action, reward, obs["observation"], terminated)
+            agent.learn(buffer, 0, transition)
             done = terminated or truncated
         buffer.end_episode()
         agent.update(buffer.episode_relabels())
@@ -254,10 +261,10 @@ def test_tabular_module_does_not_import_torch():
 
 def test_a_copied_agent_learns_on_its_own_tables():
     agent = TabularAgent(3, 2, alpha=0.5, gamma=1.0)
-    agent.update_transition(1, 2, 0, 1.0, 2, True)
+    learn_one(agent, 1, 2, 0, 1.0, 2, True)
     clone = pickle.loads(pickle.dumps(copy.deepcopy(agent)))
-    clone.update_transition(0, 2, 1, 0.0, 1, False)  # bootstraps from Q(1, 2, 0) = 0.5
+    learn_one(clone, 0, 2, 1, 0.0, 1, False)  # bootstraps from Q(1, 2, 0) = 0.5
     assert clone.table(2)[0, 1] == pytest.approx(0.25)
     assert agent.table(2)[0, 1] == 0.0  # the original is untouched
     with pytest.raises(ValueError, match="action"):
-        agent.update_transition(0, 2, 2, 0.0, 1, False)
+        learn_one(agent, 0, 2, 2, 0.0, 1, False)

@@ -189,11 +189,6 @@ class DQNAgent:
         if self.use_fast_path and why_not_fast(self) is None:
             self.fast = FastUpdate(self)
 
-    @property
-    def index_mode(self) -> bool:
-        """Both inputs Discrete (the default network reads rows of its first layer)."""
-        return self.obs_spec.kind == "discrete" and self.goal_spec.kind == "discrete"
-
     # --- inputs ---------------------------------------------------------------------------
 
     def tensors(self, values: Any, spec: InputSpec) -> torch.Tensor:

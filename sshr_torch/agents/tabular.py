@@ -200,15 +200,6 @@ class TabularAgent:
         relabels = buffer.episode_relabels()
         return self.update(relabels) if len(relabels.action) else {}
 
-    def update_transition(
-        self, obs: Any, goal: Any, action: int, reward: float, next_obs: Any, terminal: bool
-    ) -> float:
-        """One Q-learning step on a single transition; returns the TD error before the step.
-
-        The lean path for one real transition (``update`` takes it for one-row batches).
-        """
-        return self._learn_one(obs, goal, action, reward, next_obs, terminal)[1]
-
     def _learn_one(
         self, obs: Any, goal: Any, action: Any, reward: Any, next_obs: Any, terminal: Any
     ) -> tuple[float, float]:
