@@ -289,6 +289,12 @@ class HerReplayBuffer:
     def _relabelled(self, slots: np.ndarray, goal_slots: np.ndarray):
         """Goals, rewards and terminal flags of ``slots`` relabelled with ``goal_slots``' goals."""
         new_goal = self._next_achieved_goal[goal_slots]  # (n, *goal_shape)
+        reward, terminal = self._outcome(slots, new_goal)
+        return new_goal, reward, terminal.astype(np.float32)
+
+    def _outcome(self, slots: np.ndarray, new_goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Reward (float32) and terminal flag (bool) of the transitions in ``slots`` (n,) under
+        the substitute goals ``new_goal`` (n, *goal_shape)."""
         achieved = self._next_achieved_goal[slots]  # (n, *goal_shape)
         reward = np.asarray(self.compute_reward(achieved, new_goal), dtype=np.float32)
         reached = achieved == new_goal
@@ -296,8 +302,7 @@ class HerReplayBuffer:
             reached = reached.reshape(len(slots), -1).all(axis=1)
         # Terminal: the substitute goal is reached, or the env ended the episode for a reason
         # that has nothing to do with the goal (terminated without success).
-        terminal = reached | (self._terminated[slots] & ~self._is_success[slots])
-        return new_goal, reward, terminal.astype(np.float32)
+        return reward, reached | (self._terminated[slots] & ~self._is_success[slots])
 
     def sample(self, batch_size: int) -> Batch:
         """A uniform batch of stored transitions, k / (k + 1) of them relabelled on average.
@@ -388,18 +393,11 @@ class HerReplayBuffer:
         reward = self._reward[window]  # (B, n)
         terminal = self._terminated[window]  # (B, n)
         if n_her:
-            her = window[:n_her]  # (R, n)
-            achieved = self._next_achieved_goal[her].reshape(n_her * n, *self.goal_shape)
+            her = window[:n_her].reshape(-1)  # (R n,) the substitute rows' window steps
             new_goal = np.repeat(goal[:n_her], n, axis=0)  # (R n, *goal_shape)
-            reward[:n_her] = np.asarray(
-                self.compute_reward(achieved, new_goal), dtype=np.float32
-            ).reshape(n_her, n)
-            reached = achieved == new_goal
-            if reached.ndim > 1:
-                reached = reached.reshape(len(achieved), -1).all(axis=1)
-            # As in _relabelled: the substitute reached, or an env end unrelated to the goal.
-            ends = terminal[:n_her] & ~self._is_success[her]
-            terminal[:n_her] = reached.reshape(n_her, n) | ends
+            her_reward, her_terminal = self._outcome(her, new_goal)
+            reward[:n_her] = her_reward.reshape(n_her, n)
+            terminal[:n_her] = her_terminal.reshape(n_her, n)
         # Length m: up to and including the first terminal step, within the episode and n.
         stop = terminal & inside  # (B, n)
         m = np.where(stop.any(axis=1), stop.argmax(axis=1) + 1, inside.sum(axis=1))  # (B,)
