@@ -477,10 +477,7 @@ class RunLogger:
     def _write_config(self, config: dict[str, Any]) -> None:
         from torch.utils.tensorboard.summary import hparams
 
-        values = {
-            key: (str(value) if value is None or isinstance(value, list) else value)
-            for key, value in config.items()
-        }
+        values = {key: hparam_value(value) for key, value in config.items()}
         table = "|field|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in values.items())
         self.writer.add_text("config", table, 0)
         metrics = {"eval/success_rate": 0.0, "rollout/success_rate": 0.0}
@@ -565,6 +562,13 @@ class RunLogger:
         """Close the event file and episodes.csv."""
         self.writer.close()
         self.episodes.close()
+
+
+def hparam_value(value: Any) -> Any:
+    """A setting as TensorBoard's HParams take it: None and lists (or tuples) as text."""
+    if value is None or isinstance(value, (list, tuple)):
+        return str(list(value) if isinstance(value, tuple) else value)
+    return value
 
 
 def run_state(

@@ -303,7 +303,7 @@ def _hparams_config(configs: Sequence[TrainConfig], varying: Sequence[str]) -> b
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
-    values = {name: [_hparam_value(getattr(c, name)) for c in configs] for name in varying}
+    values = {name: [runlog.hparam_value(getattr(c, name)) for c in configs] for name in varying}
     domains = {
         name: sorted(set(column), key=str)
         for name, column in values.items()
@@ -317,13 +317,6 @@ def _hparams_config(configs: Sequence[TrainConfig], varying: Sequence[str]) -> b
         writer.close()
         (path,) = Path(tmp).glob("events.out.tfevents.*")
         return path.read_bytes()
-
-
-def _hparam_value(value: Any) -> Any:
-    """A setting as the trainer's hparams give it (None and lists as text)."""
-    if value is None or isinstance(value, (list, tuple)):
-        return str(list(value) if isinstance(value, tuple) else value)
-    return value
 
 
 def _episode_column(name: str, varying: Sequence[str]) -> str:
