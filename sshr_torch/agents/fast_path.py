@@ -107,13 +107,14 @@ class FastUpdate:
         self._size = -1
         # numpy views of the online weights for act(): live, since every update is in place.
         self._numpy_layers = [(w.detach().numpy(), b.detach().numpy()) for w, b in self.layers]
+        self._numpy_b1 = self.b1.detach().numpy()
 
     # --- acting ---------------------------------------------------------------------------
 
     def q_one(self, s: int, g: int) -> np.ndarray:
         """Q(s, g, .) for one Discrete state and goal, in numpy (a few us; torch takes tens)."""
         w1 = self._w1_tables[0]
-        z = w1[s] + w1[self.n_states + g] + self.b1.detach().numpy()  # (hidden_1,)
+        z = w1[s] + w1[self.n_states + g] + self._numpy_b1  # (hidden_1,)
         for weight, bias in self._numpy_layers:
             z = weight @ np.maximum(z, 0.0) + bias  # (out,)
         return z
