@@ -207,9 +207,17 @@ class FastUpdate:
             for grad in (*self.grads, grad_rows):
                 grad.mul_(scale)
         self._adam_steps()
-        unique = self.unique.numpy()[:n_rows]
+        # RowAdam's step on the batch's rows, on the views of w1 and its moments made once.
         group = self.row_adam.param_groups[0]
-        self.row_adam.step_rows(self.w1, torch.from_numpy(unique), grad_rows, group)
+        step_size = self.row_adam.advance(self.w1, group)
+        _row_kernels.lazy_adam_rows(
+            *self._w1_tables,
+            self.unique.numpy()[:n_rows],
+            grad_rows.numpy(),
+            *group["betas"],
+            step_size,
+            group["eps"],
+        )
 
         # Metrics on the host: a few numpy operations on B values are cheaper than torch ones.
         q_np = q_taken.numpy()

@@ -83,6 +83,14 @@ class RowAdam(torch.optim.Optimizer):
                 self.step_rows(param, rows, values.reshape(len(rows), -1), group)
         return loss
 
+    def advance(self, param: torch.Tensor, group: dict[str, Any]) -> float:
+        """Count one more step of ``param``; its step size lr sqrt(1 - b2^t) / (1 - b1^t)."""
+        state = self.state_of(param)
+        state["step"] += 1
+        beta1, beta2 = group["betas"]
+        t = state["step"]
+        return group["lr"] * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+
     def step_rows(
         self,
         param: torch.Tensor,
@@ -96,11 +104,9 @@ class RowAdam(torch.optim.Optimizer):
         """
         if group is None:
             group = next(g for g in self.param_groups if any(p is param for p in g["params"]))
-        state = self.state_of(param)
-        state["step"] += 1
+        step_size = self.advance(param, group)
+        state = self.state[param]
         beta1, beta2 = group["betas"]
-        t = state["step"]
-        step_size = group["lr"] * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
         table = param.data.view(param.shape[0] if param.dim() > 1 else 1, -1)  # (rows, size)
         moments = [state[key].view(table.shape) for key in ("exp_avg", "exp_avg_sq")]
         if _kernel_applies(table, grad_rows):
