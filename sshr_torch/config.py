@@ -141,6 +141,17 @@ class TrainConfig:
     step_reward: float = 0.0
     """DQN: added to every reward the learner sees, real and relabelled (-1 with the maze's
     goal reward 1: 0 at the goal, -1 per other step, values like negative distances). <= 0."""
+    model_floor: bool = True
+    """DQN with Smart Start, on envs whose goals are their Discrete states (the maze): bootstrap
+    from max(Q_target(s', g), V_model(s', g)) for the goal of the last episode, V_model the
+    value of s' for that goal on Smart Start's count model (value iteration in the env's
+    rewards; a lower bound on deterministic envs). Off: the pure DQN + HER targets
+    (docs/long_mazes.md compares both)."""
+    random_until_goal: bool = True
+    """DQN with Smart Start, on envs whose goals are their Discrete states: while an episode's
+    goal has never been reached, explore after the guided walk with uniformly random moves, as
+    the tabular learner does (its values for such a goal are all 0, its ties random), not with
+    the network's argmax, which is then extrapolation (docs/long_mazes.md)."""
     double_dqn: bool = False
     """DQN: use the Double DQN target."""
     max_grad_norm: float = 10.0

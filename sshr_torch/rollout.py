@@ -5,7 +5,9 @@ One episode, as in the paper's Algorithm 1 read with DESIGN.md's corrections:
 1. reset; with probability eta (never in the first episode) Smart Start picks S_ss by Eq. 1
    from the learner's values for this episode's goal, plans a walk there on the count model and
    supplies the actions until the agent is within theta of S_ss;
-2. the learner's epsilon-greedy exploration takes the rest of the episode;
+2. the learner's epsilon-greedy exploration takes the rest of the episode (uniformly random
+   moves while the episode's goal has never been reached, when the trainer asks for that:
+   ``explore_at_random``);
 3. every transition, guided ones included, goes to the count model and the HER buffer, and
    the learner learns (``Agent.learn``) after each step and once more when the episode ends;
    the Smart Start phase counts against the episode's step limit.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -36,7 +39,8 @@ class EpisodeResult:
 
     ``metrics`` holds every value the learner returned during the episode, by name (for the
     dashboards); ``td_loss`` is the mean of the ``td_loss`` of the learning calls after steps
-    (NaN when none learned), ``n_learned`` their number.
+    (NaN when none learned), ``n_learned`` their number. ``goal`` is the episode's desired goal;
+    ``random_exploration`` says whether the learner's moves were uniformly random.
     """
 
     episode_return: float = 0.0
@@ -48,6 +52,8 @@ class EpisodeResult:
     td_loss: float = math.nan
     report: SmartStartReport | None = None
     metrics: dict[str, list[float]] = field(default_factory=dict)
+    goal: Any = None
+    random_exploration: bool = False
 
 
 def play_episode(
@@ -62,6 +68,7 @@ def play_episode(
     step_limit: float = math.inf,
     reset_seed: int | None = None,
     visits: np.ndarray | None = None,
+    explore_at_random: Callable[[Any], bool] | None = None,
 ) -> EpisodeResult:
     """Play one episode and learn from it; returns what happened.
 
@@ -76,12 +83,19 @@ def play_episode(
         step_limit: stop after this many steps even if the env has not ended the episode.
         reset_seed: the seed of this episode's ``env.reset`` (None: the env's own stream).
         visits: per-state visit counts to add this episode's states to (Discrete states).
+        explore_at_random: called with the episode's goal after the reset; when it returns
+            True the learner's moves this episode are uniformly random (epsilon 1), e.g.
+            while the goal has never been reached and the learner's values for it are
+            extrapolation.
     """
     obs, _ = env.reset(seed=reset_seed)
     state, goal, achieved = obs["observation"], obs["desired_goal"], obs["achieved_goal"]
     if controller is not None:
         controller.begin_episode(episode, state, lambda states: agent.max_q(states, goal), goal)
-    result = EpisodeResult()
+    result = EpisodeResult(goal=goal)
+    if explore_at_random is not None and explore_at_random(goal):
+        result.random_exploration = True
+        epsilon = _always_random
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     td_sum = 0.0
@@ -137,3 +151,8 @@ def play_episode(
         result.metrics.setdefault(key, []).append(float(value))
     result.report = controller.end_episode() if controller is not None else None
     return result
+
+
+def _always_random(env_steps: int) -> float:
+    """The exploration schedule of an episode played at random: epsilon 1 at every step."""
+    return 1.0

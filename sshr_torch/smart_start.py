@@ -20,6 +20,8 @@ Pieces, from the bottom up:
   region, which is absorbing; vectorised sparse mat-vecs.
 * :class:`SmartStartController` - the per-episode logic the trainer drives: ``begin_episode``,
   ``act`` for each guided step, ``observe`` for every transition, ``end_episode`` for the report.
+* :class:`ModelGoalValues` - the model's value of every visited state for a goal (value
+  iteration toward it, in the env's rewards): the DQN's bootstrap floor (``model_floor``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from scipy.sparse import csgraph
 
 __all__ = [
     "CountModel",
+    "ModelGoalValues",
     "SmartStartController",
     "SmartStartReport",
     "SS_VALUES",
@@ -583,6 +586,93 @@ def _shortest_path_bound(
     reachable = np.isfinite(d)
     bound[reachable] = gamma ** (d[reachable] - 1.0)
     return bound
+
+
+# ---- the model's values for a goal -----------------------------------------------------------
+
+
+class ModelGoalValues:
+    """V(s, g): what the count model knows a state is worth for reaching goal ``g``.
+
+    For goals that are states (a Discrete env whose goals are its observations, as the maze's),
+    :meth:`refresh` runs :func:`value_iteration` on the model with the goal as target region,
+    giving x(s) = max over policies of E[gamma^(T - 1)], T the moves from s into the goal
+    (gamma^(d(s) - 1) on a deterministic model, d the fewest moves the model has seen; 0 where
+    it knows no path). In the env's rewards, ``goal_reward`` on arrival and ``step_reward`` on
+    every other move (c = step_reward, r_g = goal_reward):
+
+        V(s, g) = c / (1 - gamma) + x(s) (r_g - c / (1 - gamma))
+
+    (exact in expectation: the return of a walk that arrives after T moves is linear in
+    gamma^(T - 1)). On a deterministic env V(s, g) is the return of a walk the agent has made,
+    so a lower bound on the optimal value; on a stochastic one it is the empirical model's
+    estimate.
+
+    :meth:`__call__` looks the values up for a batch of (state, goal) rows: the rows whose goal is
+    the refreshed goal and whose state has a known path get V, all others -inf (no floor). The
+    values are those of the last :meth:`refresh` (the trainer refreshes once per episode, for
+    the episode's goal): between refreshes the model only grows, so on a deterministic env stale
+    values are still lower bounds.
+    """
+
+    def __init__(
+        self,
+        model: CountModel,
+        n_states: int,
+        gamma: float,
+        *,
+        goal_reward: float = 1.0,
+        step_reward: float = 0.0,
+        tol: float = 1e-6,
+        max_iter: int = 1000,
+    ) -> None:
+        if not 0.0 <= gamma < 1.0:
+            raise ValueError(f"the model's goal values need gamma in [0, 1), got {gamma}.")
+        if not goal_reward > step_reward / (1.0 - gamma):
+            raise ValueError(
+                "the model's goal values need a goal reward above step_reward / (1 - gamma) "
+                f"(reaching the goal must pay more than never reaching it), got goal_reward "
+                f"{goal_reward} and step_reward {step_reward} at gamma {gamma}."
+            )
+        self.model, self.n_states, self.gamma = model, int(n_states), float(gamma)
+        self.goal_reward, self.step_reward = float(goal_reward), float(step_reward)
+        self.tol, self.max_iter = float(tol), int(max_iter)
+        self.goal: int | None = None
+        """The goal of the last :meth:`refresh` (None: none yet, or the goal is unknown)."""
+        self.values = np.full(self.n_states, -np.inf, dtype=np.float32)
+        """(n_states,) V(s, goal) by state, -inf where the model knows no path."""
+
+    def refresh(self, goal: int) -> None:
+        """Recompute the values for ``goal`` on the model as it is now."""
+        self.values.fill(-np.inf)
+        self.goal = int(goal)
+        model = self.model
+        target = model.index(self.goal)
+        if target is None:  # never seen: no state has a known path to it
+            return
+        P, _ = model.transition_model()
+        mask = np.zeros(model.n_states, dtype=bool)
+        mask[target] = True
+        Q = value_iteration(
+            P, mask, self.gamma, self.tol, self.max_iter, terminal_mask=model.terminal_mask
+        )
+        x = Q.max(axis=1) if Q.size else np.zeros(0)
+        known = np.flatnonzero(x > 0.0)
+        never = self.step_reward / (1.0 - self.gamma)  # the return of never arriving
+        states = model.observations()[known]
+        self.values[states] = never + x[known] * (self.goal_reward - never)
+
+    def __call__(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """(B,) float32: V(s, g) for each row of Discrete ``states`` and ``goals``; -inf where
+        g is not the refreshed goal or the model knows no path from s."""
+        states = np.asarray(states, dtype=np.int64).reshape(-1)
+        goals = np.asarray(goals, dtype=np.int64).reshape(-1)
+        out = self.values[states]
+        if self.goal is None:
+            out.fill(-np.inf)
+        else:
+            out[goals != self.goal] = -np.inf
+        return out
 
 
 # ---- the controller ---------------------------------------------------------------------------

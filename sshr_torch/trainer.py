@@ -45,7 +45,7 @@ from sshr_torch.her import HerReplayBuffer
 from sshr_torch.interrupt import StopRequest
 from sshr_torch.maze import BUILTIN_MAZES, GENERATED_PREFIX, load_maze, maze_to_text
 from sshr_torch.rollout import EpisodeResult, play_episode
-from sshr_torch.smart_start import SmartStartController, SmartStartReport
+from sshr_torch.smart_start import ModelGoalValues, SmartStartController, SmartStartReport
 
 __all__ = [
     "Callback",
@@ -476,6 +476,13 @@ class Trainer:
             **_n_step_settings(config),
         )
         self.controller = self._make_controller(np.random.default_rng(seeds[2]))
+        self.model_values = self._make_model_values()
+        self._random_until_goal = (
+            config.agent == "dqn"
+            and config.random_until_goal
+            and self.controller is not None
+            and self._goals_are_states()
+        )
         if config.agent == "dqn":
             self.epsilon = LinearSchedule(
                 config.epsilon_start, config.epsilon_end, config.epsilon_decay_steps
@@ -512,6 +519,42 @@ class Trainer:
             replan=config.replan,
             rng=rng,
         )
+
+    def _goals_are_states(self) -> bool:
+        """Whether the env's goals are its Discrete states (the maze's cells)."""
+        space = self.env.observation_space
+        goal, state = space["desired_goal"], space["observation"]
+        return isinstance(goal, spaces.Discrete) and goal == state
+
+    def _make_model_values(self) -> ModelGoalValues | None:
+        """The DQN's bootstrap floor from Smart Start's count model (``model_floor``), or None
+        where it does not apply (another learner, no Smart Start, goals that are not states)."""
+        config = self.config
+        if not (
+            config.agent == "dqn"
+            and config.model_floor
+            and self.controller is not None
+            and self._goals_are_states()
+        ):
+            return None
+        state_space = self.env.observation_space["observation"]
+        goal_reward = getattr(self.env.unwrapped, "goal_reward", None)
+        if goal_reward is None:  # another env: the reward of achieving a goal, as it computes it
+            goal = np.array([int(state_space.start)])
+            goal_reward = float(self._compute_reward(goal, goal)[0])
+        values = ModelGoalValues(
+            self.controller.model,
+            int(state_space.start + state_space.n),
+            config.discount,
+            goal_reward=float(goal_reward) + config.step_reward,
+            step_reward=config.step_reward,
+        )
+        self.agent.value_floor = values  # type: ignore[attr-defined]
+        return values
+
+    def _explore_at_random(self, goal: Any) -> bool:
+        """``random_until_goal``: True while the DQN's episode goal has never been reached."""
+        return self.controller.model.index(goal) is None  # type: ignore[union-attr]
 
     def _maze_digest(self) -> str | None:
         """SHA-256 of the maze's layout (None for another env): a resume refuses a changed maze."""
@@ -610,6 +653,7 @@ class Trainer:
                     # random stream instead.
                     reset_seed=self._env_seed if progress.episode == 0 else None,
                     visits=self.visits,
+                    explore_at_random=self._explore_at_random if self._random_until_goal else None,
                 )
                 progress.wall_s = time.perf_counter() - started
                 self._end_episode(result)
@@ -644,6 +688,8 @@ class Trainer:
         report = result.report
         if report is not None and report.used:
             self._last_report = report
+        if self.model_values is not None:
+            self.model_values.refresh(result.goal)
         progress.env_steps += result.length
         progress.n_updates += result.n_learned
         if result.first_success_step is not None and progress.first_success_step is None:

@@ -168,6 +168,31 @@ def test_a_batch_discount_column_replaces_gamma_times_not_terminal(fast_path):
     assert metrics["td_loss"] == pytest.approx((2.12 + 0.125) / 2, rel=1e-6)
 
 
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_value_floor_lifts_the_bootstrapped_value_where_it_is_higher(fast_path):
+    # Q_target(s'=1, g=0, .) max 3.6 (above). Floor 5 on row 0 lifts it: y0 = 1 + 0.9 * 5 = 5.5;
+    # row 1 is terminal (discount 0), its floor -inf changes nothing: y1 = 0.5.
+    # Q(0, 0, a=1) = 0, Q(1, 1, a=0) = 1: Huber ((5.5 - 0.5) + 0.125) / 2.
+    agent = rigged_linear_agent(fast_path=fast_path)
+    calls = []
+
+    def floor(next_obs, goal):
+        calls.append((next_obs.tolist(), goal.tolist()))
+        return np.array([5.0, -np.inf], dtype=np.float32)
+
+    agent.value_floor = floor
+    metrics = agent.update(TWO_ROWS)
+    assert calls == [([1, 0], [0, 1])]  # asked for the rows' next states and goals
+    assert metrics["td_loss"] == pytest.approx((5.0 + 0.125) / 2, rel=1e-6)
+    assert metrics["floor_share"] == 0.5
+    # A floor below the target network's value changes nothing: y0 = 4.24 as without one.
+    agent = rigged_linear_agent(fast_path=fast_path)
+    agent.value_floor = lambda next_obs, goal: np.array([3.0, 9.0], dtype=np.float32)
+    assert agent.update(TWO_ROWS)["td_loss"] == pytest.approx((3.74 + 0.125) / 2, rel=1e-6)
+    target = td_target(rigged_linear_agent(fast_path=fast_path), [1.0, 0.5], [0.9, 0.0], TWO_ROWS)
+    np.testing.assert_allclose(target.numpy(), [4.24, 0.5], rtol=1e-6)
+
+
 def test_td_target_clamped_into_target_range():
     agent = rigged_linear_agent()
     agent.target_range = (0.0, 1.0)

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from sshr_torch.smart_start import (
     SS_VALUES,
     CountModel,
+    ModelGoalValues,
     SmartStartController,
     eq1_values,
     smart_start_state,
@@ -679,3 +680,49 @@ def test_guided_walks_in_grid_maze_env():
         dist = maze_module.bfs_distances(env.maze, env.maze.cell_position(start))
         assert report.steps >= dist[env.maze.cell_position(target)]
     assert n_guided >= 4
+
+
+# ---- the model's values for a goal (the DQN's bootstrap floor) ---------------------------------
+
+
+def chain_model() -> CountModel:
+    """0 -1-> 1 -1-> 2 -1-> 3 (the goal, terminal); 1 -0-> 0; 5 -0-> 5 (no path); from 6, action
+    0 lands in 2 or stays in 6, one time each."""
+    model = CountModel(2)
+    for s, a, s2 in [(0, 1, 1), (1, 1, 2), (1, 0, 0), (5, 0, 5), (6, 0, 2), (6, 0, 6)]:
+        model.update(s, a, 0.0, s2, False)
+    model.update(2, 1, 1.0, 3, True)
+    return model
+
+
+def test_model_goal_values_by_hand():
+    model = chain_model()
+    values = ModelGoalValues(model, 8, 0.9)
+    states = np.arange(8)
+    assert np.all(values(states, np.full(8, 3)) == -np.inf)  # nothing before a refresh
+    values.refresh(3)
+    # reward 1 on arrival: V = gamma^(d - 1) on the chain; from 6, x = 0.5 * 0.9 * 1 + 0.5 *
+    # 0.9 * x, so x = 0.45 / 0.55; the goal itself, a state without a path (5) and a state
+    # never seen (4, 7): no floor.
+    expected = [0.81, 0.9, 1.0, -np.inf, -np.inf, -np.inf, 0.45 / 0.55, -np.inf]
+    np.testing.assert_allclose(values(states, np.full(8, 3)), expected, rtol=1e-5)
+    # rows whose goal is another one get no floor
+    got = values(np.array([0, 1, 2]), np.array([3, 2, 3]))
+    np.testing.assert_allclose(got, [0.81, -np.inf, 1.0], rtol=1e-5)
+    assert got.dtype == np.float32
+
+    # reward -1 per step and 0 on arrival: from 0, -1 - 0.9 * 1 + 0.81 * 0 = -1.9
+    penalised = ModelGoalValues(model, 8, 0.9, goal_reward=0.0, step_reward=-1.0)
+    penalised.refresh(3)
+    got = penalised(np.array([0, 1, 2, 5]), np.full(4, 3))
+    np.testing.assert_allclose(got, [-1.9, -1.0, 0.0, -np.inf], rtol=1e-5, atol=1e-6)
+
+    values.refresh(4)  # a goal the model never saw: no state has a known path to it
+    assert np.all(values(states, np.full(8, 4)) == -np.inf)
+
+
+def test_model_goal_values_refuse_rewards_that_make_arriving_worse():
+    with pytest.raises(ValueError, match="goal reward above"):
+        ModelGoalValues(CountModel(2), 4, 0.9, goal_reward=-20.0, step_reward=-1.0)
+    with pytest.raises(ValueError, match="gamma"):
+        ModelGoalValues(CountModel(2), 4, 1.0)

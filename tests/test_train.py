@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -13,14 +14,16 @@ from pathlib import Path
 
 import goal_envs
 import gymnasium
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sshr_torch import runlog
 from sshr_torch.agents import DQNAgent
 from sshr_torch.config import TrainConfig
+from sshr_torch.maze import shortest_path_length
 from sshr_torch.train import main
-from sshr_torch.trainer import make_agent, make_env, train
+from sshr_torch.trainer import Trainer, make_agent, make_env, train
 
 # A tiny, quick configuration: the 4x3 unscaled Easy maze, 30-step episodes.
 TINY = [
@@ -372,3 +375,43 @@ def test_smart_start_distance_to_the_goal_is_logged(tmp_path, ss_value):
     assert rows and all(float(row["ss_target_distance"]) >= 0 for row in rows)
     assert json.loads((run_dir / "config.json").read_text())["ss_value"] == ss_value
     assert "smart_start/target_distance_to_goal" in scalar_tags(run_dir)
+
+
+def test_random_until_goal_explores_at_random_until_the_goal_is_reached(tmp_path):
+    settings = dict(episodes=10, epsilon_start=0.2, epsilon_end=0.2, eval_interval=0)
+    rows = read_rows(train(tiny_config(tmp_path, **settings)).run_dir)
+    first = next(i for i, row in enumerate(rows) if row["success"] == "1")
+    assert first < len(rows) - 1  # the goal was reached before the last episode
+    # up to and including the episode that first reaches the goal: uniformly random moves
+    assert [float(row["epsilon"]) for row in rows[: first + 1]] == [1.0] * (first + 1)
+    assert {float(row["epsilon"]) for row in rows[first + 1 :]} == {0.2}
+    plain = tiny_config(tmp_path, random_until_goal=False, run_dir=str(tmp_path / "b"), **settings)
+    assert {float(row["epsilon"]) for row in read_rows(train(plain).run_dir)} == {0.2}
+
+
+def test_model_floor_is_the_dqns_bootstrap_floor_from_the_count_model(tmp_path):
+    config = tiny_config(tmp_path, episodes=8, eval_interval=0)
+    trainer = Trainer(config)
+    try:
+        assert trainer.agent.value_floor is trainer.model_values is not None
+    finally:
+        trainer.close()
+    result = train(tiny_config(tmp_path, episodes=8, eval_interval=0, run_dir=str(tmp_path / "b")))
+    assert result.summary["first_success_step"] is not None
+    floor = result.agent.value_floor
+    maze = make_env(config).unwrapped.maze
+    start, goal = maze.start_index, maze.goal_index
+    # A deterministic maze: V = gamma^(d - 1) for the fewest moves d the model has seen from the
+    # start, never more than the shortest path's value.
+    value = float(floor(np.array([start]), np.array([goal]))[0])
+    d = 1 + math.log(value) / math.log(config.discount)
+    assert d == pytest.approx(round(d), abs=1e-3) and round(d) >= shortest_path_length(maze)
+    assert float(floor(np.array([start]), np.array([start]))[0]) == -math.inf  # another goal
+    # Off, or where it does not apply (no Smart Start; the tabular learner): no floor.
+    for overrides in ({"model_floor": False}, {"smart_start": False}):
+        run_dir = str(tmp_path / str(overrides))
+        trainer = Trainer(tiny_config(tmp_path, run_dir=run_dir, **overrides))
+        try:
+            assert trainer.agent.value_floor is None and trainer.model_values is None
+        finally:
+            trainer.close()

@@ -10,7 +10,11 @@ on one-hot(s) || one-hot(g) as in the HER paper. An update is the textbook one:
     loss.backward(); clip the global gradient norm; optimizer.step() for each optimizer
 
 with ``y`` clamped into ``target_range`` when set (the HER paper clips targets to the range of
-returns). Parameters with sparse gradients (an ``nn.Embedding`` / ``nn.EmbeddingBag`` with
+returns). With a ``value_floor`` (a lower bound on V(s', g) known from elsewhere, e.g. Smart
+Start's count model: ``smart_start.ModelGoalValues``) the bootstrapped value is
+max(Q_target(s', g, a*), floor(s', g)).
+
+Parameters with sparse gradients (an ``nn.Embedding`` / ``nn.EmbeddingBag`` with
 ``sparse=True``, as the default module's first layer) are stepped by ``RowAdam`` (lazy Adam,
 ``torch.optim.SparseAdam``'s semantics); all others by ``torch.optim.Adam`` (fused where torch
 has a fused kernel for the device), or by any optimizer a factory builds. A learning-rate
@@ -55,6 +59,8 @@ _CHUNK = 8192  # states per forward pass in q_values / max_q (bounds the memory 
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+ValueFloor = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""floor(next_obs, goal) -> (B,) lower bounds on V(s', g), -inf where none is known."""
 
 
 class DQNAgent:
@@ -87,6 +93,8 @@ class DQNAgent:
             tie-breaks (torch's global random state is not touched).
         adam_betas, adam_eps: the default optimizers' other settings (torch's defaults).
         fast_path: use the fast path where it applies (see the module docstring).
+        value_floor: lower bounds on the bootstrapped values (see the module docstring); the
+            trainer sets Smart Start's model values here with ``model_floor``.
     """
 
     def __init__(
@@ -116,6 +124,7 @@ class DQNAgent:
         adam_betas: tuple[float, float] = (0.9, 0.999),
         adam_eps: float = 1e-8,
         fast_path: bool = True,
+        value_floor: ValueFloor | None = None,
     ) -> None:
         for name, value in (
             ("target_update_interval", target_update_interval),
@@ -153,6 +162,7 @@ class DQNAgent:
         self.device = _device(device)
         self.rng = np.random.default_rng(seed)
         self.n_updates = 0
+        self.value_floor = value_floor
 
         if q_network is None:
             generator = torch.Generator().manual_seed(seed)
@@ -268,8 +278,10 @@ class DQNAgent:
         discount: torch.Tensor,
         next_state: torch.Tensor,
         goal: torch.Tensor,
+        floor: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """y = r + discount * Q_target(s', g, a*), clamped into ``target_range``; (B,)."""
+        """y = r + discount * max(Q_target(s', g, a*), floor), clamped into ``target_range``;
+        (B,). ``floor`` (B,) is optional, -inf where a row has none."""
         with torch.no_grad():
             q_next = self.target_network(next_state, goal)  # (B, n_actions)
             if self.double_dqn:
@@ -277,6 +289,8 @@ class DQNAgent:
                 value = q_next.gather(1, best).squeeze(1)  # (B,)
             else:
                 value = q_next.amax(dim=1)  # (B,)
+            if floor is not None:
+                value = torch.maximum(value, floor)
             target = reward + discount * value  # (B,)
             if self.target_range is not None:
                 target = target.clamp(*self.target_range)
@@ -286,13 +300,19 @@ class DQNAgent:
         """One gradient step on a batch; refreshes the target network on schedule.
 
         Returns ``td_loss`` (the loss before the step), ``q_mean`` (mean Q(s, g, a) before
-        it) and ``grad_norm`` (the global gradient norm before clipping).
+        it) and ``grad_norm`` (the global gradient norm before clipping); with a
+        ``value_floor``, ``floor_share``, the share of rows whose floor is known (> -inf).
         """
         discount = self.discounts(batch)
+        floor = None
+        if self.value_floor is not None:
+            floor = np.asarray(self.value_floor(batch.next_obs, batch.goal), dtype=np.float32)
         if self.fast is not None:
-            metrics = self.fast.update(batch, discount)
+            metrics = self.fast.update(batch, discount, floor)
         else:
-            metrics = self._autograd_update(batch, discount)
+            metrics = self._autograd_update(batch, discount, floor)
+        if floor is not None:
+            metrics["floor_share"] = np.count_nonzero(floor > -np.inf) / len(floor)
         with warnings.catch_warnings():
             # The fast path steps the optimizers' parameters without calling their step(),
             # which a scheduler takes for a skipped step on its first call.
@@ -304,7 +324,9 @@ class DQNAgent:
             self.refresh_target()
         return metrics
 
-    def _autograd_update(self, batch: Batch, discount: np.ndarray) -> dict[str, float]:
+    def _autograd_update(
+        self, batch: Batch, discount: np.ndarray, floor: np.ndarray | None = None
+    ) -> dict[str, float]:
         """The general update: autograd, the loss, clipping, the optimizers."""
         device = self.device
         state = self.tensors(batch.obs, self.obs_spec)
@@ -312,7 +334,13 @@ class DQNAgent:
         next_state = self.tensors(batch.next_obs, self.obs_spec)
         action = torch.as_tensor(np.asarray(batch.action), dtype=torch.int64, device=device)
         reward = torch.as_tensor(np.asarray(batch.reward, dtype=np.float32), device=device)
-        target = self.td_target(reward, torch.as_tensor(discount, device=device), next_state, goal)
+        target = self.td_target(
+            reward,
+            torch.as_tensor(discount, device=device),
+            next_state,
+            goal,
+            None if floor is None else torch.as_tensor(floor, device=device),
+        )
         q_taken = self.q_network(state, goal).gather(1, action.unsqueeze(1)).squeeze(1)  # (B,)
         loss = self.loss_fn(q_taken, target)
         for optimizer in self.optimizers:

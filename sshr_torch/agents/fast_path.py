@@ -143,8 +143,11 @@ class FastUpdate:
         return z, hidden
 
     @torch.no_grad()
-    def update(self, batch: Batch, discount: np.ndarray) -> dict[str, float]:
-        """One Huber-loss step on ``batch``; ``discount`` (B,) multiplies the bootstrap."""
+    def update(
+        self, batch: Batch, discount: np.ndarray, floor: np.ndarray | None = None
+    ) -> dict[str, float]:
+        """One Huber-loss step on ``batch``; ``discount`` (B,) multiplies the bootstrap value,
+        which is at least ``floor`` (B,) where one is given (-inf: none)."""
         agent = self.agent
         n = len(batch.action)
         if n != self._size:
@@ -178,6 +181,8 @@ class FastUpdate:
             value = q_next.gather(1, online_next.argmax(dim=1, keepdim=True)).squeeze(1)
         else:
             value = q_next.amax(dim=1)  # (B,)
+        if floor is not None:
+            value = torch.maximum(value, torch.from_numpy(floor))
         target = torch.addcmul(reward, discount_t, value)  # (B,)
         if agent.target_range is not None:
             target.clamp_(*agent.target_range)
