@@ -184,6 +184,12 @@ class TrainConfig:
     """Heatmap and policy images to TensorBoard every this many episodes (0: only at the end)."""
     checkpoint_interval: int = 50
     """Checkpoint every this many episodes (and always at the end)."""
+    stop_success: float | None = None
+    """Stop the run at the first greedy evaluation whose success rate is at least this (unset:
+    play the whole budget); summary.json's solved_step is its env step."""
+    stop_path_factor: float | None = None
+    """With stop_success, on a maze: the evaluation must also have a mean episode length of at
+    most this times the shortest path (1.2: near-optimal paths)."""
 
     def validate(self) -> TrainConfig:
         """Check every value; raise ConfigError naming the flag. Returns self."""
@@ -204,6 +210,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"--{flag(name)} must be in [0, 1], got {value}.")
+        if self.stop_success is not None and not 0.0 < self.stop_success <= 1.0:
+            raise ConfigError(f"--stop-success must be in (0, 1], got {self.stop_success}.")
+        if self.stop_path_factor is not None and not self.stop_path_factor >= 1.0:
+            raise ConfigError(f"--stop-path-factor must be >= 1, got {self.stop_path_factor}.")
         if self.tau == 0.0:
             raise ConfigError("--tau must be in (0, 1], got 0.")
         if not (self.step_reward <= 0.0 and math.isfinite(self.step_reward)):

@@ -413,6 +413,7 @@ class Progress:
     lengths: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
     eval_success_rate: float | None = None
     eval_mean_length: float | None = None
+    solved_step: int | None = None
 
     @property
     def success_rate(self) -> float:

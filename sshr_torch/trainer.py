@@ -43,7 +43,13 @@ from sshr_torch.config import ConfigError, TrainConfig
 from sshr_torch.env import GridMazeEnv
 from sshr_torch.her import HerReplayBuffer
 from sshr_torch.interrupt import StopRequest
-from sshr_torch.maze import BUILTIN_MAZES, GENERATED_PREFIX, load_maze, maze_to_text
+from sshr_torch.maze import (
+    BUILTIN_MAZES,
+    GENERATED_PREFIX,
+    load_maze,
+    maze_to_text,
+    shortest_path_length,
+)
 from sshr_torch.rollout import EpisodeResult, play_episode
 from sshr_torch.smart_start import ModelGoalValues, SmartStartController, SmartStartReport
 
@@ -491,6 +497,7 @@ class Trainer:
             self.epsilon = LinearSchedule(config.tabular_epsilon, config.tabular_epsilon, 1)
         self.maze = getattr(self.env.unwrapped, "maze", None)
         self.visits = np.zeros(self.maze.n_cells, dtype=np.int64) if self.maze else None
+        self._shortest = shortest_path_length(self.maze) if self.maze else None
         self.progress = runlog.Progress()
         self._env_seed = int(seeds[3])
         self._last_report: SmartStartReport | None = None
@@ -638,7 +645,9 @@ class Trainer:
         )
         started = time.perf_counter() - progress.wall_s
         try:
-            while not (self.budget_spent() or stop.requested or self._callback_stop()):
+            while not (
+                self.budget_spent() or stop.requested or self._callback_stop() or self.solved()
+            ):
                 steps_before = progress.env_steps
                 result = play_episode(
                     self.env,
@@ -678,6 +687,19 @@ class Trainer:
         return (max_episodes is not None and progress.episode >= max_episodes) or (
             max_steps is not None and progress.env_steps >= max_steps
         )
+
+    def solved(self) -> bool:
+        """``stop_success`` is set and an evaluation has met it (see ``solves``)."""
+        return self.config.stop_success is not None and self.progress.solved_step is not None
+
+    def solves(self, success_rate: float, mean_length: float) -> bool:
+        """Whether an evaluation meets ``stop_success`` (and ``stop_path_factor`` on a maze)."""
+        config = self.config
+        if config.stop_success is None or not success_rate >= config.stop_success:
+            return False
+        if config.stop_path_factor is None or self._shortest is None:
+            return True
+        return mean_length <= config.stop_path_factor * self._shortest
 
     def _callback_stop(self) -> bool:
         return any(callback.should_stop(self) for callback in self.callbacks)
@@ -755,6 +777,8 @@ class Trainer:
             _derived_seed(self.config, progress.episode),
         )
         progress.eval_success_rate, progress.eval_mean_length = rate, length
+        if progress.solved_step is None and self.solves(rate, length):
+            progress.solved_step = progress.env_steps
         self.logger.log_evaluation(rate, length, progress.env_steps)
         for callback in self.callbacks:
             callback.on_evaluation(self, rate, length)
@@ -797,6 +821,7 @@ class Trainer:
             "mean_length_last_100": progress.mean_length,
             "eval_success_rate": progress.eval_success_rate,
             "eval_mean_length": progress.eval_mean_length,
+            "solved_step": progress.solved_step,
             "n_updates": progress.n_updates,
             "wall_s": round(progress.wall_s, 3),
             "sps": round(progress.env_steps / max(progress.wall_s, 1e-9), 1),

@@ -20,7 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from sshr_torch import runlog
 from sshr_torch.agents import DQNAgent
-from sshr_torch.config import TrainConfig
+from sshr_torch.config import ConfigError, TrainConfig
 from sshr_torch.maze import shortest_path_length
 from sshr_torch.train import main
 from sshr_torch.trainer import Trainer, make_agent, make_env, train
@@ -415,3 +415,27 @@ def test_model_floor_is_the_dqns_bootstrap_floor_from_the_count_model(tmp_path):
             assert trainer.agent.value_floor is None and trainer.model_values is None
         finally:
             trainer.close()
+
+
+def test_stop_success_ends_the_run_at_the_first_evaluation_that_meets_it(tmp_path):
+    settings = dict(agent="tabular", episodes=200, eval_interval=2, eval_episodes=3)
+    plain = train(tiny_config(tmp_path, run_dir=str(tmp_path / "a"), **settings))
+    assert plain.summary["episodes"] == 200 and plain.summary["solved_step"] is None
+    config = tiny_config(tmp_path, stop_success=1.0, stop_path_factor=1.0, **settings)
+    result = train(config)
+    solved, summary = result.summary["solved_step"], result.summary
+    assert solved is not None and summary["episodes"] < 200 and summary["env_steps"] == solved
+    # it stopped at the first evaluation of optimal greedy paths (the same run as above up to
+    # there: the same seed), and that evaluation was all successes on the shortest path
+    shortest = shortest_path_length(make_env(config).unwrapped.maze)
+    curve = EventAccumulator(str(result.run_dir), size_guidance={"scalars": 0})
+    curve.Reload()
+    success = [(e.step, e.value) for e in curve.Scalars("eval/success_rate")]
+    length = {e.step: e.value for e in curve.Scalars("eval/mean_length")}
+    met = [step for step, rate in success if rate == 1.0 and length[step] <= shortest]
+    assert met[0] == solved and [step for step, _ in success if step < solved]
+    assert summary["eval_success_rate"] == 1.0 and summary["eval_mean_length"] == shortest
+    with pytest.raises(ConfigError, match="--stop-success"):
+        tiny_config(tmp_path, stop_success=0.0).validate()
+    with pytest.raises(ConfigError, match="--stop-path-factor"):
+        tiny_config(tmp_path, stop_path_factor=0.5).validate()
