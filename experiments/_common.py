@@ -32,9 +32,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help).\n")
 
 
-def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The flags every experiment takes: --out DIR, --smoke, --workers N."""
+def parse_args(
+    description: str,
+    argv: Sequence[str] | None = None,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
+    """The flags every experiment takes: --out DIR, --smoke, --workers N; ``extra`` adds an
+    experiment's own."""
     parser = _Parser(description=description)
+    if extra is not None:
+        extra(parser)
     parser.add_argument("--out", required=True, help="directory for the tables and figures")
     parser.add_argument("--smoke", action="store_true", help="a tiny version that runs in seconds")
     parser.add_argument(

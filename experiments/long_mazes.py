@@ -1,31 +1,36 @@
-"""Greedy paths on long mazes: the DQN (defaults, and the long-maze settings) against tabular.
+"""Greedy paths on long mazes: the DQN (defaults, and the pure DQN + HER) against tabular.
 
     python experiments/long_mazes.py --out runs/long_mazes              # full: hours of CPU
+    python experiments/long_mazes.py --out runs/long_mazes --tasks keulen_hard
     python experiments/long_mazes.py --smoke --out /tmp/long_mazes      # seconds
 
 Arms (Smart Start and HER 'future' on, every other setting at its default):
-- dqn: the goal-conditioned DQN with the library's defaults (since 2026-12-01: 10-step returns
-  from the HER buffer and Eq. 1 without the learner's values, the settings docs/long_mazes.md
-  found to fix the greedy policy on keulen_hard);
-- dqn_1step: the DQN with the earlier defaults, 1-step targets (``n_step=1``) and Eq. 1 with
-  the learner's values (``ss_value='learner'``);
+- dqn: the goal-conditioned DQN with the library's defaults: 10-step returns from the HER
+  buffer, Eq. 1 from counts alone, random moves while the goal was never reached, and the
+  bootstrap floor from Smart Start's count model (``model_floor``: targets use
+  max(Q_target(s', g), V_model(s', g)) for the env's goal);
+- dqn_pure: the same without the model's floor (``model_floor=False``): DQN + HER targets only;
 - tabular: the tabular learner.
 
-Tasks (issue 12): keulen_hard with 100-step episodes and 60,000 env steps (10 seeds);
-keulen_extreme and generated:41x41:seed=S (S = the run's seed) with 1,000-step episodes and
-400,000 env steps (5 seeds). Greedy success over 20 greedy episodes from the start every
-``eval_interval`` episodes (read back from each run's TensorBoard scalars eval/success_rate and
-eval/mean_length); "steps to greedy" is the first evaluation with success >= 0.9 and mean
-episode length <= 1.2x the shortest path.
+Tasks (issue 12), each run stopping at its first greedy evaluation that meets the criterion
+(``stop_success`` 0.9, ``stop_path_factor`` 1.2) or at its budget:
+- keulen_hard, keulen_medium, keulen_maze: 100-step episodes, 60,000 env steps, 10 seeds;
+- generated:21x21:seed=S (S = the run's seed): 500-step episodes, 150,000 env steps, 10 seeds;
+- keulen_extreme and generated:41x41:seed=S: 1,000-step episodes, 400,000 env steps, 5 seeds.
+Greedy success over 20 greedy episodes from the start every ``eval_interval`` episodes (read
+back from each run's TensorBoard scalars eval/success_rate and eval/mean_length); "steps to
+greedy" is the first evaluation with success >= 0.9 and mean episode length <= 1.2x the
+shortest path. "First goal" is the env step of the first training episode that reached it.
 
-Writes into --out: long_mazes.csv (one row per run), long_mazes.md (per maze and arm: seeds
-that reached it, median env steps to greedy, median final path / shortest, the DQN / tabular
-ratio), long_mazes.png (greedy success against env steps, one panel per maze), and the sweep's
-run directories under sweep/.
+Writes into --out: long_mazes_runs.csv/.md (one row per run), long_mazes.csv/.md (per maze and
+arm: seeds that reached it, median env steps to greedy and to the first goal, each against the
+tabular learner's), long_mazes.png (greedy success against env steps, one panel per maze), and
+the sweep's run directories under sweep/.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
@@ -43,7 +48,7 @@ from sshr_torch.sweep import run_sweep
 
 ARMS: dict[str, dict[str, Any]] = {
     "dqn": {"agent": "dqn"},
-    "dqn_1step": {"agent": "dqn", "n_step": 1, "ss_value": "learner"},
+    "dqn_pure": {"agent": "dqn", "model_floor": False},
     "tabular": {"agent": "tabular"},
 }
 SUCCESS, PATH_FACTOR, EVAL_EPISODES = 0.9, 1.2, 20
@@ -65,6 +70,9 @@ class Task:
 
 FULL = (
     Task("keulen_hard", 100, 60_000, 10, 20),
+    Task("keulen_medium", 100, 60_000, 10, 20),
+    Task("keulen_maze", 100, 60_000, 10, 20),
+    Task("generated:21x21:seed={seed}", 500, 150_000, 10, 10),
     Task("keulen_extreme", 1000, 400_000, 5, 10),
     Task("generated:41x41:seed={seed}", 1000, 400_000, 5, 10),
 )
@@ -84,6 +92,8 @@ def build_configs(tasks: Sequence[Task]) -> list[tuple[Task, str, TrainConfig]]:
                     seed=seed,
                     eval_interval=task.eval_interval,
                     eval_episodes=EVAL_EPISODES,
+                    stop_success=SUCCESS,
+                    stop_path_factor=PATH_FACTOR,
                     image_interval=0,
                     checkpoint_interval=10**6,
                     **settings,
@@ -114,39 +124,48 @@ def summarise(rows: Sequence[dict[str, Any]], tasks: Sequence[Task]) -> list[dic
     table = []
     for task in tasks:
         of_task = [r for r in rows if r["task"] == task.name]
-        tabular = [r["steps_to_greedy"] for r in of_task if r["arm"] == "tabular"]
-        tabular_reached = [s for s in tabular if s is not None]
+        tabular = [r for r in of_task if r["arm"] == "tabular"]
         for arm in ARMS:
             runs = [r for r in of_task if r["arm"] == arm]
             steps = [r["steps_to_greedy"] for r in runs]
-            reached = [s for s in steps if s is not None]
-            ratio = (
-                float(np.median(reached)) / float(np.median(tabular_reached))
-                if arm != "tabular" and len(reached) * 2 > len(steps) and tabular_reached
-                else None
-            )
+            first = [r["first_success_step"] for r in runs]
+            greedy_ratio = first_ratio = None
+            if arm != "tabular":
+                greedy_ratio = _median_ratio(steps, [r["steps_to_greedy"] for r in tabular])
+                first_ratio = _median_ratio(first, [r["first_success_step"] for r in tabular])
             table.append(
                 {
                     "maze": task.name,
                     "episode_steps": task.max_episode_steps,
                     "budget": task.budget,
                     "arm": arm,
-                    "seeds_reached": f"{len(reached)}/{len(steps)}",
+                    "seeds_reached": f"{sum(s is not None for s in steps)}/{len(steps)}",
                     "steps_to_greedy": median_range(steps),
+                    "greedy_ratio_to_tabular": fmt(greedy_ratio),
+                    "first_goal": median_range(first),
+                    "first_goal_ratio_to_tabular": fmt(first_ratio),
                     "final_success": fmt(float(np.median([r["final_success"] for r in runs]))),
                     "final_length_over_shortest": fmt(
                         float(np.median([r["final_length"] / r["shortest"] for r in runs]))
                     ),
-                    "ratio_to_tabular": fmt(ratio),
                 }
             )
     return table
 
 
+def _median_ratio(values: Sequence[int | None], reference: Sequence[int | None]) -> float | None:
+    """median(values) / median(reference) where more than half of each are reached, else None."""
+    mine = [v for v in values if v is not None]
+    theirs = [v for v in reference if v is not None]
+    if len(mine) * 2 <= len(values) or len(theirs) * 2 <= len(reference):
+        return None
+    return float(np.median(mine)) / float(np.median(theirs))
+
+
 def plot(path: Path, rows: Sequence[dict[str, Any]], tasks: Sequence[Task]) -> None:
     """Greedy success against env steps, one panel per task, one thin line per run."""
     fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3), dpi=90, squeeze=False)
-    colors = {"dqn": "tab:blue", "dqn_1step": "tab:gray", "tabular": "tab:orange"}
+    colors = {"dqn": "tab:blue", "dqn_pure": "tab:gray", "tabular": "tab:orange"}
     for ax, task in zip(axes[0], tasks, strict=True):
         for arm in ARMS:
             runs = [r for r in rows if r["task"] == task.name and r["arm"] == arm]
@@ -164,10 +183,19 @@ def plot(path: Path, rows: Sequence[dict[str, Any]], tasks: Sequence[Task]) -> N
     save(fig, path)
 
 
+def add_tasks_flag(parser: argparse.ArgumentParser) -> None:
+    """--tasks: a subset of the full run."""
+    names = [task.name for task in FULL]
+    parser.add_argument(
+        "--tasks", nargs="+", choices=names, default=names, metavar="TASK",
+        help=f"the tasks of the full run to play (default: all of {', '.join(names)})",
+    )  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(__doc__.splitlines()[0], argv)
+    args = parse_args(__doc__.splitlines()[0], argv, add_tasks_flag)
     out = Path(args.out)
-    tasks = SMOKE if args.smoke else FULL
+    tasks = SMOKE if args.smoke else tuple(t for t in FULL if t.name in args.tasks)
     jobs = build_configs(tasks)
     with Timer("runs"):
         configs = [config for _, _, config in jobs]
@@ -189,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "first_success_step": result["first_success_step"],
                 "final_success": curve[-1][1],
                 "final_length": curve[-1][2],
+                "env_steps": result["env_steps"],
                 "sps": result["sps"],
                 "curve": curve,
             }
@@ -199,9 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes = [
         f"Greedy: {EVAL_EPISODES} greedy episodes from the start; reached = success >= {SUCCESS} "
         f"and mean episode length <= {PATH_FACTOR}x the shortest path.",
-        "dqn_1step: n_step 1, ss_value 'learner' (the defaults before 2026-12-01).",
-        "ratio_to_tabular: median steps to greedy of the arm / the tabular learner's (when more "
-        "than half the seeds of the arm reached it).",
+        "dqn_pure: model_floor off (no values from Smart Start's count model in the targets).",
+        "Ratios: the arm's median / the tabular learner's, over the seeds that reached it (when "
+        "more than half of the seeds of both did).",
     ]
     table = summarise(rows, tasks)
     write_table(out, "long_mazes", table, "Long mazes: steps to a greedy path", notes)

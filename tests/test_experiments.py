@@ -206,5 +206,8 @@ def test_long_mazes_smoke(tmp_path: Path) -> None:
     tabular = next(row for row in table if row["arm"] == "tabular")
     # The tabular learner walks keulen_easy greedily within the 3k-step smoke budget.
     assert tabular["seeds_reached"] == "1/1"
+    # ... and its run stopped there (stop_success), before the budget
+    (tabular_run,) = [row for row in runs if row["arm"] == "tabular"]
+    assert int(tabular_run["env_steps"]) == int(tabular_run["steps_to_greedy"]) < 3000
     assert _markdown_rows(tmp_path / "long_mazes.md")[0][0] == "maze"
     _check_png(tmp_path / "long_mazes.png")
