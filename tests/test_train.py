@@ -398,6 +398,7 @@ def test_model_floor_is_the_dqns_bootstrap_floor_from_the_count_model(tmp_path):
         trainer.close()
     result = train(tiny_config(tmp_path, episodes=8, eval_interval=0, run_dir=str(tmp_path / "b")))
     assert result.summary["first_success_step"] is not None
+    assert "train/floor_share" in scalar_tags(result.run_dir)
     floor = result.agent.value_floor
     maze = make_env(config).unwrapped.maze
     start, goal = maze.start_index, maze.goal_index
