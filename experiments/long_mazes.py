@@ -6,10 +6,10 @@
 
 Arms (Smart Start and HER 'future' on, every other setting at its default):
 - dqn: the goal-conditioned DQN with the library's defaults: 10-step returns from the HER
-  buffer, Eq. 1 from counts alone, random moves while the goal was never reached, and the
-  bootstrap floor from Smart Start's count model (``model_floor``: targets use
-  max(Q_target(s', g), V_model(s', g)) for the env's goal);
-- dqn_pure: the same without the model's floor (``model_floor=False``): DQN + HER targets only;
+  buffer, Eq. 1 from counts alone, random moves while the goal was never reached, and targets
+  that bootstrap from Smart Start's count model where it knows a path to the env's goal
+  (``model_values='target'``);
+- dqn_pure: the same without the model's values (``model_values='off'``): DQN + HER targets;
 - tabular: the tabular learner.
 
 Tasks (issue 12), each run stopping at its first greedy evaluation that meets the criterion
@@ -48,7 +48,7 @@ from sshr_torch.sweep import run_sweep
 
 ARMS: dict[str, dict[str, Any]] = {
     "dqn": {"agent": "dqn"},
-    "dqn_pure": {"agent": "dqn", "model_floor": False},
+    "dqn_pure": {"agent": "dqn", "model_values": "off"},
     "tabular": {"agent": "tabular"},
 }
 SUCCESS, PATH_FACTOR, EVAL_EPISODES = 0.9, 1.2, 20
@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes = [
         f"Greedy: {EVAL_EPISODES} greedy episodes from the start; reached = success >= {SUCCESS} "
         f"and mean episode length <= {PATH_FACTOR}x the shortest path.",
-        "dqn_pure: model_floor off (no values from Smart Start's count model in the targets).",
+        "dqn_pure: model_values 'off' (no values from Smart Start's count model in the targets).",
         "Ratios: the arm's median / the tabular learner's, over the seeds that reached it (when "
         "more than half of the seeds of both did).",
     ]

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from sshr_torch.her import StrategyName as HerName
-from sshr_torch.smart_start import SsValue, UcbForm
+from sshr_torch.smart_start import ModelMode, SsValue, UcbForm
 
 AgentName = Literal["dqn", "tabular"]
 LossName = Literal["huber", "mse"]
+ModelValuesName = Literal["off", ModelMode]
 
 # The default run length when neither `episodes` nor `total_steps` is set: enough for the DQN
 # with Smart Start and HER to learn a greedy path on keulen_easy in a minute or two on a
@@ -141,12 +142,13 @@ class TrainConfig:
     step_reward: float = 0.0
     """DQN: added to every reward the learner sees, real and relabelled (-1 with the maze's
     goal reward 1: 0 at the goal, -1 per other step, values like negative distances). <= 0."""
-    model_floor: bool = True
-    """DQN with Smart Start, on envs whose goals are their Discrete states (the maze): bootstrap
-    from max(Q_target(s', g), V_model(s', g)) for the goal of the last episode, V_model the
-    value of s' for that goal on Smart Start's count model (value iteration in the env's
-    rewards; a lower bound on deterministic envs). Off: the pure DQN + HER targets
-    (docs/long_mazes.md compares both)."""
+    model_values: ModelValuesName = "target"
+    """DQN with Smart Start, on envs whose goals are their Discrete states (the maze): the TD
+    targets of rows with the env's goal bootstrap from V_model(s', g), the value of s' for that
+    goal on Smart Start's count model (value iteration in the env's rewards, refreshed after
+    each episode), where the model knows a path from s': 'target' V_model itself, 'floor'
+    max(Q_target(s', g), V_model) (V_model is a lower bound on deterministic envs), 'off' the
+    pure DQN + HER targets (docs/long_mazes.md compares them)."""
     random_until_goal: bool = True
     """DQN with Smart Start, on envs whose goals are their Discrete states: while an episode's
     goal has never been reached, explore after the guided walk with uniformly random moves, as
@@ -246,6 +248,7 @@ class TrainConfig:
             ("her", HerName),
             ("ucb_form", UcbForm),
             ("loss", LossName),
+            ("model_values", ModelValuesName),
         ):
             _choice(name, getattr(self, name), get_args(kind))
         if self.ss_value is not None:

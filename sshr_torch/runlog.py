@@ -510,7 +510,7 @@ class RunLogger:
         add("rollout/episodes", progress.episode, step)
         add("train/epsilon", rows[-1]["epsilon"], step)
         add("train/n_updates", progress.n_updates, step)
-        for key in ("td_loss", "q_mean", "grad_norm", "floor_share"):
+        for key in ("td_loss", "q_mean", "grad_norm", "model_share"):
             if self._metrics.get(key):
                 add(f"train/{key}", _mean(self._metrics[key]), step)
         reports = [r["report"] for r in rows if r.get("report") is not None]

@@ -21,7 +21,7 @@ Pieces, from the bottom up:
 * :class:`SmartStartController` - the per-episode logic the trainer drives: ``begin_episode``,
   ``act`` for each guided step, ``observe`` for every transition, ``end_episode`` for the report.
 * :class:`ModelGoalValues` - the model's value of every visited state for a goal (value
-  iteration toward it, in the env's rewards): the DQN's bootstrap floor (``model_floor``).
+  iteration toward it, in the env's rewards): values for the DQN's targets (``model_values``).
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ UCB_FORMS: tuple[str, ...] = get_args(UcbForm)
 SsValue = Literal["learner", "zero"]
 SS_VALUES: tuple[str, ...] = get_args(SsValue)
 """The value terms of Eq. 1 (``TrainConfig.ss_value``); :func:`eq1_values` computes each."""
+ModelMode = Literal["floor", "target"]
+"""How :class:`ModelGoalValues` enter the DQN's TD targets (``DQNAgent.bootstrap_value``)."""
 
 # C(s, a, s') is a dict keyed by one packed int, (s * n_actions + a) * _PACK + s', which is
 # cheaper to build and hash than a tuple; it bounds the model to 2**32 visited states.

@@ -534,12 +534,12 @@ class Trainer:
         return isinstance(goal, spaces.Discrete) and goal == state
 
     def _make_model_values(self) -> ModelGoalValues | None:
-        """The DQN's bootstrap floor from Smart Start's count model (``model_floor``), or None
+        """Smart Start's count-model values for the DQN's targets (``model_values``), or None
         where it does not apply (another learner, no Smart Start, goals that are not states)."""
         config = self.config
         if not (
             config.agent == "dqn"
-            and config.model_floor
+            and config.model_values != "off"
             and self.controller is not None
             and self._goals_are_states()
         ):
@@ -556,7 +556,8 @@ class Trainer:
             goal_reward=float(goal_reward) + config.step_reward,
             step_reward=config.step_reward,
         )
-        self.agent.value_floor = values  # type: ignore[attr-defined]
+        self.agent.model_values = values  # type: ignore[attr-defined]
+        self.agent.model_mode = config.model_values  # type: ignore[attr-defined]
         return values
 
     def _explore_at_random(self, goal: Any) -> bool:

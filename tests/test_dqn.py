@@ -169,28 +169,42 @@ def test_a_batch_discount_column_replaces_gamma_times_not_terminal(fast_path):
 
 
 @pytest.mark.parametrize("fast_path", [True, False])
-def test_value_floor_lifts_the_bootstrapped_value_where_it_is_higher(fast_path):
-    # Q_target(s'=1, g=0, .) max 3.6 (above). Floor 5 on row 0 lifts it: y0 = 1 + 0.9 * 5 = 5.5;
-    # row 1 is terminal (discount 0), its floor -inf changes nothing: y1 = 0.5.
-    # Q(0, 0, a=1) = 0, Q(1, 1, a=0) = 1: Huber ((5.5 - 0.5) + 0.125) / 2.
-    agent = rigged_linear_agent(fast_path=fast_path)
+def test_model_values_as_floor_or_target_by_hand(fast_path):
+    # Q_target(s'=1, g=0, .) max 3.6 (above); row 1 is terminal (discount 0): y1 = 0.5 always.
+    # Q(0, 0, a=1) = 0, Q(1, 1, a=0) = 1: the Huber loss is ((y0 - 0.5) + 0.125) / 2.
     calls = []
 
-    def floor(next_obs, goal):
-        calls.append((next_obs.tolist(), goal.tolist()))
-        return np.array([5.0, -np.inf], dtype=np.float32)
+    def model(value):
+        def values(next_obs, goal):
+            calls.append((next_obs.tolist(), goal.tolist()))
+            return np.array([value, -np.inf], dtype=np.float32)
 
-    agent.value_floor = floor
-    metrics = agent.update(TWO_ROWS)
-    assert calls == [([1, 0], [0, 1])]  # asked for the rows' next states and goals
-    assert metrics["td_loss"] == pytest.approx((5.0 + 0.125) / 2, rel=1e-6)
-    assert metrics["floor_share"] == 0.5
-    # A floor below the target network's value changes nothing: y0 = 4.24 as without one.
-    agent = rigged_linear_agent(fast_path=fast_path)
-    agent.value_floor = lambda next_obs, goal: np.array([3.0, 9.0], dtype=np.float32)
-    assert agent.update(TWO_ROWS)["td_loss"] == pytest.approx((3.74 + 0.125) / 2, rel=1e-6)
-    target = td_target(rigged_linear_agent(fast_path=fast_path), [1.0, 0.5], [0.9, 0.0], TWO_ROWS)
-    np.testing.assert_allclose(target.numpy(), [4.24, 0.5], rtol=1e-6)
+        return values
+
+    def loss(mode, value):
+        agent = rigged_linear_agent(fast_path=fast_path)
+        agent.model_values, agent.model_mode = model(value), mode
+        metrics = agent.update(TWO_ROWS)
+        assert metrics["model_share"] == 0.5
+        return metrics["td_loss"]
+
+    def expected(y0):
+        return pytest.approx((y0 - 0.5 + 0.125) / 2, rel=1e-6)
+
+    # floor: max(3.6, 5) = 5 -> y0 = 1 + 0.9 * 5 = 5.5; max(3.6, 3) = 3.6 -> y0 = 4.24
+    assert loss("floor", 5.0) == expected(5.5)
+    assert loss("floor", 3.0) == expected(4.24)
+    # target: the model's value wherever it has one, above or below the network's
+    assert loss("target", 5.0) == expected(5.5)
+    assert loss("target", 3.0) == expected(1 + 0.9 * 3.0)
+    assert calls[0] == ([1, 0], [0, 1])  # asked for the rows' next states and goals
+    # a row without a model value (-inf) keeps the network's: y0 = 4.24 in both modes
+    for mode in ("floor", "target"):
+        agent = rigged_linear_agent(fast_path=fast_path)
+        agent.model_values, agent.model_mode = (lambda s, g: np.full(2, -np.inf, np.float32)), mode
+        assert agent.update(TWO_ROWS)["td_loss"] == expected(4.24)
+    with pytest.raises(ValueError, match="model_mode"):
+        DQNAgent(2, 2, 2, model_mode="ceiling")
 
 
 def test_td_target_clamped_into_target_range():

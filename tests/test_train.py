@@ -389,17 +389,18 @@ def test_random_until_goal_explores_at_random_until_the_goal_is_reached(tmp_path
     assert {float(row["epsilon"]) for row in read_rows(train(plain).run_dir)} == {0.2}
 
 
-def test_model_floor_is_the_dqns_bootstrap_floor_from_the_count_model(tmp_path):
+def test_model_values_come_from_the_count_model(tmp_path):
     config = tiny_config(tmp_path, episodes=8, eval_interval=0)
     trainer = Trainer(config)
     try:
-        assert trainer.agent.value_floor is trainer.model_values is not None
+        assert trainer.agent.model_values is trainer.model_values is not None
+        assert trainer.agent.model_mode == config.model_values == "target"
     finally:
         trainer.close()
     result = train(tiny_config(tmp_path, episodes=8, eval_interval=0, run_dir=str(tmp_path / "b")))
     assert result.summary["first_success_step"] is not None
-    assert "train/floor_share" in scalar_tags(result.run_dir)
-    floor = result.agent.value_floor
+    assert "train/model_share" in scalar_tags(result.run_dir)
+    floor = result.agent.model_values
     maze = make_env(config).unwrapped.maze
     start, goal = maze.start_index, maze.goal_index
     # A deterministic maze: V = gamma^(d - 1) for the fewest moves d the model has seen from the
@@ -408,12 +409,12 @@ def test_model_floor_is_the_dqns_bootstrap_floor_from_the_count_model(tmp_path):
     d = 1 + math.log(value) / math.log(config.discount)
     assert d == pytest.approx(round(d), abs=1e-3) and round(d) >= shortest_path_length(maze)
     assert float(floor(np.array([start]), np.array([start]))[0]) == -math.inf  # another goal
-    # Off, or where it does not apply (no Smart Start; the tabular learner): no floor.
-    for overrides in ({"model_floor": False}, {"smart_start": False}):
+    # Off, or where it does not apply (no Smart Start): none.
+    for overrides in ({"model_values": "off"}, {"smart_start": False}):
         run_dir = str(tmp_path / str(overrides))
         trainer = Trainer(tiny_config(tmp_path, run_dir=run_dir, **overrides))
         try:
-            assert trainer.agent.value_floor is None and trainer.model_values is None
+            assert trainer.agent.model_values is None and trainer.model_values is None
         finally:
             trainer.close()
 

@@ -10,9 +10,10 @@ on one-hot(s) || one-hot(g) as in the HER paper. An update is the textbook one:
     loss.backward(); clip the global gradient norm; optimizer.step() for each optimizer
 
 with ``y`` clamped into ``target_range`` when set (the HER paper clips targets to the range of
-returns). With a ``value_floor`` (a lower bound on V(s', g) known from elsewhere, e.g. Smart
-Start's count model: ``smart_start.ModelGoalValues``) the bootstrapped value is
-max(Q_target(s', g, a*), floor(s', g)).
+returns). With ``model_values`` (values V_model(s', g) known from elsewhere, e.g. Smart Start's
+count model: ``smart_start.ModelGoalValues``; -inf where none is known) the bootstrapped value
+of a row with a known V_model is max(Q_target(s', g, a*), V_model(s', g)) (``model_mode``
+'floor': a lower bound, on a deterministic env) or V_model(s', g) itself ('target').
 
 Parameters with sparse gradients (an ``nn.Embedding`` / ``nn.EmbeddingBag`` with
 ``sparse=True``, as the default module's first layer) are stepped by ``RowAdam`` (lazy Adam,
@@ -38,7 +39,7 @@ import operator
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -50,6 +51,7 @@ from sshr_torch.agents.fast_path import FastUpdate, why_not_fast
 from sshr_torch.agents.networks import InputSpec, OneHotMLP, QNetworkFactory
 from sshr_torch.agents.optim import RowAdam
 from sshr_torch.her import Batch, HerReplayBuffer
+from sshr_torch.smart_start import ModelMode
 
 __all__ = ["DQNAgent", "InputSpec", "LinearSchedule", "clip_grad_norm"]
 
@@ -59,8 +61,8 @@ _CHUNK = 8192  # states per forward pass in q_values / max_q (bounds the memory 
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-ValueFloor = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""floor(next_obs, goal) -> (B,) lower bounds on V(s', g), -inf where none is known."""
+ModelValues = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""model_values(next_obs, goal) -> (B,) V_model(s', g), -inf where none is known."""
 
 
 class DQNAgent:
@@ -93,8 +95,9 @@ class DQNAgent:
             tie-breaks (torch's global random state is not touched).
         adam_betas, adam_eps: the default optimizers' other settings (torch's defaults).
         fast_path: use the fast path where it applies (see the module docstring).
-        value_floor: lower bounds on the bootstrapped values (see the module docstring); the
-            trainer sets Smart Start's model values here with ``model_floor``.
+        model_values: values of the next states from elsewhere (see the module docstring); the
+            trainer sets Smart Start's count-model values here (``TrainConfig.model_values``).
+        model_mode: 'floor' or 'target', how ``model_values`` enter the targets.
     """
 
     def __init__(
@@ -124,7 +127,8 @@ class DQNAgent:
         adam_betas: tuple[float, float] = (0.9, 0.999),
         adam_eps: float = 1e-8,
         fast_path: bool = True,
-        value_floor: ValueFloor | None = None,
+        model_values: ModelValues | None = None,
+        model_mode: ModelMode = "target",
     ) -> None:
         for name, value in (
             ("target_update_interval", target_update_interval),
@@ -134,6 +138,9 @@ class DQNAgent:
         ):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}.")
+        if model_mode not in get_args(ModelMode):
+            modes = get_args(ModelMode)
+            raise ValueError(f"model_mode must be one of {modes}, got {model_mode!r}.")
         if not 0.0 < tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {tau}.")
         if target_range is not None and not target_range[0] <= target_range[1]:
@@ -162,7 +169,8 @@ class DQNAgent:
         self.device = _device(device)
         self.rng = np.random.default_rng(seed)
         self.n_updates = 0
-        self.value_floor = value_floor
+        self.model_values = model_values
+        self.model_mode = model_mode
 
         if q_network is None:
             generator = torch.Generator().manual_seed(seed)
@@ -278,10 +286,11 @@ class DQNAgent:
         discount: torch.Tensor,
         next_state: torch.Tensor,
         goal: torch.Tensor,
-        floor: torch.Tensor | None = None,
+        model: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """y = r + discount * max(Q_target(s', g, a*), floor), clamped into ``target_range``;
-        (B,). ``floor`` (B,) is optional, -inf where a row has none."""
+        """y = r + discount * V(s'), clamped into ``target_range``; (B,). V(s') is
+        Q_target(s', g, a*), combined with ``model`` (B,), the model's values (-inf where a row
+        has none), by :meth:`bootstrap_value`."""
         with torch.no_grad():
             q_next = self.target_network(next_state, goal)  # (B, n_actions)
             if self.double_dqn:
@@ -289,8 +298,8 @@ class DQNAgent:
                 value = q_next.gather(1, best).squeeze(1)  # (B,)
             else:
                 value = q_next.amax(dim=1)  # (B,)
-            if floor is not None:
-                value = torch.maximum(value, floor)
+            if model is not None:
+                value = self.bootstrap_value(value, model)
             target = reward + discount * value  # (B,)
             if self.target_range is not None:
                 target = target.clamp(*self.target_range)
@@ -301,18 +310,18 @@ class DQNAgent:
 
         Returns ``td_loss`` (the loss before the step), ``q_mean`` (mean Q(s, g, a) before
         it) and ``grad_norm`` (the global gradient norm before clipping); with a
-        ``value_floor``, ``floor_share``, the share of rows whose floor is known (> -inf).
+        ``model_values``, ``model_share``, the share of rows with a model value (> -inf).
         """
         discount = self.discounts(batch)
-        floor = None
-        if self.value_floor is not None:
-            floor = np.asarray(self.value_floor(batch.next_obs, batch.goal), dtype=np.float32)
+        model = None
+        if self.model_values is not None:
+            model = np.asarray(self.model_values(batch.next_obs, batch.goal), dtype=np.float32)
         if self.fast is not None:
-            metrics = self.fast.update(batch, discount, floor)
+            metrics = self.fast.update(batch, discount, model)
         else:
-            metrics = self._autograd_update(batch, discount, floor)
-        if floor is not None:
-            metrics["floor_share"] = np.count_nonzero(floor > -np.inf) / len(floor)
+            metrics = self._autograd_update(batch, discount, model)
+        if model is not None:
+            metrics["model_share"] = np.count_nonzero(model > -np.inf) / len(model)
         with warnings.catch_warnings():
             # The fast path steps the optimizers' parameters without calling their step(),
             # which a scheduler takes for a skipped step on its first call.
@@ -325,7 +334,7 @@ class DQNAgent:
         return metrics
 
     def _autograd_update(
-        self, batch: Batch, discount: np.ndarray, floor: np.ndarray | None = None
+        self, batch: Batch, discount: np.ndarray, model: np.ndarray | None = None
     ) -> dict[str, float]:
         """The general update: autograd, the loss, clipping, the optimizers."""
         device = self.device
@@ -339,7 +348,7 @@ class DQNAgent:
             torch.as_tensor(discount, device=device),
             next_state,
             goal,
-            None if floor is None else torch.as_tensor(floor, device=device),
+            None if model is None else torch.as_tensor(model, device=device),
         )
         q_taken = self.q_network(state, goal).gather(1, action.unsqueeze(1)).squeeze(1)  # (B,)
         loss = self.loss_fn(q_taken, target)
@@ -354,6 +363,13 @@ class DQNAgent:
             "q_mean": q_taken.detach().mean().item(),
             "grad_norm": grad_norm,
         }
+
+    def bootstrap_value(self, value: torch.Tensor, model: torch.Tensor) -> torch.Tensor:
+        """The network's bootstrap value (B,) combined with the model's (B,; -inf: none):
+        'floor' max(value, model); 'target' the model's where it has one, else the network's."""
+        if self.model_mode == "floor":
+            return torch.maximum(value, model)
+        return torch.where(model > -torch.inf, model, value)
 
     @torch.no_grad()
     def refresh_target(self) -> None:

@@ -144,10 +144,10 @@ class FastUpdate:
 
     @torch.no_grad()
     def update(
-        self, batch: Batch, discount: np.ndarray, floor: np.ndarray | None = None
+        self, batch: Batch, discount: np.ndarray, model: np.ndarray | None = None
     ) -> dict[str, float]:
         """One Huber-loss step on ``batch``; ``discount`` (B,) multiplies the bootstrap value,
-        which is at least ``floor`` (B,) where one is given (-inf: none)."""
+        combined with the model's values ``model`` (B,) as ``DQNAgent.bootstrap_value`` does."""
         agent = self.agent
         n = len(batch.action)
         if n != self._size:
@@ -181,8 +181,8 @@ class FastUpdate:
             value = q_next.gather(1, online_next.argmax(dim=1, keepdim=True)).squeeze(1)
         else:
             value = q_next.amax(dim=1)  # (B,)
-        if floor is not None:
-            value = torch.maximum(value, torch.from_numpy(floor))
+        if model is not None:
+            value = agent.bootstrap_value(value, torch.from_numpy(model))
         target = torch.addcmul(reward, discount_t, value)  # (B,)
         if agent.target_range is not None:
             target.clamp_(*agent.target_range)
