@@ -56,7 +56,7 @@ UCB_FORMS: tuple[str, ...] = get_args(UcbForm)
 SsValue = Literal["learner", "zero"]
 SS_VALUES: tuple[str, ...] = get_args(SsValue)
 """The value terms of Eq. 1 (``TrainConfig.ss_value``); :func:`eq1_values` computes each."""
-ModelMode = Literal["floor", "target"]
+ModelMode = Literal["floor", "target", "q"]
 """How :class:`ModelGoalValues` enter the DQN's TD targets (``DQNAgent.bootstrap_value``)."""
 
 # C(s, a, s') is a dict keyed by one packed int, (s * n_actions + a) * _PACK + s', which is
@@ -611,7 +611,9 @@ class ModelGoalValues:
     estimate.
 
     :meth:`__call__` looks the values up for a batch of (state, goal) rows: the rows whose goal is
-    the refreshed goal and whose state has a known path get V, all others -inf (no floor). The
+    the refreshed goal and whose state has a known path get V, all others -inf (none);
+    :meth:`q_values` does the same for Q(s, g, a) = E[r + gamma V(s', g)] of each action, -inf
+    for the actions the model never saw taken in s (or that lead nowhere it knows a path from). The
     values are those of the last :meth:`refresh` (the trainer refreshes once per episode, for
     the episode's goal): between refreshes the model only grows, so on a deterministic env stale
     values are still lower bounds.
@@ -643,10 +645,13 @@ class ModelGoalValues:
         """The goal of the last :meth:`refresh` (None: none yet, or the goal is unknown)."""
         self.values = np.full(self.n_states, -np.inf, dtype=np.float32)
         """(n_states,) V(s, goal) by state, -inf where the model knows no path."""
+        self.q = np.full((self.n_states, model.n_actions), -np.inf, dtype=np.float32)
+        """(n_states, n_actions) Q(s, goal, a), -inf where the model knows no path via a."""
 
     def refresh(self, goal: int) -> None:
         """Recompute the values for ``goal`` on the model as it is now."""
         self.values.fill(-np.inf)
+        self.q.fill(-np.inf)
         self.goal = int(goal)
         model = self.model
         target = model.index(self.goal)
@@ -663,6 +668,8 @@ class ModelGoalValues:
         never = self.step_reward / (1.0 - self.gamma)  # the return of never arriving
         states = model.observations()[known]
         self.values[states] = never + x[known] * (self.goal_reward - never)
+        xq = Q[known]  # (k, n_actions)
+        self.q[states] = np.where(xq > 0.0, never + xq * (self.goal_reward - never), -np.inf)
 
     def __call__(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """(B,) float32: V(s, g) for each row of Discrete ``states`` and ``goals``; -inf where
@@ -670,6 +677,18 @@ class ModelGoalValues:
         states = np.asarray(states, dtype=np.int64).reshape(-1)
         goals = np.asarray(goals, dtype=np.int64).reshape(-1)
         out = self.values[states]
+        if self.goal is None:
+            out.fill(-np.inf)
+        else:
+            out[goals != self.goal] = -np.inf
+        return out
+
+    def q_values(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """(B, n_actions) float32: Q(s, g, a) for each row of Discrete ``states`` and ``goals``;
+        -inf where g is not the refreshed goal or the model knows no path via a."""
+        states = np.asarray(states, dtype=np.int64).reshape(-1)
+        goals = np.asarray(goals, dtype=np.int64).reshape(-1)
+        out = self.q[states]
         if self.goal is None:
             out.fill(-np.inf)
         else:

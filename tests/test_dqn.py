@@ -517,3 +517,60 @@ def test_her_solves_bit_flipping_where_plain_dqn_fails(seed):
     without = learn(BitFlipEnv(10), "none", 3000, seed, **settings)
     assert with_her >= 0.9
     assert without <= 0.1
+
+
+class TableModel:
+    """Model values for tests: V and Q tables by state, for one goal."""
+
+    def __init__(self, v, q, goal):
+        self.v, self.q, self.goal = np.asarray(v, np.float32), np.asarray(q, np.float32), goal
+
+    def __call__(self, states, goals):
+        return np.where(goals == self.goal, self.v[states], -np.inf).astype(np.float32)
+
+    def q_values(self, states, goals):
+        out = self.q[states].copy()
+        out[goals != self.goal] = -np.inf
+        return out
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_q_mode_regresses_every_known_action_onto_the_model_by_hand(fast_path):
+    # Rows (above): s=0, g=0, a=1 (TD target 4.24) and s=1, g=1, a=0 (y = 0.5, terminal).
+    # Q(0, 0, .) = [w1[0] + w1[2] + b1] = [0, 0]; Q(1, 1, .) = [0 + 1, 5 + 0] = [1, 5].
+    # The model knows goal 0 only: Q_model(0, 0, .) = [2, -inf]: action 0 gets target 2, the
+    # taken action 1 (unknown to the model) its TD target 4.24; row 1 (goal 1): y = 0.5.
+    # Huber over the 3 entries: (0.5 * 2^2 -> 2 - 0.5 = 1.5) + (4.24 - 0.5) + (0.5 * 0.5^2).
+    model = TableModel(v=[0.0, 0.0], q=[[2.0, -np.inf], [7.0, 7.0]], goal=0)
+    agent = rigged_linear_agent(fast_path=fast_path)
+    agent.model_values, agent.model_mode = model, "q"
+    metrics = agent.update(TWO_ROWS)
+    assert metrics["td_loss"] == pytest.approx((1.5 + 3.74 + 0.125) / 3, rel=1e-6)
+    assert metrics["model_share"] == 0.5
+    # The model's value for the taken action replaces its TD target: |0 - 3| -> 2.5
+    model.q[0] = [2.0, 3.0]
+    agent = rigged_linear_agent(fast_path=fast_path)
+    agent.model_values, agent.model_mode = model, "q"
+    assert agent.update(TWO_ROWS)["td_loss"] == pytest.approx((1.5 + 2.5 + 0.125) / 3, rel=1e-6)
+
+
+def test_q_mode_fast_path_equals_the_autograd_path():
+    rng = np.random.default_rng(3)
+    n = 30
+    q = rng.normal(size=(n, 4)).astype(np.float32)
+    q[rng.random((n, 4)) < 0.4] = -np.inf
+    model = TableModel(v=q.max(axis=1), q=q, goal=3)
+    settings = dict(hidden_sizes=(16,), seed=2, target_update_interval=7, learning_rate=3e-3)
+    fast = DQNAgent(n, n, 4, model_values=model, model_mode="q", **settings)
+    general = DQNAgent(n, n, 4, model_values=model, model_mode="q", fast_path=False, **settings)
+    assert fast.fast is not None and general.fast is None
+    for _ in range(60):
+        batch = random_batch(rng, n, n, 4, size=32)
+        batch = batch._replace(goal=np.where(rng.random(32) < 0.5, 3, batch.goal))
+        got, expected = fast.update(batch), general.update(batch)
+        for key in ("td_loss", "q_mean", "grad_norm", "model_share"):
+            assert got[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), key
+    for p_fast, p_general in zip(
+        fast.q_network.parameters(), general.q_network.parameters(), strict=True
+    ):
+        torch.testing.assert_close(p_fast, p_general, rtol=1e-4, atol=1e-5)

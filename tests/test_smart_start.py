@@ -711,6 +711,13 @@ def test_model_goal_values_by_hand():
     np.testing.assert_allclose(got, [0.81, -np.inf, 1.0], rtol=1e-5)
     assert got.dtype == np.float32
 
+    # Q by action: from 1, action 1 -> 2 (0.9 * 1), action 0 -> 0 (0.9 * 0.81); actions the
+    # model never saw taken: none
+    inf = -np.inf
+    expected_q = [[inf, 0.81], [0.729, 0.9], [inf, 1.0], [inf, inf], [inf, inf], [inf, inf]]
+    got = values.q_values(np.array([0, 1, 2, 3, 4, 5, 6]), np.full(7, 3))
+    np.testing.assert_allclose(got, [*expected_q, [0.45 / 0.55, inf]], rtol=1e-5)
+    assert np.all(values.q_values(np.array([1]), np.array([2])) == -np.inf)  # another goal
     # reward -1 per step and 0 on arrival: from 0, -1 - 0.9 * 1 + 0.81 * 0 = -1.9
     penalised = ModelGoalValues(model, 8, 0.9, goal_reward=0.0, step_reward=-1.0)
     penalised.refresh(3)

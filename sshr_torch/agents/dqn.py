@@ -10,10 +10,15 @@ on one-hot(s) || one-hot(g) as in the HER paper. An update is the textbook one:
     loss.backward(); clip the global gradient norm; optimizer.step() for each optimizer
 
 with ``y`` clamped into ``target_range`` when set (the HER paper clips targets to the range of
-returns). With ``model_values`` (values V_model(s', g) known from elsewhere, e.g. Smart Start's
-count model: ``smart_start.ModelGoalValues``; -inf where none is known) the bootstrapped value
-of a row with a known V_model is max(Q_target(s', g, a*), V_model(s', g)) (``model_mode``
-'floor': a lower bound, on a deterministic env) or V_model(s', g) itself ('target').
+returns). With ``model_values`` (values known from elsewhere, e.g. Smart Start's count model:
+``smart_start.ModelGoalValues``; -inf where none is known), by ``model_mode``:
+
+- 'floor': a row's bootstrapped value is max(Q_target(s', g, a*), V_model(s', g)) (a lower bound
+  on a deterministic env);
+- 'target': it is V_model(s', g) where the model has one;
+- 'q': the model's Q_model(s, g, a) is the target of every action a of the row's state that the
+  model knows (the taken one's TD target where it does not), and the loss is the mean over
+  those entries: the network is regressed onto the model's values for its goal.
 
 Parameters with sparse gradients (an ``nn.Embedding`` / ``nn.EmbeddingBag`` with
 ``sparse=True``, as the default module's first layer) are stepped by ``RowAdam`` (lazy Adam,
@@ -39,7 +44,7 @@ import operator
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, get_args
+from typing import Any, Protocol, get_args
 
 import numpy as np
 import torch
@@ -61,8 +66,18 @@ _CHUNK = 8192  # states per forward pass in q_values / max_q (bounds the memory 
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-ModelValues = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""model_values(next_obs, goal) -> (B,) V_model(s', g), -inf where none is known."""
+
+
+class ModelValues(Protocol):
+    """Values from a model of the env for (state, goal) rows, -inf where it knows none."""
+
+    def __call__(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """(B,) V_model(s, g)."""
+        ...
+
+    def q_values(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """(B, n_actions) Q_model(s, g, a)."""
+        ...
 
 
 class DQNAgent:
@@ -313,15 +328,20 @@ class DQNAgent:
         ``model_values``, ``model_share``, the share of rows with a model value (> -inf).
         """
         discount = self.discounts(batch)
-        model = None
-        if self.model_values is not None:
+        model = model_q = None
+        if self.model_values is not None and self.model_mode == "q":
+            model_q = np.asarray(self.model_values.q_values(batch.obs, batch.goal), np.float32)
+        elif self.model_values is not None:
             model = np.asarray(self.model_values(batch.next_obs, batch.goal), dtype=np.float32)
         if self.fast is not None:
-            metrics = self.fast.update(batch, discount, model)
+            metrics = self.fast.update(batch, discount, model, model_q)
         else:
-            metrics = self._autograd_update(batch, discount, model)
+            metrics = self._autograd_update(batch, discount, model, model_q)
         if model is not None:
             metrics["model_share"] = np.count_nonzero(model > -np.inf) / len(model)
+        elif model_q is not None:
+            known = (model_q > -np.inf).any(axis=1)
+            metrics["model_share"] = np.count_nonzero(known) / len(known)
         with warnings.catch_warnings():
             # The fast path steps the optimizers' parameters without calling their step(),
             # which a scheduler takes for a skipped step on its first call.
@@ -334,7 +354,11 @@ class DQNAgent:
         return metrics
 
     def _autograd_update(
-        self, batch: Batch, discount: np.ndarray, model: np.ndarray | None = None
+        self,
+        batch: Batch,
+        discount: np.ndarray,
+        model: np.ndarray | None = None,
+        model_q: np.ndarray | None = None,
     ) -> dict[str, float]:
         """The general update: autograd, the loss, clipping, the optimizers."""
         device = self.device
@@ -350,8 +374,14 @@ class DQNAgent:
             goal,
             None if model is None else torch.as_tensor(model, device=device),
         )
-        q_taken = self.q_network(state, goal).gather(1, action.unsqueeze(1)).squeeze(1)  # (B,)
-        loss = self.loss_fn(q_taken, target)
+        q = self.q_network(state, goal)  # (B, n_actions)
+        q_taken = q.gather(1, action.unsqueeze(1)).squeeze(1)  # (B,)
+        if model_q is None:
+            loss = self.loss_fn(q_taken, target)
+        else:
+            targets = self.q_targets(torch.as_tensor(model_q, device=device), action, target)
+            known = targets > -torch.inf
+            loss = self.loss_fn(q[known], targets[known])
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -370,6 +400,16 @@ class DQNAgent:
         if self.model_mode == "floor":
             return torch.maximum(value, model)
         return torch.where(model > -torch.inf, model, value)
+
+    @staticmethod
+    def q_targets(
+        model_q: torch.Tensor, action: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
+        """'q' mode's targets (B, n_actions): the model's Q where it has one, the TD ``target``
+        for the taken ``action`` (B,) where it has none; -inf: no target for that entry."""
+        taken = model_q.gather(1, action.unsqueeze(1))  # (B, 1)
+        filled = torch.where(taken > -torch.inf, taken, target.unsqueeze(1))
+        return model_q.scatter(1, action.unsqueeze(1), filled)
 
     @torch.no_grad()
     def refresh_target(self) -> None:

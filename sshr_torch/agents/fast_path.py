@@ -144,10 +144,15 @@ class FastUpdate:
 
     @torch.no_grad()
     def update(
-        self, batch: Batch, discount: np.ndarray, model: np.ndarray | None = None
+        self,
+        batch: Batch,
+        discount: np.ndarray,
+        model: np.ndarray | None = None,
+        model_q: np.ndarray | None = None,
     ) -> dict[str, float]:
         """One Huber-loss step on ``batch``; ``discount`` (B,) multiplies the bootstrap value,
-        combined with the model's values ``model`` (B,) as ``DQNAgent.bootstrap_value`` does."""
+        combined with the model's values ``model`` (B,) as ``DQNAgent.bootstrap_value`` does;
+        with ``model_q`` (B, n_actions) the loss is 'q' mode's (``DQNAgent.q_targets``)."""
         agent = self.agent
         n = len(batch.action)
         if n != self._size:
@@ -189,9 +194,17 @@ class FastUpdate:
 
         q, hidden = self._forward(self.w1, self.b1, self.layers, self.pairs[0])
         q_taken = q.gather(1, self.action).squeeze(1)  # (B,)
-        # d loss / d q_taken of the mean Huber loss (beta 1): clamp(q - y, -1, 1) / B.
-        grad_taken = torch.sub(q_taken, target).clamp_(-1.0, 1.0).mul_(1.0 / n)  # (B,)
-        grad_z = torch.zeros_like(q).scatter_(1, self.action, grad_taken.unsqueeze(1))
+        if model_q is None:
+            # d loss / d q_taken of the mean Huber loss (beta 1): clamp(q - y, -1, 1) / B.
+            grad_taken = torch.sub(q_taken, target).clamp_(-1.0, 1.0).mul_(1.0 / n)  # (B,)
+            grad_z = torch.zeros_like(q).scatter_(1, self.action, grad_taken.unsqueeze(1))
+        else:
+            # The mean Huber loss over the K entries with a target: clamp(q - y, -1, 1) / K.
+            targets = agent.q_targets(torch.from_numpy(model_q), self.action[:, 0], target)
+            known = targets > -torch.inf  # (B, n_actions)
+            n_known = int(known.sum())
+            diff = torch.where(known, q - targets, 0.0)  # (B, n_actions)
+            grad_z = diff.clamp(-1.0, 1.0).mul_(1.0 / n_known)
         # Back through the layers after the first; for z = h W^T + c with h = relu(z_prev):
         # dW = dz^T h, dc = sum_batch dz, dz_prev = (dz W) * [z_prev > 0].
         for index in range(len(hidden) - 1, -1, -1):
@@ -226,9 +239,14 @@ class FastUpdate:
 
         # Metrics on the host: a few numpy operations on B values are cheaper than torch ones.
         q_np = q_taken.numpy()
-        size = np.abs(q_np - target.numpy())  # |q - y|
-        clipped = np.minimum(size, 1.0)
-        td_loss = float(np.dot(clipped, size - 0.5 * clipped)) / n  # Huber (beta 1) mean
+        if model_q is None:
+            size = np.abs(q_np - target.numpy())  # |q - y|
+            clipped = np.minimum(size, 1.0)
+            td_loss = float(np.dot(clipped, size - 0.5 * clipped)) / n  # Huber (beta 1) mean
+        else:
+            size = np.abs(diff.numpy()).ravel()
+            clipped = np.minimum(size, 1.0)
+            td_loss = float(np.dot(clipped, size - 0.5 * clipped)) / n_known
         return {"td_loss": td_loss, "q_mean": float(q_np.sum()) / n, "grad_norm": grad_norm}
 
     def _adam_steps(self) -> None:
