@@ -30,10 +30,11 @@ ModelValuesName = Literal["off", ModelMode]
 # with Smart Start and HER to learn a greedy path on keulen_easy in a minute or two on a
 # 2-core CPU.
 DEFAULT_TOTAL_STEPS = 50_000
-# Discount factors when `gamma` is unset: Keulen's 0.99 for tabular Q-learning, the HER
-# paper's 0.98 for the DQN (with 0.99 the DQN's values drift above 1 on keulen_easy and its
-# greedy policy fails after 60k steps; with 0.98 it finds the 19-step path within 30k).
-DEFAULT_GAMMA = {"tabular": 0.99, "dqn": 0.98}
+# Discount factors when `gamma` is unset: Keulen's 0.99 for tabular Q-learning; 0.999 for the
+# DQN, with its reward -1 per step (`step_reward`): neighbouring values then differ by
+# gamma^d, 0.6 at d = 520 moves, where with the HER paper's 0.98 and reward 1 at the goal they
+# differ by 6e-7, below what a network fits (docs/long_mazes.md).
+DEFAULT_GAMMA = {"tabular": 0.99, "dqn": 0.999}
 # Eq. 1's value term when `ss_value` is unset (docs/long_mazes.md has the DQN's measurements).
 DEFAULT_SS_VALUE = {"tabular": "learner", "dqn": "zero"}
 # More torch threads than this is a typo, not a machine (torch overflows on huge counts).
@@ -124,7 +125,7 @@ class TrainConfig:
     """DQN: use the hand-derived update of the default network on the CPU where it applies (the
     same maths as the autograd + torch.optim path, several times faster at batch 128)."""
     gamma: float | None = None
-    """Discount factor (unset: 0.99 for tabular as Keulen, 0.98 for the DQN as the HER paper)."""
+    """Discount factor (unset: 0.99 for tabular as Keulen, 0.999 for the DQN)."""
     train_freq: int = 1
     """DQN: one gradient update every this many env steps."""
     learning_starts: int = 1000
@@ -139,16 +140,17 @@ class TrainConfig:
     """DQN: n-step returns from the HER buffer, the relabelled goal's rewards recomputed over
     the window and the window cut where that goal is achieved (1: one-step TD). With 1-step
     targets the values of states far from the goal are 2-3x too high (docs/long_mazes.md)."""
-    step_reward: float = 0.0
+    step_reward: float = -1.0
     """DQN: added to every reward the learner sees, real and relabelled (-1 with the maze's
     goal reward 1: 0 at the goal, -1 per other step, values like negative distances). <= 0."""
-    model_values: ModelValuesName = "target"
-    """DQN with Smart Start, on envs whose goals are their Discrete states (the maze): the TD
-    targets of rows with the env's goal bootstrap from V_model(s', g), the value of s' for that
-    goal on Smart Start's count model (value iteration in the env's rewards, refreshed after
-    each episode), where the model knows a path from s': 'target' V_model itself, 'floor'
-    max(Q_target(s', g), V_model) (V_model is a lower bound on deterministic envs), 'off' the
-    pure DQN + HER targets (docs/long_mazes.md compares them)."""
+    model_values: ModelValuesName = "q"
+    """DQN with Smart Start, on envs whose goals are their Discrete states (the maze): use the
+    values of Smart Start's count model for the env's goal (value iteration in the env's
+    rewards, refreshed after each episode; where the model knows a path). 'q': regress the
+    network's Q(s, g, .) onto the model's Q(s, g, a) for every action the model knows in the
+    batch's states (rows with that goal; the TD target elsewhere); 'target': bootstrap those
+    rows from the model's V(s', g); 'floor': from max(Q_target(s', g), V_model(s', g)); 'off':
+    the pure DQN + HER targets. docs/long_mazes.md measures each."""
     random_until_goal: bool = True
     """DQN with Smart Start, on envs whose goals are their Discrete states: while an episode's
     goal has never been reached, explore after the guided walk with uniformly random moves, as

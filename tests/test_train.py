@@ -160,7 +160,11 @@ def test_train_accepts_a_goal_env_that_is_not_a_maze(tmp_path):
 
 def test_dqn_targets_clamped_to_the_maze_return_range_only(tmp_path):
     maze_env = make_env(tiny_config(tmp_path))
-    assert make_agent(tiny_config(tmp_path), maze_env, 0).target_range == (0.0, 1.0)
+    plain = tiny_config(tmp_path, step_reward=0.0)
+    assert make_agent(plain, maze_env, 0).target_range == (0.0, 1.0)
+    # the defaults: reward -1 per step (0 at the goal), gamma 0.999: [-1 / (1 - gamma), 0]
+    defaults = make_agent(tiny_config(tmp_path), maze_env, 0).target_range
+    assert defaults == pytest.approx((-1000.0, 0.0))
     unclipped = make_agent(tiny_config(tmp_path, clip_target=False), maze_env, 0)
     assert unclipped.target_range is None
     # an env passed to train() has rewards we do not know: never clamped
@@ -168,7 +172,7 @@ def test_dqn_targets_clamped_to_the_maze_return_range_only(tmp_path):
     assert make_agent(tiny_config(tmp_path), bits, 0).target_range is None
     # a maze env with other rewards (all of them end the episode): their range
     misleading = gymnasium.make("sshr_torch/GridMazeMisleading-v0")
-    assert make_agent(tiny_config(tmp_path), misleading, 0).target_range == (-1.0, 100.0)
+    assert make_agent(plain, misleading, 0).target_range == (-1.0, 100.0)
 
 
 def test_step_reward_moves_the_clamp_and_n_step_runs(tmp_path):
@@ -394,7 +398,7 @@ def test_model_values_come_from_the_count_model(tmp_path):
     trainer = Trainer(config)
     try:
         assert trainer.agent.model_values is trainer.model_values is not None
-        assert trainer.agent.model_mode == config.model_values == "target"
+        assert trainer.agent.model_mode == config.model_values == "q"
     finally:
         trainer.close()
     result = train(tiny_config(tmp_path, episodes=8, eval_interval=0, run_dir=str(tmp_path / "b")))
@@ -403,10 +407,12 @@ def test_model_values_come_from_the_count_model(tmp_path):
     floor = result.agent.model_values
     maze = make_env(config).unwrapped.maze
     start, goal = maze.start_index, maze.goal_index
-    # A deterministic maze: V = gamma^(d - 1) for the fewest moves d the model has seen from the
-    # start, never more than the shortest path's value.
+    # A deterministic maze, reward -1 per step and 0 at the goal (the defaults): V = -(1 -
+    # gamma^(d - 1)) / (1 - gamma) for the fewest moves d the model has seen from the start,
+    # never more than the shortest path's value.
     value = float(floor(np.array([start]), np.array([goal]))[0])
-    d = 1 + math.log(value) / math.log(config.discount)
+    gamma = config.discount
+    d = 1 + math.log(1 + value * (1 - gamma)) / math.log(gamma)
     assert d == pytest.approx(round(d), abs=1e-3) and round(d) >= shortest_path_length(maze)
     assert float(floor(np.array([start]), np.array([start]))[0]) == -math.inf  # another goal
     # Off, or where it does not apply (no Smart Start): none.
