@@ -25,6 +25,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 BOOTSTRAP_DRAWS = 10_000
 BOOTSTRAP_SEED = 12345
+# The DQN's settings in the tables published before its long-maze defaults (issue 12): 1-step
+# targets, Eq. 1 with the learner's values, reward 1 at the goal only, gamma 0.98 (the HER
+# paper's), no count-model values in the targets, the epsilon schedule from the first step.
+FIRST_ROUND_DQN: dict[str, Any] = {
+    "n_step": 1,
+    "ss_value": "learner",
+    "step_reward": 0.0,
+    "gamma": 0.98,
+    "model_values": "off",
+    "random_until_goal": False,
+}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -20,6 +20,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 from _common import (
+    FIRST_ROUND_DQN,
     Timer,
     mean_ci,
     median_range,
@@ -86,9 +87,8 @@ def build_configs(smoke: bool) -> list[TrainConfig]:
             c_ss=0.1,
             ucb_form="paper",
             her_k=4,
-            # The DQN's settings of the published tables (its defaults before 2026-12-01).
-            n_step=1,
-            ss_value="learner",
+            # The DQN's settings of the published tables (its defaults before issue 12).
+            **(FIRST_ROUND_DQN if learner == "dqn" else {"ss_value": "learner"}),
             total_steps=steps,
             learning_starts=200 if smoke else 1000,
             epsilon_decay_steps=10_000,

@@ -1,6 +1,7 @@
 """Hard exploration: a generated 101x101 perfect maze, three DQN arms in one env-step budget.
 
     python experiments/hard_exploration.py [--smoke] [--budget N] [--episode-steps N]
+    python experiments/hard_exploration.py --defaults     # the DQN + HER + SS arm, defaults
 
 The maze is ``generated:101x101:seed=0``: a perfect maze (one path between any two cells) whose
 start and goal are the two ends of its longest path, 2,572 moves apart, among 5,201 free cells.
@@ -29,6 +30,12 @@ arm's visits spread from the start. Printed per arm: first_success_step (the fir
 that reached the goal, or none), the final greedy success (2 episodes), the share of free cells
 visited, the closest any visit came to the goal (moves along the maze), episodes, and CPU time.
 The arms' final visit heatmaps, side by side, go to ``visits.png`` in the runs root.
+
+``--defaults`` runs the ``dqn+her+ss`` arm with the library's defaults instead (since issue 12:
+10-step returns, reward -1 per step, gamma 0.999, Eq. 1 from counts alone with the paper's c_ss
+0.1, random moves until the goal is first reached, the count model's Q in the targets), only
+the maze, the episode limit and the budget set, and stops at the first greedy evaluation (2
+episodes) that walks to the goal within 1.2x the shortest path.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from _common import FIRST_ROUND_DQN
 
 from sshr_torch import runlog
 from sshr_torch.config import TrainConfig
@@ -63,11 +71,9 @@ def base_config(budget: int, episode_steps: int, root: str, seed: int) -> TrainC
         max_episode_steps=episode_steps,
         total_steps=budget,
         seed=seed,
-        gamma=0.999,
-        # The settings of the published run (the DQN's defaults before 2026-12-01); not yet
-        # re-measured with 10-step targets and Eq. 1 from counts alone.
-        n_step=1,
-        ss_value="learner",
+        # The settings of the published run (the DQN's defaults before issue 12, with gamma
+        # 0.999); `--defaults` runs the DQN's current defaults instead.
+        **{**FIRST_ROUND_DQN, "gamma": 0.999},
         her_k=4,
         eta=1.0,
         c_ss=5.0,
@@ -131,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--arms", default=",".join(ARMS), help=f"comma-separated arms among {', '.join(ARMS)}"
     )
+    parser.add_argument(
+        "--defaults",
+        action="store_true",
+        help="the dqn+her+ss arm with the library's defaults, stopping at a greedy path",
+    )
     args = parser.parse_args(argv)
     budget = 3_000 if args.smoke else args.budget
     if budget < 1 or args.episode_steps < 1:
@@ -151,6 +162,22 @@ def main(argv: list[str] | None = None) -> int:
     config = replace(
         base_config(budget, args.episode_steps, args.runs_root, args.seed), c_ss=args.c_ss
     )
+    if args.defaults:
+        arms = ["dqn+her+ss"]
+        config = TrainConfig(
+            maze=MAZE,
+            max_episode_steps=args.episode_steps,
+            total_steps=budget,
+            seed=args.seed,
+            eval_interval=20,
+            eval_episodes=2,
+            image_interval=10,
+            checkpoint_interval=10,
+            runs_root=args.runs_root,
+            quiet=True,
+            stop_success=0.9,
+            stop_path_factor=1.2,
+        )
     outcomes, visits = {}, {}
     for arm in arms:
         settings = ARMS[arm]
@@ -161,12 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         outcomes[arm], visits[arm] = summary, final_visits(result.run_dir)
         coverage, closest = reach(visits[arm], goal_distance, free)
         first = summary["first_success_step"]
+        solved = f"   greedy path at {summary['solved_step']}" if args.defaults else ""
         print(
             f"  {arm:11s} first_success_step {first if first is not None else 'none':>7}   "
             f"final greedy success {summary['eval_success_rate']:.1f}   visited "
             f"{coverage:5.1%} of free cells, closest {closest:4d} moves from the goal   "
             f"{summary['episodes']} episodes, {cpu_s:.0f} CPU-s ({wall_s:.0f} s wall)   "
-            f"{result.run_dir}",
+            f"{result.run_dir}{solved}",
             flush=True,
         )
     found = [arm for arm in arms if outcomes[arm]["first_success_step"] is not None]

@@ -38,6 +38,7 @@ from typing import Any, get_args
 import matplotlib.pyplot as plt
 import numpy as np
 from _common import (
+    FIRST_ROUND_DQN,
     Timer,
     band_plot,
     bootstrap_ratio,
@@ -129,8 +130,7 @@ def build_configs(smoke: bool) -> list[TrainConfig]:
         maze=MAZE,
         episodes=4 if smoke else EPISODES,
         alpha=0.1,
-        gamma=None,  # each learner's default: 0.99 tabular (Keulen), 0.98 DQN (HER paper)
-        n_step=1,  # the paper's DQN learns from 1-step targets
+        gamma=None,  # each learner's default: 0.99 tabular (Keulen); the DQN's below
         tabular_epsilon=0.1,
         eval_interval=0,
         image_interval=0,
@@ -140,7 +140,10 @@ def build_configs(smoke: bool) -> list[TrainConfig]:
     for learner in LEARNERS:
         seeds = 2 if smoke else SEEDS[learner]
         buffer = {"buffer_size": 10_000} if learner == "tabular" else {}
-        learner_base = TrainConfig(**{**base.to_dict(), "agent": learner, **buffer})
+        # The paper's DQN (1-step targets), as in the published tables; Eq. 1 is an axis.
+        dqn = {k: v for k, v in FIRST_ROUND_DQN.items() if k != "ss_value"}
+        settings = {**buffer, **(dqn if learner == "dqn" else {})}
+        learner_base = TrainConfig(**{**base.to_dict(), "agent": learner, **settings})
         axes = {
             "ss_value": list(VALUE_TERMS),
             "random_goal": list(GOALS.values()),
