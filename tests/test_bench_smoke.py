@@ -160,3 +160,14 @@ def test_hard_exploration_runs_every_arm(tmp_path: Path, capsys: pytest.CaptureF
     out = capsys.readouterr().out
     for arm in hard.ARMS:
         assert f"  {arm} " in out
+
+
+def test_bench_dqn_defaults_compares_the_two_arms(capsys) -> None:
+    bench = _load("bench_dqn_defaults")
+    # the 'before' arm is the first round's DQN: its settings differ from the defaults
+    assert bench.ARMS["before"]["n_step"] == 1 and bench.ARMS["before"]["model_values"] == "off"
+    assert bench.main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    rates = [float(line.split()[3]) for line in out.splitlines() if line.startswith("  round")]
+    assert len(rates) == 2 and all(rate > 0 for rate in rates)
+    assert f"now / before {rates[1] / rates[0]:.2f}" in out
