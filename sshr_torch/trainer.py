@@ -838,6 +838,8 @@ class Trainer:
             self.config.to_dict(), self.progress, self._parts(), self.env, self.visits
         )
         state["maze_sha256"] = self._maze_digest()
+        # The count model's values are recomputed on resume, for the goal they were last for.
+        state["model_values_goal"] = self.model_values.goal if self.model_values else None
         runlog.save_checkpoint(self.run_dir / runlog.CHECKPOINT_FILE, state)
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -865,6 +867,9 @@ class Trainer:
         self.progress = runlog.restore_run_state(
             state, self._parts(), self.env, self.visits, str(self.config.resume)
         )
+        goal = state.get("model_values_goal")
+        if self.model_values is not None and isinstance(goal, int):
+            self.model_values.refresh(goal)
 
 
 def _check_spaces(env: gym.Env) -> None:

@@ -23,7 +23,7 @@ from sshr_torch.agents import DQNAgent
 from sshr_torch.config import ConfigError, TrainConfig
 from sshr_torch.maze import shortest_path_length
 from sshr_torch.train import main
-from sshr_torch.trainer import Trainer, make_agent, make_env, train
+from sshr_torch.trainer import Trainer, make_agent, make_env, resume_config, train
 
 # A tiny, quick configuration: the 4x3 unscaled Easy maze, 30-step episodes.
 TINY = [
@@ -447,3 +447,17 @@ def test_stop_success_ends_the_run_at_the_first_evaluation_that_meets_it(tmp_pat
         tiny_config(tmp_path, stop_success=0.0).validate()
     with pytest.raises(ConfigError, match="--stop-path-factor"):
         tiny_config(tmp_path, stop_path_factor=0.5).validate()
+
+
+def test_a_resumed_dqn_continues_with_the_count_models_values(tmp_path):
+    # The DQN regresses onto the count model's values for the goal of the last episode; a
+    # resumed run must have them from its first update on, as the uninterrupted run has.
+    settings = dict(eval_interval=0, checkpoint_interval=1, learning_starts=10)
+    reference = train(tiny_config(tmp_path, episodes=10, run_dir=str(tmp_path / "a"), **settings))
+    first = reference.summary["first_success_step"]
+    assert first is not None and first < int(read_rows(reference.run_dir)[5]["env_steps"])
+    train(tiny_config(tmp_path, episodes=6, run_dir=str(tmp_path / "b"), **settings))
+    resumed = train(resume_config(tmp_path / "b", episodes=10))
+    assert resumed.agent.model_values.goal == reference.agent.model_values.goal is not None
+    rows, expected = read_rows(resumed.run_dir), read_rows(reference.run_dir)
+    assert without_wall_clock(rows) == without_wall_clock(expected)
