@@ -20,6 +20,8 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
 
 def _load(name: str) -> ModuleType:
+    if str(EXPERIMENTS) not in sys.path:  # the scripts import experiments/_common.py
+        sys.path.insert(0, str(EXPERIMENTS))
     folder = EXPERIMENTS / "benchmarks" if name.startswith("bench_") else EXPERIMENTS
     spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
