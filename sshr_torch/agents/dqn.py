@@ -110,9 +110,9 @@ class DQNAgent:
             tie-breaks (torch's global random state is not touched).
         adam_betas, adam_eps: the default optimizers' other settings (torch's defaults).
         fast_path: use the fast path where it applies (see the module docstring).
-        model_values: values of the next states from elsewhere (see the module docstring); the
-            trainer sets Smart Start's count-model values here (``TrainConfig.model_values``).
-        model_mode: 'floor' or 'target', how ``model_values`` enter the targets.
+        model_values: values of states for goals from elsewhere (see the module docstring);
+            the trainer sets Smart Start's count-model values here (``TrainConfig.model_values``).
+        model_mode: 'floor', 'target' or 'q': how ``model_values`` enter the targets.
     """
 
     def __init__(
@@ -143,7 +143,7 @@ class DQNAgent:
         adam_eps: float = 1e-8,
         fast_path: bool = True,
         model_values: ModelValues | None = None,
-        model_mode: ModelMode = "target",
+        model_mode: ModelMode = "q",
     ) -> None:
         for name, value in (
             ("target_update_interval", target_update_interval),
