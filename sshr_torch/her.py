@@ -296,13 +296,24 @@ class HerReplayBuffer:
         """Reward (float32) and terminal flag (bool) of the transitions in ``slots`` (n,) under
         the substitute goals ``new_goal`` (n, *goal_shape)."""
         achieved = self._next_achieved_goal[slots]  # (n, *goal_shape)
-        reward = np.asarray(self.compute_reward(achieved, new_goal), dtype=np.float32)
+        reward = self._with_step_reward(
+            np.asarray(self.compute_reward(achieved, new_goal), dtype=np.float32)
+        )
         reached = achieved == new_goal
         if reached.ndim > 1:
             reached = reached.reshape(len(slots), -1).all(axis=1)
         # Terminal: the substitute goal is reached, or the env ended the episode for a reason
         # that has nothing to do with the goal (terminated without success).
         return reward, reached | (self._terminated[slots] & ~self._is_success[slots])
+
+    def _real_reward(self, index: np.ndarray) -> np.ndarray:
+        """The stored (real-goal) rewards at ``index`` (slots, any shape), with ``step_reward``."""
+        return self._with_step_reward(self._reward[index])
+
+    def _with_step_reward(self, reward: np.ndarray) -> np.ndarray:
+        """``reward`` (float32) plus ``step_reward``: every reward the buffer hands out passes
+        here, real (:meth:`_real_reward`) or recomputed (:meth:`_outcome`)."""
+        return reward + np.float32(self.step_reward) if self.step_reward else reward
 
     def sample(self, batch_size: int) -> Batch:
         """A uniform batch of stored transitions, k / (k + 1) of them relabelled on average.
@@ -325,7 +336,7 @@ class HerReplayBuffer:
         positions = self._tail + rng.integers(0, n_stored, size=batch_size)
         slots = positions % self.capacity
         goal = self._desired_goal[slots]  # fancy indexing copies
-        reward = self._reward[slots]
+        reward = self._real_reward(slots)
         terminal = self._terminated[slots].astype(np.float32)
         relabelled = np.zeros(batch_size, dtype=bool)
         if self.strategy is not GoalSelectionStrategy.NONE and self.k > 0:
@@ -343,8 +354,6 @@ class HerReplayBuffer:
                     reward[:n_her] = new_reward
                     terminal[:n_her] = new_terminal
         if self.gamma is None:
-            if self.step_reward:
-                reward = reward + np.float32(self.step_reward)
             return Batch(
                 obs=self._obs[slots],
                 goal=goal,
@@ -390,7 +399,7 @@ class HerReplayBuffer:
             window %= capacity
         # Real-goal rows: the stored rewards and terminal flags (they hold what compute_reward
         # does not express, e.g. a blocked move's reward).
-        reward = self._reward[window]  # (B, n)
+        reward = self._real_reward(window)  # (B, n)
         terminal = self._terminated[window]  # (B, n)
         if n_her:
             her = window[:n_her].reshape(-1)  # (R n,) the substitute rows' window steps
@@ -403,8 +412,6 @@ class HerReplayBuffer:
         m = np.where(stop.any(axis=1), stop.argmax(axis=1) + 1, inside.sum(axis=1))  # (B,)
         used = np.arange(n) < m[:, None]  # (B, n)
         powers = self._powers  # (n,) gamma^j
-        if self.step_reward:
-            reward += np.float32(self.step_reward)
         total = (reward * used) @ powers  # (B,)
         last_terminal = terminal[np.arange(b), m - 1].astype(np.float32)  # (B,)
         discount = np.float32(gamma) ** m.astype(np.float32) * (1.0 - last_terminal)
@@ -438,8 +445,6 @@ class HerReplayBuffer:
         slots = positions % self.capacity
         goal_slots = self._goal_indices(positions) % self.capacity
         goal, reward, terminal = self._relabelled(slots, goal_slots)
-        if self.step_reward:
-            reward = reward + np.float32(self.step_reward)
         return Batch(
             obs=self._obs[slots],
             goal=goal,

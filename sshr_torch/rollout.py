@@ -39,8 +39,7 @@ class EpisodeResult:
 
     ``metrics`` holds every value the learner returned during the episode, by name (for the
     dashboards); ``td_loss`` is the mean of the ``td_loss`` of the learning calls after steps
-    (NaN when none learned), ``n_learned`` their number. ``goal`` is the episode's desired goal;
-    ``random_exploration`` says whether the learner's moves were uniformly random.
+    (NaN when none learned), ``n_learned`` their number. ``goal`` is the episode's desired goal.
     """
 
     episode_return: float = 0.0
@@ -53,7 +52,6 @@ class EpisodeResult:
     report: SmartStartReport | None = None
     metrics: dict[str, list[float]] = field(default_factory=dict)
     goal: Any = None
-    random_exploration: bool = False
 
 
 def play_episode(
@@ -94,7 +92,6 @@ def play_episode(
         controller.begin_episode(episode, state, lambda states: agent.max_q(states, goal), goal)
     result = EpisodeResult(goal=goal)
     if explore_at_random is not None and explore_at_random(goal):
-        result.random_exploration = True
         epsilon = _always_random
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}

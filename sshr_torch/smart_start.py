@@ -643,15 +643,15 @@ class ModelGoalValues:
         self.tol, self.max_iter = float(tol), int(max_iter)
         self.goal: int | None = None
         """The goal of the last :meth:`refresh` (None: none yet, or the goal is unknown)."""
-        self.values = np.full(self.n_states, -np.inf, dtype=np.float32)
-        """(n_states,) V(s, goal) by state, -inf where the model knows no path."""
         self.q = np.full((self.n_states, model.n_actions), -np.inf, dtype=np.float32)
         """(n_states, n_actions) Q(s, goal, a), -inf where the model knows no path via a."""
+        self.values = self.q.max(axis=1)
+        """(n_states,) V(s, goal) = max_a Q(s, goal, a), -inf where the model knows no path."""
 
     def refresh(self, goal: int) -> None:
         """Recompute the values for ``goal`` on the model as it is now."""
-        self.values.fill(-np.inf)
         self.q.fill(-np.inf)
+        self.values.fill(-np.inf)
         self.goal = int(goal)
         model = self.model
         target = model.index(self.goal)
@@ -663,36 +663,30 @@ class ModelGoalValues:
         Q = value_iteration(
             P, mask, self.gamma, self.tol, self.max_iter, terminal_mask=model.terminal_mask
         )
-        x = Q.max(axis=1) if Q.size else np.zeros(0)
-        known = np.flatnonzero(x > 0.0)
         never = self.step_reward / (1.0 - self.gamma)  # the return of never arriving
-        states = model.observations()[known]
-        self.values[states] = never + x[known] * (self.goal_reward - never)
-        xq = Q[known]  # (k, n_actions)
-        self.q[states] = np.where(xq > 0.0, never + xq * (self.goal_reward - never), -np.inf)
+        # x > 0 where the model knows a path; the map to returns is increasing (the constructor
+        # checks), so max_a commutes with it and V is the max of the mapped Q.
+        q = np.where(Q > 0.0, never + Q * (self.goal_reward - never), -np.inf)
+        states = model.observations()
+        self.q[states] = q
+        self.values[states] = q.max(axis=1, initial=-np.inf)
 
     def __call__(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """(B,) float32: V(s, g) for each row of Discrete ``states`` and ``goals``; -inf where
         g is not the refreshed goal or the model knows no path from s."""
-        states = np.asarray(states, dtype=np.int64).reshape(-1)
-        goals = np.asarray(goals, dtype=np.int64).reshape(-1)
-        out = self.values[states]
-        if self.goal is None:
-            out.fill(-np.inf)
-        else:
-            out[goals != self.goal] = -np.inf
-        return out
+        return self._lookup(self.values, states, goals)
 
     def q_values(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """(B, n_actions) float32: Q(s, g, a) for each row of Discrete ``states`` and ``goals``;
         -inf where g is not the refreshed goal or the model knows no path via a."""
+        return self._lookup(self.q, states, goals)
+
+    def _lookup(self, table: np.ndarray, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """The rows of ``table`` (by state) for a batch, -inf in the rows of another goal."""
         states = np.asarray(states, dtype=np.int64).reshape(-1)
         goals = np.asarray(goals, dtype=np.int64).reshape(-1)
-        out = self.q[states]
-        if self.goal is None:
-            out.fill(-np.inf)
-        else:
-            out[goals != self.goal] = -np.inf
+        out = table[states]  # fancy indexing copies
+        out[goals != self.goal] = -np.inf  # every row while no goal was refreshed (None)
         return out
 
 
