@@ -50,7 +50,10 @@ MAX_FAILURES = 3
 POLL_S = 0.2
 # A trial hands Tune a new checkpoint at most this often (seconds): each one is a copy of the
 # run directory to storage and an update of Tune's experiment state there. A run whose node
-# dies loses at most this much training, plus the trainer's --checkpoint-interval.
+# dies loses at most this much training, plus the trainer's --checkpoint-interval. It must stay
+# well above the moment Tune takes between pruning old checkpoints and saving the experiment
+# state that names the newest (back-to-back checkpoints let a killed driver's restore ask for
+# a pruned one).
 REPORT_EVERY_S = 10.0
 # Seconds to wait for a TCP answer from --address before giving up.
 CONNECT_TIMEOUT_S = 5.0

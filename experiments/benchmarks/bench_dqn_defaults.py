@@ -37,7 +37,7 @@ ARMS = {"before": FIRST_ROUND_DQN, "now": {}}
 TARGET_RATIO = 0.75
 
 
-def steps_per_cpu_second(settings: dict, steps: int, seed: int, root: str) -> float:
+def steps_per_cpu_second(settings: dict, steps: int, seed: int, run_dir: str) -> float:
     """One run of ``steps`` env steps; env steps per CPU-second of the run itself."""
     config = TrainConfig(
         maze="keulen_hard",
@@ -49,7 +49,7 @@ def steps_per_cpu_second(settings: dict, steps: int, seed: int, root: str) -> fl
         image_interval=0,
         checkpoint_interval=10**9,
         torch_threads=1,
-        runs_root=root,
+        run_dir=run_dir,  # one per run: two runs can start within the same second
         quiet=True,
         **settings,
     )
@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as root:
         for index in range(rounds):
             for arm, settings in ARMS.items():
-                rates[arm].append(steps_per_cpu_second(settings, steps, index, root))
+                run_dir = f"{root}/{arm}-{index}"
+                rates[arm].append(steps_per_cpu_second(settings, steps, index, run_dir))
                 print(f"  round {index + 1} {arm:6s} {rates[arm][-1]:7.0f} env steps/CPU-s")
     medians = {arm: statistics.median(values) for arm, values in rates.items()}
     ratio = medians["now"] / medians["before"]
