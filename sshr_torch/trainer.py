@@ -501,6 +501,8 @@ class Trainer:
         self.progress = runlog.Progress()
         self._env_seed = int(seeds[3])
         self._last_report: SmartStartReport | None = None
+        # The state before the last episode, when the step budget cut that episode short.
+        self._cut_before: dict[str, Any] | None = None
         self._open_run_dir()
 
     # --- set-up ---------------------------------------------------------------------------
@@ -650,6 +652,11 @@ class Trainer:
                 self.budget_spent() or stop.requested or self._callback_stop() or self.solved()
             ):
                 steps_before = progress.env_steps
+                step_limit = math.inf if max_steps is None else max_steps - steps_before
+                # The step budget may cut this episode short: keep the state from before it, for
+                # the final checkpoint, so that a resume with a larger budget plays the episode
+                # out as one longer run does (a plain resume plays it again, cut at the same step).
+                before = copy.deepcopy(self._state()) if step_limit < self._episode_cap() else None
                 result = play_episode(
                     self.env,
                     self.agent,
@@ -658,7 +665,7 @@ class Trainer:
                     epsilon=self.epsilon,
                     controller=self.controller,
                     episode=progress.episode,
-                    step_limit=math.inf if max_steps is None else max_steps - steps_before,
+                    step_limit=step_limit,
                     # The run's first episode seeds the env; a resumed run restored its
                     # random stream instead.
                     reset_seed=self._env_seed if progress.episode == 0 else None,
@@ -666,6 +673,7 @@ class Trainer:
                     explore_at_random=self._explore_at_random if self._random_until_goal else None,
                 )
                 progress.wall_s = time.perf_counter() - started
+                self._cut_before = before if result.length >= step_limit else None
                 self._end_episode(result)
                 bar.update(1 if by_episode else progress.env_steps - steps_before)
                 bar.set_postfix(self._postfix(), refresh=False)
@@ -677,7 +685,7 @@ class Trainer:
         self._write_images()
         interrupted = stop.requested and not self.budget_spent()
         summary = self._summary(interrupted)
-        self.checkpoint()
+        self.checkpoint(self._cut_before)
         runlog.write_json(self.run_dir / runlog.SUMMARY_FILE, summary)
         return TrainResult(self.run_dir, summary, self.agent, config, interrupted)
 
@@ -832,15 +840,33 @@ class Trainer:
 
     # --- checkpoints ----------------------------------------------------------------------
 
-    def checkpoint(self) -> None:
-        """Save everything a resume needs to checkpoint.pt (atomically)."""
+    def checkpoint(self, state: dict[str, Any] | None = None) -> None:
+        """Save everything a resume needs to checkpoint.pt (atomically): the run's state now,
+        or ``state`` (an earlier ``_state()``: the one before an episode the budget cut)."""
+        runlog.save_checkpoint(
+            self.run_dir / runlog.CHECKPOINT_FILE, self._state() if state is None else state
+        )
+
+    def _state(self) -> dict[str, Any]:
+        """The run's state as a checkpoint holds it (its tensors and arrays are the live
+        ones: copy it to keep it)."""
         state = runlog.run_state(
             self.config.to_dict(), self.progress, self._parts(), self.env, self.visits
         )
         state["maze_sha256"] = self._maze_digest()
         # The count model's values are recomputed on resume, for the goal they were last for.
         state["model_values_goal"] = self.model_values.goal if self.model_values else None
-        runlog.save_checkpoint(self.run_dir / runlog.CHECKPOINT_FILE, state)
+        return state
+
+    def _episode_cap(self) -> float:
+        """The most steps an episode of the env can have (its own ``max_episode_steps``, or
+        its spec's), inf when it does not say."""
+        limits = [
+            getattr(self.env.unwrapped, "max_episode_steps", None),
+            getattr(self.env.spec, "max_episode_steps", None),
+        ]
+        known = [limit for limit in limits if isinstance(limit, int) and limit > 0]
+        return min(known, default=math.inf)
 
     def _restore(self, state: dict[str, Any]) -> None:
         try:
@@ -867,9 +893,25 @@ class Trainer:
         self.progress = runlog.restore_run_state(
             state, self._parts(), self.env, self.visits, str(self.config.resume)
         )
+        self._check_budget_reaches(self.progress)
         goal = state.get("model_values_goal")
         if self.model_values is not None and isinstance(goal, int):
             self.model_values.refresh(goal)
+
+    def _check_budget_reaches(self, progress: runlog.Progress) -> None:
+        """RunError when a resume's budget ends before the checkpoint it resumes from (the
+        episodes after the checkpoint can be played again; those before it cannot be undone)."""
+        max_episodes, max_steps = self.config.run_length
+        for name, budget, done, unit in (
+            ("episodes", max_episodes, progress.episode, "episodes"),
+            ("total-steps", max_steps, progress.env_steps, "env steps"),
+        ):
+            if budget is not None and budget < done:
+                raise runlog.RunError(
+                    f"--{name} {budget} ends before the last checkpoint of the run in "
+                    f"{self.config.resume} (at {done} {unit}); a resume can shorten a run only "
+                    "to a point after its last checkpoint."
+                )
 
 
 def _check_spaces(env: gym.Env) -> None:

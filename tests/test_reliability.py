@@ -41,6 +41,7 @@ TINY = [
     "--checkpoint-interval", "2", "--quiet",
 ]  # fmt: skip
 MAZE_TEXT = "S...\n.##.\n...G\n"
+BY_STEPS = [flag for flag in TINY if flag not in ("--episodes", "4")]  # give --total-steps
 
 
 def rows_without_wall_clock(run_dir: Path) -> list[dict[str, str]]:
@@ -153,6 +154,72 @@ def test_extending_a_finished_run_is_the_uninterrupted_run(tmp_path, agent):
     assert main([*flags, "--episodes", str(n_first), "--run-dir", str(parts)]) == 0
     assert main(["--resume", str(parts), "--episodes", str(n_total), "--quiet"]) == 0
     assert rows_without_wall_clock(parts) == rows_without_wall_clock(whole)
+
+
+@pytest.mark.parametrize(("agent", "maze"), [("dqn", "builtin"), ("tabular", "text")])
+def test_extending_a_step_budget_plays_out_the_episode_the_first_budget_cut(tmp_path, agent, maze):
+    # Issue 24: `--total-steps 47` then `--resume --total-steps 100`, against one run of 100
+    # steps. The first budget cuts an episode 17 steps in; the longer run plays it out.
+    if maze == "text":
+        (tmp_path / "maze.txt").write_text(MAZE_TEXT)
+    maze_flags = ["--maze", str(tmp_path / "maze.txt")] if maze == "text" else []
+    flags = [*BY_STEPS, "--checkpoint-interval", "1", "--agent", agent, *maze_flags]
+    whole = tmp_path / "whole"
+    assert main([*flags, "--total-steps", "100", "--run-dir", str(whole)]) == 0
+    parts = tmp_path / "parts"
+    assert main([*flags, "--total-steps", "47", "--run-dir", str(parts)]) == 0
+    short = rows_without_wall_clock(parts)
+    assert short[-1]["env_steps"] == "47"
+    assert short[-1] != rows_without_wall_clock(whole)[len(short) - 1]  # it was cut
+    assert main(["--resume", str(parts), "--total-steps", "100", "--quiet"]) == 0
+    assert rows_without_wall_clock(parts) == rows_without_wall_clock(whole)
+    summary = json.loads((parts / runlog.SUMMARY_FILE).read_text())
+    assert summary["episodes"] == len(rows_without_wall_clock(whole))
+
+
+def test_a_plain_resume_of_a_run_whose_budget_cut_an_episode_changes_nothing(tmp_path):
+    flags = BY_STEPS
+    run_dir = tmp_path / "run"
+    assert main([*flags, "--total-steps", "47", "--run-dir", str(run_dir)]) == 0
+    rows = rows_without_wall_clock(run_dir)
+    summary = json.loads((run_dir / runlog.SUMMARY_FILE).read_text())
+    assert main(["--resume", str(run_dir), "--quiet"]) == 0
+    assert rows_without_wall_clock(run_dir) == rows
+    again = json.loads((run_dir / runlog.SUMMARY_FILE).read_text())
+    assert {k: v for k, v in again.items() if k not in ("wall_s", "sps")} == {
+        k: v for k, v in summary.items() if k not in ("wall_s", "sps")
+    }
+
+
+@pytest.mark.parametrize(("flag", "value", "needle"), [
+    ("--episodes", "1", "--episodes 1"),
+    ("--total-steps", "10", "--total-steps 10"),
+])  # fmt: skip
+def test_shortening_a_run_below_its_last_checkpoint_is_refused(
+    tmp_path, capsys, flag, value, needle
+):
+    run_dir = tiny_run(tmp_path, "--agent", "tabular")  # checkpoints at episodes 2 and 4
+    rows = (run_dir / runlog.EPISODES_FILE).read_bytes()
+    checkpoint = (run_dir / runlog.CHECKPOINT_FILE).read_bytes()
+    status = main(["--resume", str(run_dir), flag, value, "--quiet"])
+    one_line_error(capsys, status, needle, "last checkpoint")
+    assert (run_dir / runlog.EPISODES_FILE).read_bytes() == rows
+    assert (run_dir / runlog.CHECKPOINT_FILE).read_bytes() == checkpoint
+
+
+def test_shortening_a_killed_run_to_after_its_last_checkpoint_is_the_shorter_run(tmp_path):
+    flags = [*BY_STEPS, "--agent", "tabular"]
+    short = tmp_path / "short"
+    assert main([*flags, "--total-steps", "40", "--run-dir", str(short)]) == 0
+    # A run whose last checkpoint is at step 30 and whose episodes.csv goes on to step 100, as a
+    # kill -9 after step 100 leaves it.
+    killed = tmp_path / "killed"
+    assert main([*flags, "--total-steps", "30", "--run-dir", str(killed)]) == 0
+    checkpoint = (killed / runlog.CHECKPOINT_FILE).read_bytes()
+    assert main(["--resume", str(killed), "--total-steps", "100", "--quiet"]) == 0
+    (killed / runlog.CHECKPOINT_FILE).write_bytes(checkpoint)
+    assert main(["--resume", str(killed), "--total-steps", "40", "--quiet"]) == 0
+    assert rows_without_wall_clock(killed) == rows_without_wall_clock(short)
 
 
 # --- 3. tabular memory ------------------------------------------------------------------------
