@@ -98,8 +98,9 @@ def default_run_name(maze: str, agent: str, her: str, smart_start: bool, seed: i
     return f"{maze_name}__{agent}__her-{her}__ss-{int(smart_start)}__s{seed}__{stamp}"
 
 
-def lock_run_dir(path: Path) -> IO[str]:
-    """Take the run directory's lock (``fcntl.flock`` on ``path/.lock``) or raise RunError.
+def lock_run_dir(path: Path, other: str = "--run-dir") -> IO[str]:
+    """Take the run directory's lock (``fcntl.flock`` on ``path/.lock``) or raise RunError
+    (whose advice names the flag ``other``: use another one).
 
     The lock belongs to the open file: it lasts until the returned handle is closed or the
     process ends, however it ends (the OS releases it on a kill -9). The holder's process id
@@ -119,7 +120,7 @@ def lock_run_dir(path: Path) -> IO[str]:
             who = f"process {holder}" if holder.isdigit() else "another process"
             raise RunError(
                 f"run directory {path} is in use by {who}; one process per run directory "
-                "(wait for it to end, or use another --run-dir)."
+                f"(wait for it to end, or use another {other})."
             ) from None
     handle.seek(0)
     handle.truncate()

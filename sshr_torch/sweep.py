@@ -27,14 +27,18 @@ from __future__ import annotations
 
 import argparse
 import csv
+import ctypes
 import dataclasses
 import io
 import itertools
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -70,9 +74,13 @@ FINAL_METRICS = {
 }
 # The HParams dashboard's settings of the sweep, at the top of its directory.
 HPARAMS_FILE = "events.out.tfevents.sweep_hparams"
+# The names of the sweep's runs: a rerun with another grid is refused, not mixed in.
+SWEEP_FILE = "sweep.json"
 # Fields that may differ between a run directory's saved config and the sweep's job for it: the
 # run length (a longer budget continues the run), where it lives and how much it prints.
 _MAY_DIFFER = ("episodes", "total_steps", "run_dir", "resume", "quiet")
+# Linux's prctl option: the signal a process gets when its parent dies (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
 
 
 def grid(
@@ -172,25 +180,58 @@ def run_sweep(
     if "://" in str(out_dir):
         raise ConfigError(f"--out {out_dir} is a URI: storage URIs need --backend ray.")
     out_dir = Path(out_dir).resolve()
+    _check_not_a_run(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [
-        dataclasses.replace(config, run_dir=str(out_dir / name), quiet=True)
-        for config, name in zip(configs, names, strict=True)
-    ]
-    for job in jobs:
-        _check_same_settings(job)
-    todo = [job for job in jobs if not _finished(job)]
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="run", disable=not progress)
-    errors: dict[str, str] = {}
+    # One driver per sweep directory: its lock also refuses a directory a live run holds.
+    lock = runlog.lock_run_dir(out_dir, other="--out")
     try:
-        for run_dir, error in _run_local(todo, workers):
-            if error:
-                errors[run_dir] = error
-            bar.update(1)
-            bar.set_postfix(failed=len(errors), refresh=False)
+        _check_same_sweep(out_dir, names)
+        jobs = [
+            dataclasses.replace(config, run_dir=str(out_dir / name), quiet=True)
+            for config, name in zip(configs, names, strict=True)
+        ]
+        for job in jobs:
+            _check_same_settings(job)
+        runlog.write_json(out_dir / SWEEP_FILE, {"runs": sorted(names)})
+        todo = [job for job in jobs if not _finished(job)]
+        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="run", disable=not progress)
+        errors: dict[str, str] = {}
+        try:
+            for run_dir, error in _run_local(todo, workers):
+                if error:
+                    errors[run_dir] = error
+                bar.update(1)
+                bar.set_postfix(failed=len(errors), refresh=False)
+        finally:
+            bar.close()
+        return collect(jobs, out_dir, varying, errors)
     finally:
-        bar.close()
-    return collect(jobs, out_dir, varying, errors)
+        lock.close()
+
+
+def _check_not_a_run(out_dir: Path) -> None:
+    """ConfigError when ``out_dir`` holds a run (its tables would overwrite the run's files)."""
+    for name in (runlog.CONFIG_FILE, runlog.CHECKPOINT_FILE):
+        if (out_dir / name).exists() and not (out_dir / SWEEP_FILE).exists():
+            raise ConfigError(
+                f"--out {out_dir} holds a run ({name}), not a sweep; use another --out."
+            )
+
+
+def _check_same_sweep(out_dir: Path, names: Sequence[str]) -> None:
+    """ConfigError when ``out_dir`` holds another sweep: other runs than ``names`` (a different
+    grid or seeds), whose tables this sweep's would replace."""
+    path = out_dir / SWEEP_FILE
+    if not path.exists():
+        return
+    saved = runlog.read_json(path)
+    runs = saved.get("runs") if isinstance(saved, dict) else None
+    if not isinstance(runs, list) or sorted(runs) != sorted(names):
+        count = len(runs) if isinstance(runs, list) else "unknown"
+        raise ConfigError(
+            f"--out {out_dir} holds another sweep ({count} runs, not this grid's {len(names)}: "
+            "other --grid values or --seeds); use another --out."
+        )
 
 
 def collect(
@@ -340,7 +381,7 @@ def _parse_json(text: str | None) -> dict[str, Any] | None:
 
 
 def _finished(job: TrainConfig) -> bool:
-    """Whether the job's run spent its whole budget.
+    """Whether the job's run spent its whole budget or met its ``stop_success`` rule.
 
     The trainer rewrites summary.json at every checkpoint, so a summary alone does not mean the
     run finished: a killed run leaves one too. The budget decides.
@@ -348,6 +389,8 @@ def _finished(job: TrainConfig) -> bool:
     summary = _read_summary(Path(job.run_dir))
     if summary is None or summary.get("interrupted", False):
         return False
+    if job.stop_success is not None and summary.get("solved_step") is not None:
+        return True  # it met its stop rule
     max_episodes, max_steps = job.run_length
     return (max_episodes is not None and summary.get("episodes", 0) >= max_episodes) or (
         max_steps is not None and summary.get("env_steps", 0) >= max_steps
@@ -409,13 +452,43 @@ def _run_local(
             yield _train_one(job.to_dict())
         return
     # 'spawn' gives each worker a clean interpreter: no torch threads inherited across fork.
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=get_context("spawn"),
+        initializer=_end_with_driver,
+        initargs=(os.getpid(),),
+    ) as pool:
         futures = {pool.submit(_train_one, job.to_dict()): job.run_dir for job in jobs}
         for future in as_completed(futures):
             try:
                 yield future.result()
             except Exception as error:  # a worker that died (killed, out of memory)
                 yield futures[future], f"{type(error).__name__}: {error}"
+
+
+def _end_with_driver(driver: int) -> None:
+    """A worker's initializer: the worker ends when the sweep's driver process ``driver``
+    dies, however it dies (a kill -9 included), so that no worker trains on, takes queued
+    runs, or holds a run's lock that a rerun of the sweep needs.
+
+    On Linux the kernel kills the worker when its parent dies (prctl PR_SET_PDEATHSIG); a
+    thread that checks the parent's process id twice a second does it everywhere else.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the thread below still ends the worker
+    if os.getppid() != driver:  # the driver died before the prctl took effect
+        os._exit(1)
+    threading.Thread(target=_watch_driver, args=(driver,), daemon=True).start()
+
+
+def _watch_driver(driver: int) -> None:
+    while os.getppid() == driver:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _varying_fields(configs: Sequence[TrainConfig]) -> list[str]:
@@ -489,7 +562,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             base_args["hidden_sizes"] = tuple(base_args["hidden_sizes"])
         base = TrainConfig(**base_args).validate()
         types = {name: _caster(hint) for name, hint in get_type_hints(TrainConfig).items()}
-        axes = dict(_parse_axis(text, types) for text in args.grid)
+        axes: dict[str, list[Any]] = {}
+        for text in args.grid:  # a repeated axis takes the values of each --grid
+            name, values = _parse_axis(text, types)
+            known = axes.setdefault(name, [])
+            known.extend(value for value in values if value not in known)
         if args.seeds <= 0:
             raise ConfigError(f"--seeds must be a positive integer, got {args.seeds}.")
         configs = grid(base, axes, args.seeds)

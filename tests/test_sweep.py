@@ -266,3 +266,167 @@ def test_the_local_backend_needs_no_ray(tmp_path: Path, monkeypatch: pytest.Monk
     assert [row["error"] for row in rows] == ["", ""]
     with pytest.raises(ConfigError, match="--backend ray needs Ray Tune"):
         run_sweep(configs, tmp_path / "ray", backend="ray", progress=False)
+
+
+# --- issue 24: sweeps over run directories, killed drivers, reruns ----------------------------
+
+
+def _one_line(capsys: pytest.CaptureFixture[str], status: int, *needles: str) -> None:
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_a_sweep_refuses_an_out_that_holds_a_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sshr_torch.trainer import resume_config, train
+
+    run_dir = tmp_path / "run"
+    train(dataclasses.replace(TINY, run_dir=str(run_dir), quiet=True))
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
+    status = main(["--out", str(run_dir), "--seeds", "1", "--workers", "1", "--", *TRAIN_FLAGS])
+    _one_line(capsys, status, "holds a run", "--out")
+    after = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
+    assert after == before
+    train(resume_config(run_dir, episodes=6, quiet=True))  # still resumable
+    assert len(_read_csv(run_dir / runlog.EPISODES_FILE)) == 6
+
+
+def test_a_sweep_refuses_another_sweeps_grid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--out", str(tmp_path), "--seeds", "1", "--workers", "1"]
+    assert main([*argv, "--grid", "her=none,future", "--", *TRAIN_FLAGS]) == 0
+    results = (tmp_path / "results.csv").read_bytes()
+    capsys.readouterr()
+    status = main([*argv, "--grid", "her_k=1,2", "--", *TRAIN_FLAGS])
+    _one_line(capsys, status, "holds another sweep", "--out")
+    assert (tmp_path / "results.csv").read_bytes() == results
+    assert not list(tmp_path.glob("her_k=*"))
+
+
+def test_a_sweep_respects_the_lock_of_a_live_run_or_driver(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+
+    tmp_path.mkdir(exist_ok=True)
+    code = (
+        "import fcntl, os, time\n"
+        f"f = open({str(tmp_path / runlog.LOCK_FILE)!r}, 'a+')\n"
+        "fcntl.flock(f, fcntl.LOCK_EX)\n"
+        "f.write(f'{os.getpid()}\\n'); f.flush()\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        status = main(
+            ["--out", str(tmp_path), "--seeds", "1", "--workers", "1", "--", *TRAIN_FLAGS]
+        )
+        _one_line(capsys, status, f"in use by process {holder.pid}", "--out")
+        assert not (tmp_path / "results.csv").exists()
+        assert not list(tmp_path.glob("seed=*"))
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_runs_that_met_their_stop_rule_are_finished_on_a_rerun(tmp_path: Path) -> None:
+    base = dataclasses.replace(TINY, episodes=200, eval_interval=5, stop_success=1.0)
+    configs = grid(base, {"her": ["none", "future"]}, 1)
+    first = run_sweep(configs, tmp_path, workers=1, progress=False)
+    assert all(row["episodes"] < 200 for row in first)  # each stopped at its stop rule
+    run_files = sorted(path for path in tmp_path.glob("*/*") if path.is_file())
+    stamps = {path: path.stat().st_mtime_ns for path in run_files}
+    assert run_sweep(configs, tmp_path, workers=1, progress=False) == first
+    assert sorted(path for path in tmp_path.glob("*/*") if path.is_file()) == run_files
+    assert {path: path.stat().st_mtime_ns for path in run_files} == stamps
+    assert len(list(tmp_path.glob("*/*.final"))) == 2
+
+
+def test_a_repeated_grid_axis_runs_every_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--out", str(tmp_path), "--seeds", "1", "--workers", "1"]
+    grids = ["--grid", "her=none", "--grid", "her=future", "--grid", "her=none"]
+    assert main([*argv, *grids, "--", *TRAIN_FLAGS]) == 0
+    results = _read_csv(tmp_path / "results.csv")
+    assert [row["her"] for row in results] == ["none", "future"]
+
+
+def test_a_sweep_rerun_with_a_larger_step_budget_is_one_longer_sweep(tmp_path: Path) -> None:
+    by_steps = dataclasses.replace(TINY, episodes=None, checkpoint_interval=1)
+    longer = grid(dataclasses.replace(by_steps, total_steps=100), {"her": ["none", "future"]}, 1)
+    whole = run_sweep(longer, tmp_path / "whole", workers=1, progress=False)
+    shorter = [dataclasses.replace(config, total_steps=47) for config in longer]
+    run_sweep(shorter, tmp_path / "parts", workers=1, progress=False)
+    extended = run_sweep(longer, tmp_path / "parts", workers=1, progress=False)
+    assert [row["episodes"] for row in extended] == [row["episodes"] for row in whole]
+    assert _without_wall_time(_read_csv(tmp_path / "parts" / "episodes.csv")) == _without_wall_time(
+        _read_csv(tmp_path / "whole" / "episodes.csv")
+    )
+
+
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its exit status is left
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_of_the_driver_ends_its_workers_and_a_rerun_finishes_the_sweep(
+    tmp_path: Path,
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    flags = ["--agent", "tabular", "--maze", "keulen_easy_unscaled", "--max-episode-steps", "30"]
+    flags += ["--episodes", "400", "--eval-interval", "0", "--checkpoint-interval", "5"]
+    argv = ["--seeds", "2", "--grid", "her=none,future", "--", *flags]
+    reference = tmp_path / "reference"
+    assert main(["--out", str(reference), "--workers", "1", *argv]) == 0
+
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "sshr_torch.sweep", "--out", str(out), "--workers", "2"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    driver = subprocess.Popen([*command, *argv], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*/" + runlog.CHECKPOINT_FILE)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert driver.poll() is None, "the sweep ended before the kill"
+    workers = _children(driver.pid)
+    assert len(workers) >= 2  # the two workers (and multiprocessing's resource tracker)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in workers if _alive(pid)], "processes left behind by the driver"
+
+    rerun = subprocess.run([*command, *argv], env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert _without_wall_time(_read_csv(out / "episodes.csv")) == _without_wall_time(
+        _read_csv(reference / "episodes.csv")
+    )
