@@ -39,6 +39,9 @@ DEFAULT_GAMMA = {"tabular": 0.99, "dqn": 0.999}
 DEFAULT_SS_VALUE = {"tabular": "learner", "dqn": "zero"}
 # More torch threads than this is a typo, not a machine (torch overflows on huge counts).
 MAX_TORCH_THREADS = 4096
+# The largest magnitude of a return (step_reward over an episode) the DQN takes: the squared
+# TD errors of a minibatch stay far inside float32's range (3.4e38).
+MAX_RETURN = 1e9
 
 
 class ConfigError(ValueError):
@@ -80,7 +83,8 @@ class TrainConfig:
     maze: str = "keulen_easy"
     """Maze: a built-in name, a path to a text file, or 'generated:HxW[:seed=N][:kind=K]'."""
     max_episode_steps: int = 1000
-    """Episode step limit (the paper uses 1000; Keulen's code 100). Guided steps count."""
+    """Episode step limit (the paper uses 1000; Keulen's code 100). Guided steps count. An env
+    passed to train() gets it as a TimeLimit (its own limit holds where shorter)."""
     slip: float = 0.0
     """Probability that a move is replaced by a random other move (stochastic mazes)."""
     random_start: bool = False
@@ -226,6 +230,16 @@ class TrainConfig:
             )
         if self.gamma is not None and not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"--gamma must be in [0, 1], got {self.gamma}.")
+        # The DQN's lowest return: c / (1 - gamma) at most, c per step for a whole episode
+        # when gamma is 1. Its TD targets and squared errors are float32 (max 3.4e38).
+        gamma = self.discount
+        horizon = 1.0 / (1.0 - gamma) if gamma < 1.0 else float(self.max_episode_steps)
+        if self.agent == "dqn" and abs(self.step_reward) * horizon > MAX_RETURN:
+            raise ConfigError(
+                f"--step-reward {self.step_reward:g} with --gamma {gamma:g}: returns reach "
+                f"{self.step_reward * horizon:.3g}, beyond the -{MAX_RETURN:.0e} that the DQN's "
+                "float32 targets hold; use a step reward nearer 0."
+            )
         for name in ("c_ss", "theta", "max_grad_norm"):
             value = getattr(self, name)
             if not (value >= 0.0 and math.isfinite(value)):

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import gymnasium
 import numpy as np
 import torch
 
@@ -587,6 +588,7 @@ def run_state(
         "progress": progress.to_dict(),
         **{name: None if part is None else part.state_dict() for name, part in parts.items()},
         "env_rng": env.unwrapped.np_random.bit_generator.state,
+        "env_spaces_rng": _space_streams(env),
         "visits": visits,
         "torch_rng": torch.get_rng_state(),
     }
@@ -611,12 +613,28 @@ def restore_run_state(
         # Reset once so the env is initialised, then put its random stream back.
         env.reset(seed=0)
         env.unwrapped.np_random.bit_generator.state = state["env_rng"]
+        streams = _space_streams(env)
+        for name, stream in state.get("env_spaces_rng", {}).items():
+            if name not in streams:
+                raise ValueError(f"the env has no seeded space {name!r}")
+            getattr(env.unwrapped, name).np_random.bit_generator.state = stream
         if visits is not None:
             visits[:] = state["visits"]
         torch.set_rng_state(state["torch_rng"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise RunError(f"the checkpoint in {where} does not match this run ({error}).") from None
     return progress
+
+
+def _space_streams(env: Any) -> dict[str, Any]:
+    """The random streams of the env's spaces that have one, by attribute name: an env may
+    draw from a space (SB3's BitFlippingEnv samples its start state from ``_obs_space``, which
+    ``reset(seed=...)`` seeds), and a resume must draw what the run would have drawn."""
+    return {
+        name: value.np_random.bit_generator.state
+        for name, value in vars(env.unwrapped).items()
+        if isinstance(value, gymnasium.spaces.Space)
+    }
 
 
 def _wait_for_a_newer_event_file_name(run_dir: Path) -> None:

@@ -147,6 +147,8 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
         raise ConfigError(
             f"--resume continues a run with its saved config; it cannot change {', '.join(bad)}."
         )
+    # A bad override is the flag's fault, not config.json's: check it alone first.
+    dataclasses.replace(TrainConfig(), **overrides).validate()
     values = {**config.to_dict(), **overrides, "resume": str(run_dir), "run_dir": str(run_dir)}
     try:
         return TrainConfig.from_dict(values).validate()
@@ -262,6 +264,17 @@ def memory_estimates(
         per_sample = 4 * 4 * sum(sizes[1:]) + per_transition
         estimates.append(
             (f"--batch-size {config.batch_size}", "one minibatch", config.batch_size * per_sample)
+        )
+    if config.agent == "dqn" and config.n_step > 1:
+        # The HER buffer's n-step windows: (batch, n) positions, slots, rewards, flags and
+        # relabelled goals per minibatch, and its own (n,) offsets and powers of gamma.
+        per_step = 8 + 8 + 8 + 4 + 4 + 1 + 1 + 1 + goal_bytes
+        estimates.append(
+            (
+                f"--n-step {config.n_step} with --batch-size {config.batch_size}",
+                f"the n-step windows of one minibatch ({per_step} bytes a step of a row)",
+                (config.batch_size * per_step + 12) * config.n_step,
+            )
         )
     return estimates
 
@@ -455,18 +468,26 @@ class Trainer:
         q_network: torch.nn.Module | Callable[..., torch.nn.Module] | None = None,
     ) -> None:
         self._run_name_maze = config.maze
+        self._reward_per_row = False  # see _compute_reward
         if env is None:
             config = dataclasses.replace(config, maze=portable_maze_spec(config.maze))
         self.config = config
         self.callbacks = list(callbacks)
         check_device(config.device)
         apply_process_settings(config)
+        if env is not None:
+            _check_maze_settings(config, env)
+            # The run's episode limit holds for any env (its own limit may be shorter).
+            env = gym.wrappers.TimeLimit(env, config.max_episode_steps)
         self.env = make_env(config) if env is None else env
         _check_spaces(self.env)
+        self._check_n_step()
         check_memory(config, self.env, q_network)
         self.eval_env = make_env(config) if env is None else copy.deepcopy(env)
         seeds = np.random.SeedSequence(config.seed).generate_state(4)
         self.agent = make_agent(config, self.env, int(seeds[0]), q_network)
+        if q_network is not None:
+            _check_q_network(self.agent)  # type: ignore[arg-type]
         space = self.env.observation_space
         self.buffer = HerReplayBuffer(
             config.buffer_size,
@@ -507,8 +528,36 @@ class Trainer:
 
     # --- set-up ---------------------------------------------------------------------------
 
+    def _check_n_step(self) -> None:
+        """ConfigError when the DQN's n-step window is longer than an episode can be."""
+        config, cap = self.config, self._episode_cap()
+        if config.agent == "dqn" and config.n_step > cap:
+            raise ConfigError(
+                f"--n-step {config.n_step} is longer than an episode of this env can be "
+                f"({cap} steps: --max-episode-steps or the env's own limit); an n-step window "
+                "never spans two episodes."
+            )
+
     def _compute_reward(self, achieved: np.ndarray, desired: np.ndarray) -> np.ndarray:
-        return np.asarray(self.env.unwrapped.compute_reward(achieved, desired, None))
+        """The env's rewards for a batch of (achieved, desired) goals, shape (batch,).
+
+        An env whose ``compute_reward`` returns another shape for a batch (SB3's
+        BitFlippingEnv with ``discrete_obs_space`` reads a batch of Discrete goals as one goal)
+        is called once per row instead, with each row as the env's observations hold it.
+        """
+        compute = self.env.unwrapped.compute_reward
+        if not self._reward_per_row:
+            reward = np.asarray(compute(achieved, desired, None))
+            if reward.shape == (len(achieved),):
+                return reward
+            self._reward_per_row = True
+        return np.array(
+            [
+                np.asarray(compute(_row(a), _row(d), None)).reshape(-1)[0]
+                for a, d in zip(achieved, desired, strict=True)
+            ],
+            dtype=np.float32,
+        )
 
     def _make_controller(self, rng: np.random.Generator) -> SmartStartController | None:
         config = self.config
@@ -547,16 +596,36 @@ class Trainer:
         ):
             return None
         state_space = self.env.observation_space["observation"]
+        modes = f"--model-values {config.model_values}"
+        if not config.discount < 1.0:
+            raise ConfigError(
+                f"--gamma {config.discount} with {modes}: the count model's values need gamma "
+                "below 1; set --gamma below 1 or --model-values off."
+            )
+        # The env's rewards as the learner sees them (step_reward added): on arrival at the goal,
+        # and on every other move (the maze pays 1 and 0; an env that pays -1 per step, 0 and -1).
+        first = int(state_space.start)
+        goal = np.array([first])
         goal_reward = getattr(self.env.unwrapped, "goal_reward", None)
         if goal_reward is None:  # another env: the reward of achieving a goal, as it computes it
-            goal = np.array([int(state_space.start)])
             goal_reward = float(self._compute_reward(goal, goal)[0])
+        move_reward = 0.0
+        if int(state_space.n) > 1 and not isinstance(self.env.unwrapped, GridMazeEnv):
+            move_reward = float(self._compute_reward(np.array([first + 1]), goal)[0])
+        arrival, move = float(goal_reward) + config.step_reward, move_reward + config.step_reward
+        if not arrival > move / (1.0 - config.discount):
+            raise ConfigError(
+                f"--step-reward {config.step_reward} with {modes}: this env pays {goal_reward:g} "
+                f"on arrival and {move_reward:g} on other moves, so reaching a goal pays no "
+                "more than never reaching it and the count model's values cannot guide the "
+                "learner; set --step-reward below 0 or --model-values off."
+            )
         values = ModelGoalValues(
             self.controller.model,
             int(state_space.start + state_space.n),
             config.discount,
-            goal_reward=float(goal_reward) + config.step_reward,
-            step_reward=config.step_reward,
+            goal_reward=arrival,
+            step_reward=move,
         )
         self.agent.model_values = values  # type: ignore[attr-defined]
         self.agent.model_mode = config.model_values  # type: ignore[attr-defined]
@@ -854,19 +923,21 @@ class Trainer:
             self.config.to_dict(), self.progress, self._parts(), self.env, self.visits
         )
         state["maze_sha256"] = self._maze_digest()
+        env_class = type(self.env.unwrapped)
+        state["env"] = f"{env_class.__module__}.{env_class.__qualname__}"
         # The count model's values are recomputed on resume, for the goal they were last for.
         state["model_values_goal"] = self.model_values.goal if self.model_values else None
         return state
 
-    def _episode_cap(self) -> float:
-        """The most steps an episode of the env can have (its own ``max_episode_steps``, or
-        its spec's), inf when it does not say."""
+    def _episode_cap(self) -> int:
+        """The most steps an episode can have: ``max_episode_steps`` (the maze's limit, and
+        the TimeLimit around an env passed in), or the env's own limit where it is shorter."""
         limits = [
+            self.config.max_episode_steps,
             getattr(self.env.unwrapped, "max_episode_steps", None),
             getattr(self.env.spec, "max_episode_steps", None),
         ]
-        known = [limit for limit in limits if isinstance(limit, int) and limit > 0]
-        return min(known, default=math.inf)
+        return min(limit for limit in limits if isinstance(limit, int) and limit > 0)
 
     def _restore(self, state: dict[str, Any]) -> None:
         try:
@@ -884,6 +955,19 @@ class Trainer:
             raise runlog.RunError(
                 f"the checkpoint in {self.config.resume} was written with other settings "
                 f"({', '.join(mismatched)})."
+            )
+        saved_env, resume = state.get("env", "its own env"), self.config.resume
+        if state.get("maze_sha256") is None and self.maze is not None:
+            raise runlog.RunError(
+                f"the run in {resume} was trained on an env passed to train() ({saved_env}), "
+                "not a maze; resume it from Python with the same env: "
+                f"train(resume_config({str(resume)!r}), env=...)."
+            )
+        if state.get("maze_sha256") is not None and self.maze is None:
+            raise runlog.RunError(
+                f"the run in {resume} was trained on the maze {self.config.maze}, not on the "
+                f"env passed to train(); resume it without env=, or with "
+                f"python -m sshr_torch.train --resume {resume}."
             )
         if state.get("maze_sha256") != self._maze_digest():
             raise runlog.RunError(
@@ -914,6 +998,57 @@ class Trainer:
                 )
 
 
+# Settings of the maze that make_env builds: an env passed to train() brings its own.
+MAZE_SETTINGS = ("slip", "random_start", "random_goal")
+
+
+def _check_maze_settings(config: TrainConfig, env: gym.Env) -> None:
+    """ConfigError when a setting of the maze env is given with an env passed to train(): it
+    would be recorded in config.json but not applied."""
+    defaults = TrainConfig()
+    given = [name for name in MAZE_SETTINGS if getattr(config, name) != getattr(defaults, name)]
+    if config.stop_path_factor is not None and not isinstance(env.unwrapped, GridMazeEnv):
+        given.append("stop_path_factor")  # it needs the maze's shortest path
+    if given:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+        raise ConfigError(
+            f"{flags}: settings of the maze env, which an env passed to train() does not use; "
+            "leave them out (configure the env itself)."
+        )
+
+
+def _check_q_network(agent: DQNAgent) -> None:
+    """ConfigError unless the Q-network maps a batch of (state, goal) to finite float32
+    Q-values of shape (B, n_actions); checked on two rows of the spaces' first values."""
+    states = np.zeros((2, *agent.obs_spec.shape), dtype=np.int64)
+    goals = np.zeros((2, *agent.goal_spec.shape), dtype=np.int64)
+    wanted = f"a finite float32 tensor of shape (B, n_actions) = (2, {agent.n_actions})"
+    torch_state = torch.get_rng_state()  # a network that draws (dropout) draws nothing here
+    try:
+        with torch.no_grad():
+            q = agent.q_network(
+                agent.tensors(states, agent.obs_spec), agent.tensors(goals, agent.goal_spec)
+            )
+    except Exception as error:  # any failure of a user's network, named in one line
+        raise ConfigError(
+            f"q_network: forward(state, goal) on a batch of 2 failed ({type(error).__name__}: "
+            f"{error}); it must return {wanted}."
+        ) from None
+    finally:
+        torch.set_rng_state(torch_state)
+    if not isinstance(q, torch.Tensor):
+        got = type(q).__name__
+    elif tuple(q.shape) != (2, agent.n_actions):
+        got = f"shape {tuple(q.shape)}"
+    elif q.dtype != torch.float32:
+        got = f"dtype {q.dtype}"
+    elif not bool(torch.isfinite(q).all()):
+        got = "values that are not finite (NaN or inf)"
+    else:
+        return
+    raise ConfigError(f"q_network: forward(state, goal) returned {got}; it must return {wanted}.")
+
+
 def _check_spaces(env: gym.Env) -> None:
     """ConfigError unless ``env`` is a goal-env with Discrete / MultiBinary parts."""
     space = env.observation_space
@@ -939,6 +1074,11 @@ def _shape(space: spaces.Space) -> tuple[int, ...]:
 
 def _dtype(space: spaces.Space) -> type:
     return np.int64 if isinstance(space, spaces.Discrete) else np.uint8
+
+
+def _row(value: np.ndarray) -> Any:
+    """One goal of a batch as an env's observation holds it: a Discrete one as a Python int."""
+    return int(value) if np.ndim(value) == 0 else value
 
 
 def _target_label(report: SmartStartReport | None) -> Any:

@@ -264,6 +264,17 @@ FLAG_CASES = [
     (["--agent", "tabular", "--alpha", "1.5"], "--alpha"),
     (["--torch-threads", "100000000000000000000"], "--torch-threads"),
     (["--resume", ""], "--resume"),
+    # issue 24: an n-step window longer than an episode, or than memory holds
+    (["--n-step", "1000000000"], "--n-step 1000000000"),
+    (["--n-step", "10000000000"], "--n-step 10000000000"),
+    (["--n-step", "300000000"], "--n-step 300000000"),
+    (["--n-step", "100000", "--max-episode-steps", "1500"], "--n-step 100000"),
+    (["--n-step", "1000000000", "--max-episode-steps", "2000000000"], "--n-step 1000000000"),
+    # returns beyond what float32 targets hold, on either update path
+    (["--step-reward=-1e37"], "--step-reward"),
+    (["--step-reward=-1e308"], "--step-reward"),
+    (["--step-reward=-1e37", "--no-fast-path"], "--step-reward"),
+    (["--step-reward=-1e308", "--no-fast-path"], "--step-reward"),
 ]
 if not torch.cuda.is_available():
     FLAG_CASES += [(["--device", "cuda"], "--device cuda"), (["--device", "cuda:0"], "cuda:0")]
@@ -274,6 +285,33 @@ def test_bad_flag_is_one_line_naming_it(tmp_path, capsys, flags, needle):
     status = main([*TINY, "--run-dir", str(tmp_path / "run"), *flags])
     one_line_error(capsys, status, needle)
     assert not (tmp_path / "run").exists()
+
+
+def test_gamma_1_with_the_model_values_names_both_flags(tmp_path, capsys):
+    status = main([*TINY, "--run-dir", str(tmp_path / "run"), "--gamma", "1.0"])
+    one_line_error(capsys, status, "--gamma 1.0", "--model-values q")
+    assert not (tmp_path / "run").exists()
+    # without the model's values gamma 1 is a valid setting
+    assert (
+        main([*TINY, "--run-dir", str(tmp_path / "ok"), "--gamma", "1.0", "--model-values", "off"])
+        == 0
+    )
+
+
+def test_n_step_is_in_the_memory_estimate(tmp_path):
+    config = trainer.TrainConfig(n_step=10_000, max_episode_steps=100_000)
+    env = make_env(config)
+    small, large = (
+        [size for flags, _, size in trainer.memory_estimates(c, env) if "--n-step" in flags]
+        for c in (config, trainer.TrainConfig(n_step=20_000, max_episode_steps=100_000))
+    )
+    assert small and large and large[0] == 2 * small[0] >= 128 * 10_000 * 8
+
+
+def test_resume_with_a_bad_budget_names_the_flag(tmp_path, capsys):
+    run_dir = tiny_run(tmp_path, "--agent", "tabular")
+    err = one_line_error(capsys, main(["--resume", str(run_dir), "--episodes", "0"]), "--episodes")
+    assert "config.json" not in err
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import goal_envs
 import gymnasium
 import numpy as np
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sshr_torch import runlog
@@ -461,3 +462,125 @@ def test_a_resumed_dqn_continues_with_the_count_models_values(tmp_path):
     assert resumed.agent.model_values.goal == reference.agent.model_values.goal is not None
     rows, expected = read_rows(resumed.run_dir), read_rows(reference.run_dir)
     assert without_wall_clock(rows) == without_wall_clock(expected)
+
+
+# --- issue 24: envs and networks passed to train() -------------------------------------------
+
+
+def sb3_bit_flipping(n_bits: int = 4):
+    from stable_baselines3.common.envs import BitFlippingEnv
+
+    return BitFlippingEnv(n_bits=n_bits, discrete_obs_space=True)
+
+
+@pytest.mark.parametrize("agent", ["dqn", "tabular"])
+def test_sb3_bit_flipping_with_discrete_goals_trains_and_resumes_as_one_run(tmp_path, agent):
+    # Its compute_reward reads a batch of Discrete goals as one goal (one value for the batch);
+    # its start states come from a space of its own, which reset(seed=...) seeds.
+    settings = dict(agent=agent, step_reward=0.0, eval_interval=0, checkpoint_interval=5)
+    whole = train(tiny_config(tmp_path / "a", episodes=30, **settings), env=sb3_bit_flipping())
+    rows = read_rows(whole.run_dir)
+    assert len(rows) == 30 and any(row["success"] == "1" for row in rows)
+    train(tiny_config(tmp_path / "b", episodes=12, **settings), env=sb3_bit_flipping())
+    resumed = train(resume_config(tmp_path / "b" / "run", episodes=30), env=sb3_bit_flipping())
+    assert without_wall_clock(read_rows(resumed.run_dir)) == without_wall_clock(rows)
+
+
+def test_relabelled_rewards_of_sb3_bit_flipping_are_per_goal(tmp_path):
+    config = tiny_config(tmp_path, agent="tabular", episodes=1, step_reward=0.0)
+    env = sb3_bit_flipping(n_bits=3)
+    env.reset(seed=0)  # (its compute_reward reads the width of its state)
+    trainer = Trainer(config, env=env)
+    try:
+        achieved = np.array([7, 7, 3, 0])
+        desired = np.array([7, 3, 3, 7])
+        assert trainer._compute_reward(achieved, desired).tolist() == [0.0, -1.0, 0.0, -1.0]
+    finally:
+        trainer.close()
+
+
+@pytest.mark.parametrize(("step_reward", "arrival", "move"), [(0.0, 0.0, -1.0), (-1.0, -1.0, -2.0)])
+def test_model_values_use_the_env_rewards_plus_step_reward(tmp_path, step_reward, arrival, move):
+    # An env that pays -1 per step and 0 at the goal (README: step_reward=0 suits it): the
+    # count model's rewards are what the learner sees, the env's plus step_reward.
+    config = tiny_config(tmp_path, episodes=3, step_reward=step_reward, model_values="q")
+    values = train(config, env=sb3_bit_flipping()).agent.model_values
+    assert (values.goal_reward, values.step_reward) == (arrival, move)
+    maze = train(tiny_config(tmp_path / "maze", episodes=3, step_reward=step_reward))
+    assert (maze.agent.model_values.goal_reward, maze.agent.model_values.step_reward) == (
+        1.0 + step_reward,
+        step_reward,
+    )
+
+
+def test_a_run_on_its_own_env_resumed_from_the_command_line_says_how(tmp_path, capsys):
+    result = train(tiny_config(tmp_path, episodes=2), env=goal_envs.BitFlippingEnv(n_bits=4))
+    status = main(["--resume", str(result.run_dir), "--episodes", "4", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1, err
+    assert "BitFlipEnv" in err and "train(resume_config(" in err and "env=" in err, err
+    assert len(read_rows(result.run_dir)) == 2
+
+
+@pytest.mark.parametrize(
+    ("setting", "flag"),
+    [
+        ({"slip": 0.1}, "--slip"),
+        ({"random_goal": True}, "--random-goal"),
+        ({"random_start": True}, "--random-start"),
+        ({"stop_success": 1.0, "stop_path_factor": 1.5}, "--stop-path-factor"),
+    ],
+)
+def test_maze_settings_with_an_env_of_ones_own_are_refused(tmp_path, setting, flag):
+    config = tiny_config(tmp_path, **setting)
+    with pytest.raises(ConfigError, match=flag):
+        train(config, env=goal_envs.BitFlippingEnv(n_bits=4))
+    assert not (tmp_path / "run").exists()
+
+
+def test_max_episode_steps_applies_to_an_env_of_ones_own(tmp_path):
+    config = tiny_config(tmp_path, episodes=6, max_episode_steps=2, n_step=2)
+    result = train(config, env=goal_envs.BitFlippingEnv(n_bits=6))  # its own limit: 6 steps
+    assert {row["length"] for row in read_rows(result.run_dir)} <= {"1", "2"}
+    assert json.loads((result.run_dir / runlog.CONFIG_FILE).read_text())["max_episode_steps"] == 2
+    with pytest.raises(ConfigError, match="--n-step 3"):
+        train(
+            tiny_config(tmp_path / "b", max_episode_steps=2, n_step=3),
+            env=goal_envs.BitFlippingEnv(),
+        )
+
+
+class _Returns(torch.nn.Module):
+    """A Q-network that returns what it is told to, whatever its inputs."""
+
+    def __init__(self, make) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.make = make
+
+    def forward(self, state, goal):
+        return self.make(len(state)) + self.weight * 0
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda b: torch.zeros(b, 3), "shape (2, 3)"),
+        (lambda b: torch.zeros(b), "shape (2,)"),
+        (lambda b: torch.full((b, 4), math.nan), "not finite"),
+        (lambda b: torch.full((b, 4), math.inf), "not finite"),
+        (lambda b: torch.zeros(b, 4, dtype=torch.float64), "float64"),
+        (lambda b: torch.zeros(b, 4, dtype=torch.int64), "int64"),
+        (lambda b: [0.0] * 4, "list"),
+    ],
+)
+def test_a_q_network_of_the_wrong_kind_is_refused_at_start_up(tmp_path, make, needle):
+    network = _Returns(make)
+    if needle == "int64":
+        network.weight = torch.nn.Parameter(torch.zeros(1)).requires_grad_(False)
+        network.forward = lambda state, goal: make(len(state))  # type: ignore[method-assign]
+    with pytest.raises(
+        ConfigError, match=r"q_network.*" + needle.replace("(", r"\(").replace(")", r"\)")
+    ):
+        train(tiny_config(tmp_path), q_network=network)
+    assert not (tmp_path / "run").exists()
