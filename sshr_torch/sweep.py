@@ -74,7 +74,8 @@ FINAL_METRICS = {
 }
 # The HParams dashboard's settings of the sweep, at the top of its directory.
 HPARAMS_FILE = "events.out.tfevents.sweep_hparams"
-# The names of the sweep's runs: a rerun with another grid is refused, not mixed in.
+# The sweep's runs (name -> settings), as the Ray backend writes it too (cluster.SWEEP_FILE): a
+# rerun with another grid is refused, not mixed in.
 SWEEP_FILE = "sweep.json"
 # Fields that may differ between a run directory's saved config and the sweep's job for it: the
 # run length (a longer budget continues the run), where it lives and how much it prints.
@@ -192,7 +193,10 @@ def run_sweep(
         ]
         for job in jobs:
             _check_same_settings(job)
-        runlog.write_json(out_dir / SWEEP_FILE, {"runs": sorted(names)})
+        runlog.write_json(
+            out_dir / SWEEP_FILE,
+            {name: job.to_dict() for name, job in zip(names, jobs, strict=True)},
+        )
         todo = [job for job in jobs if not _finished(job)]
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="run", disable=not progress)
         errors: dict[str, str] = {}
@@ -225,9 +229,8 @@ def _check_same_sweep(out_dir: Path, names: Sequence[str]) -> None:
     if not path.exists():
         return
     saved = runlog.read_json(path)
-    runs = saved.get("runs") if isinstance(saved, dict) else None
-    if not isinstance(runs, list) or sorted(runs) != sorted(names):
-        count = len(runs) if isinstance(runs, list) else "unknown"
+    if not isinstance(saved, dict) or set(saved) != set(names):
+        count = len(saved) if isinstance(saved, dict) else "unknown"
         raise ConfigError(
             f"--out {out_dir} holds another sweep ({count} runs, not this grid's {len(names)}: "
             "other --grid values or --seeds); use another --out."
