@@ -723,8 +723,8 @@ class Trainer:
                 steps_before = progress.env_steps
                 step_limit = math.inf if max_steps is None else max_steps - steps_before
                 # The step budget may cut this episode short: keep the state from before it, for
-                # the final checkpoint, so that a resume with a larger budget plays the episode
-                # out as one longer run does (a plain resume plays it again, cut at the same step).
+                # the final checkpoint, so that a resume with another step budget plays the
+                # episode again, out to where one run of that budget ends it.
                 before = copy.deepcopy(self._state()) if step_limit < self._episode_cap() else None
                 result = play_episode(
                     self.env,
@@ -909,12 +909,14 @@ class Trainer:
 
     # --- checkpoints ----------------------------------------------------------------------
 
-    def checkpoint(self, state: dict[str, Any] | None = None) -> None:
+    def checkpoint(self, before_cut: dict[str, Any] | None = None) -> None:
         """Save everything a resume needs to checkpoint.pt (atomically): the run's state now,
-        or ``state`` (an earlier ``_state()``: the one before an episode the budget cut)."""
-        runlog.save_checkpoint(
-            self.run_dir / runlog.CHECKPOINT_FILE, self._state() if state is None else state
-        )
+        and ``before_cut``, the state before the last episode when the step budget cut it (a
+        resume with another step budget continues from there: see ``_restore``)."""
+        state = self._state()
+        if before_cut is not None:
+            state["before_cut"] = before_cut
+        runlog.save_checkpoint(self.run_dir / runlog.CHECKPOINT_FILE, state)
 
     def _state(self) -> dict[str, Any]:
         """The run's state as a checkpoint holds it (its tensors and arrays are the live
@@ -941,7 +943,8 @@ class Trainer:
 
     def _restore(self, state: dict[str, Any]) -> None:
         try:
-            saved = TrainConfig.from_dict(state["config"]).to_dict()
+            saved_config = TrainConfig.from_dict(state["config"])
+            saved = saved_config.to_dict()
         except (KeyError, TypeError, ConfigError) as error:
             raise runlog.RunError(
                 f"the checkpoint in {self.config.resume} has no valid config ({error})."
@@ -974,6 +977,10 @@ class Trainer:
                 f"the maze {self.config.maze} is not the one the run in {self.config.resume} "
                 "started with (its layout changed); put the original back or start a new run."
             )
+        before_cut = state.get("before_cut")
+        if isinstance(before_cut, dict) and saved_config.run_length[1] != self.config.run_length[1]:
+            # Another step budget: the episode the old one cut is played again, to the new end.
+            state = before_cut
         self.progress = runlog.restore_run_state(
             state, self._parts(), self.env, self.visits, str(self.config.resume)
         )

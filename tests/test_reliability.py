@@ -171,6 +171,8 @@ def test_extending_a_step_budget_plays_out_the_episode_the_first_budget_cut(tmp_
     short = rows_without_wall_clock(parts)
     assert short[-1]["env_steps"] == "47"
     assert short[-1] != rows_without_wall_clock(whole)[len(short) - 1]  # it was cut
+    # The checkpoint's state is the run's last (the learner after all 47 steps).
+    assert runlog.load_checkpoint(parts / runlog.CHECKPOINT_FILE)["progress"]["env_steps"] == 47
     assert main(["--resume", str(parts), "--total-steps", "100", "--quiet"]) == 0
     assert rows_without_wall_clock(parts) == rows_without_wall_clock(whole)
     summary = json.loads((parts / runlog.SUMMARY_FILE).read_text())
