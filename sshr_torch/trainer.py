@@ -111,7 +111,8 @@ def train(
         config: the run's settings. With ``config.resume`` set, the run in that directory
             continues from its last checkpoint (build the config with ``resume_config``).
         env: a goal-env with Discrete or MultiBinary spaces; None builds the maze env of
-            ``config``.
+            ``config``. It runs under a TimeLimit of ``config.max_episode_steps``; the maze's
+            other settings (slip, random start and goal, stop_path_factor) are refused with it.
         callbacks: hooks called during the run (see ``Callback``).
         q_network: the DQN's Q-network, a module or a factory (see ``DQNAgent``); None: the
             default ``OneHotMLP`` with ``config.hidden_sizes``.

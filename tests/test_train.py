@@ -584,3 +584,27 @@ def test_a_q_network_of_the_wrong_kind_is_refused_at_start_up(tmp_path, make, ne
     ):
         train(tiny_config(tmp_path), q_network=network)
     assert not (tmp_path / "run").exists()
+
+
+class _PaysNothing(goal_envs.OpenRoomEnv):
+    """An open room whose rewards are all 0, the goal's included."""
+
+    def step(self, action: int):
+        obs, _, terminated, truncated, info = super().step(action)
+        return obs, 0.0, terminated, truncated, info
+
+    def compute_reward(self, achieved_goal, desired_goal, info) -> np.ndarray:
+        return np.zeros(np.shape(achieved_goal), dtype=np.float32)
+
+
+def test_model_values_the_env_rewards_cannot_give_are_refused_at_start_up(tmp_path):
+    # Reaching a goal pays what never reaching it pays: the count model's values say nothing.
+    config = tiny_config(tmp_path, step_reward=0.0, model_values="q")
+    with pytest.raises(ConfigError, match="--step-reward 0.0 with --model-values q"):
+        train(config, env=_PaysNothing())
+    assert not (tmp_path / "run").exists()
+    result = train(tiny_config(tmp_path, step_reward=-1.0, episodes=2), env=_PaysNothing())
+    assert (result.agent.model_values.goal_reward, result.agent.model_values.step_reward) == (
+        -1.0,
+        -1.0,
+    )
