@@ -86,6 +86,10 @@ def grid(
             raise ConfigError(f"sweep axis {name} needs a non-empty list of values.")
     if "seed" in axes:
         raise ConfigError("seed is not a sweep axis; pass the seeds as `seeds`.")
+    if "preset" in axes:
+        # A preset fills in the settings a config is built without; the runs are copies of
+        # `base`, built with all of them.
+        raise ConfigError("preset is not a sweep axis; give it to the base config (after --).")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ConfigError("a sweep needs at least one seed.")
