@@ -88,3 +88,19 @@ def test_the_readme_is_short_and_its_results_link_to_docs():
     assert len(rows) >= 5
     for row in rows:
         assert "](docs/" in row, row
+
+
+def test_the_readme_states_the_defaults_that_help_states():
+    """The README's "Defaults" section and the end of --help name the same choices."""
+    from sshr_torch.config import PAPER_SETTINGS, PROJECT_CHOICES
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Defaults") :]
+    section = section[: section.index("\n## ")]
+    for choice in PROJECT_CHOICES:  # e.g. "--n-step 10"
+        assert f"`{choice}`" in section, choice
+    for name in ("eta", "c_ss", "ucb_form", "her_k"):
+        value = PAPER_SETTINGS[name]
+        shown = f"{value:g}" if isinstance(value, float) else str(value)  # 1.0 -> 1
+        assert f"`--{name.replace('_', '-')} {shown}`" in section, name
+    assert PAPER_SETTINGS["maze"] in section and "--preset paper" in section
