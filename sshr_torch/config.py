@@ -77,7 +77,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Plain 1-step TD targets, no count-model values in them: the paper adds none.
         "n_step": 1,
         "model_values": "off",
-        # pi_explore is epsilon-greedy from the first step (Sec. III.A names epsilon-greedy).
+        # pi_explore: epsilon-greedy from the first step, the one exploration rule the paper
+        # mentions (Sec. III.A) and Keulen's code's; the paper names no schedule.
         "random_until_goal": False,
         # The paper states no discount; 0.99 is Keulen's, whose Smart Start and mazes it takes.
         "gamma": 0.99,
