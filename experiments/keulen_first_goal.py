@@ -7,7 +7,7 @@ Tabular Q-learning, epsilon-greedy 0.1 (constant), no HER, with and without Smar
 (c_ss 0.1, eta 0.8, Keulen's form of the UCB rule sqrt(c_ss ln N / C(s))), on keulen_easy,
 keulen_medium and keulen_hard with 100- and 500-step episodes, 10 seeds, 100k env steps per run.
 Steps to first goal is summary.json's first_success_step ("never" when the goal was not reached
-within the budget). Keulen's figures are his code's (reference/anchors.md, section 2).
+within the budget). Keulen's figures are his code's (BartKeulen/smartstart, 10 seeds: KEULEN).
 
 Writes into --out: first_goal.csv/.md (median and range per setting, ours beside his, and our
 time per step beside his), claims.csv/.md (the issue-3 target and the direction per setting),
@@ -29,7 +29,7 @@ from sshr_torch.sweep import grid, run_sweep
 
 MAZES = ("keulen_easy", "keulen_medium", "keulen_hard")
 EPISODE_STEPS = (100, 500)
-# Keulen's code, 10 seeds (anchors.md section 2): (maze, steps) -> (without SS, with SS,
+# Keulen's code (BartKeulen/smartstart), 10 seeds: (maze, steps) -> (without SS, with SS,
 # his time per step with SS in microseconds). Strings as he reports them.
 KEULEN = {
     ("keulen_easy", 100): ("13484 (942-32476)", "708 (391-1060)", 329),
@@ -59,7 +59,7 @@ SETTINGS = [
     "Budget: {budget:,} env steps per run; 'never' = goal not reached within it. Median over "
     "seeds, range min-max; a median that falls on a 'never' run is 'never'.",
     "Time per step: our whole run's wall time / env steps on a 2-core shared CPU (1 process per "
-    "run, at most 2 at once); Keulen's: his code on Python 3.11 (anchors.md).",
+    "run, at most 2 at once); Keulen's: his code on Python 3.11.",
 ]
 
 

@@ -1,7 +1,7 @@
 """The paper's Fig. 5 (reward per episode) and Fig. 6 (steps per episode) under each reading.
 
-    python experiments/paper_fig5_fig6.py --out runs/paper_fig5_fig6      # full, see README
-    python experiments/paper_fig5_fig6.py --smoke --out /tmp/fig56        # seconds
+    python experiments/paper_fig5_fig6.py --out runs/paper_fig5_fig6    # full: docs/results.md
+    python experiments/paper_fig5_fig6.py --smoke --out /tmp/fig56      # seconds
 
 The paper's setting: keulen_easy (12x9), reward 1 only at the goal, Smart Start with eta 1
 (every episode but the first) and c_ss 0.1, HER 'future' with k = 4, 300 episodes; compared with
@@ -17,7 +17,7 @@ episodes and at Keulen's 100-step ones:
 * "Average Reward": the episode's return, or its reward divided by its steps (Keulen's plotting
   code, whose axis labels the paper's figures carry).
 
-Writes into --out: report.md (all the tables and the settings); summary.csv/.md (the README's
+Writes into --out: report.md (all the tables and the settings); summary.csv/.md (docs/results.md's
 table: every ratio per arm and the mechanism share); verdicts.csv/.md (one row per reading:
 each claim reproduced or not, with the numbers); mechanism.csv/.md (share of Smart Start
 episodes whose S_ss lies within 2 moves of the goal); greedy.csv/.md (drawn goals: a greedy
@@ -61,7 +61,7 @@ EPISODES = 300
 SPLIT = 100  # the paper's claims change at episode 100
 # The DQN arms have 5 seeds, not 30: on this 2-core machine one DQN seed of all 16 arms costs
 # about 280 CPU-seconds (the two drawn-goal, 1000-step SS-alone arms, ~125k env steps each,
-# half of it), so 30 seeds need ~140 CPU-minutes, over an hour on both cores (README).
+# half of it), so 30 seeds need ~140 CPU-minutes, over an hour on both cores (docs/results.md).
 SEEDS = {"tabular": 30, "dqn": 5}
 LEARNERS = ("tabular", "dqn")
 EPISODE_STEPS = (1000, 100)
@@ -285,7 +285,7 @@ def verdict_table(claims: Sequence[Mapping[str, Any]]) -> list[dict]:
 def summary_table(
     claims: Sequence[Mapping[str, Any]], mechanism: Sequence[Mapping[str, Any]]
 ) -> list[dict]:
-    """The README's table: one row per arm, each claim's ratio [interval] under both reward
+    """docs/results.md's table: one row per arm, each claim's ratio [interval] under both reward
     metrics (in bold where reproduced), and the mechanism share of each arm."""
     share = f"share_within_{NEAR}_moves"
     near = {

@@ -60,7 +60,8 @@ CONNECT_TIMEOUT_S = 5.0
 
 
 class ArrowStorage:
-    """Files under a sweep's storage path (a local path or a URI), through pyarrow.fs."""
+    """Files under a sweep's storage path (a local path or a URI), through pyarrow.fs: a
+    ``runlog.Storage``."""
 
     def __init__(self, out: str) -> None:
         import pyarrow.fs
@@ -323,7 +324,6 @@ def _run_trial(params: dict[str, Any]) -> None:
     storage as the trial's artifacts once the trial returns (so storage never holds a file the
     trainer was still writing).
     """
-    from sshr_torch.sweep import write_final_metrics
     from sshr_torch.trainer import resume_config, train
 
     job = TrainConfig.from_dict(params["run"]["config"])
@@ -380,7 +380,7 @@ def _run_trial(params: dict[str, Any]) -> None:
             reported, reported_at = stamp, time.monotonic()
     if "error" in outcome:
         raise outcome["error"]
-    write_final_metrics(run_dir, outcome["summary"])
+    runlog.write_final_metrics(run_dir, outcome["summary"])
     _copy_run_files(run_dir, trial_dir)
     shutil.rmtree(run_dir)
     _report(trial_dir, finished=True)

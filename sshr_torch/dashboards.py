@@ -5,10 +5,10 @@ Each function returns an RGB image as a ``(height, width, 3)`` uint8 array for
 (a colour look-up per cell, then each cell blown up to a square of pixels): a few milliseconds
 even for a 201x201 maze, so dashboards do not slow training down.
 
-Legend (the README repeats it): walls dark grey; start a white square, goal a red square, decoys
-orange squares; in the visit heatmap the planned walk to S_ss is a white dot per cell and S_ss a
-magenta frame; in the policy map the colour is max_a Q(s, a) and a blue stroke from the cell's
-centre points along the greedy action.
+Legend (docs/tensorboard.md repeats it): walls dark grey; start a white square, goal a red
+square, decoys orange squares; in the visit heatmap the planned walk to S_ss is a white dot per
+cell and S_ss a magenta frame; in the policy map the colour is max_a Q(s, a) and a blue stroke
+from the cell's centre points along the greedy action.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Hindsight Experience Replay: a replay buffer that relabels goals (numpy only, no torch).
 
-Semantics (fixed in DESIGN.md; every learner and test relies on them):
+Semantics (the paper's readings behind them: docs/design.md; every learner and test relies on
+them):
 
 - A transition (s_t, g, a_t, r_t, s_{t+1}) may be replayed with a substitute goal g' that the
   agent actually reached. Substitute goals are always *achieved goals of next states*,

@@ -1,6 +1,6 @@
 """Play one training episode: Smart Start phase -> exploration -> HER buffer -> learning.
 
-One episode, as in the paper's Algorithm 1 read with DESIGN.md's corrections:
+One episode, as in the paper's Algorithm 1 read with the corrections of docs/design.md:
 
 1. reset; with probability eta (never in the first episode) Smart Start picks S_ss by Eq. 1
    from the learner's values for this episode's goal, plans a walk there on the count model and

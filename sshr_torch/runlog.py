@@ -18,6 +18,10 @@ one-key dict ``{NUMPY_TAG: tensor}`` and come back as arrays; a large integer ar
 the narrowest integer dtype that holds its values, as ``{NUMPY_TAG: tensor, DTYPE_TAG: its own
 dtype}``, and comes back in its own dtype. A checkpoint also holds the SHA-256 of everything
 else in it (``SHA256_KEY``): one whose bytes were altered is refused.
+
+For sweeps, both backends (``sweep`` on local processes, ``cluster`` on Ray Tune) write a
+finished run's final metrics with ``write_final_metrics`` and read and write a sweep directory
+through ``Storage`` (``LocalDirectory`` here, ``cluster.ArrowStorage`` for a storage URI).
 """
 
 from __future__ import annotations
@@ -33,10 +37,10 @@ import re
 import tempfile
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import gymnasium
 import numpy as np
@@ -572,6 +576,69 @@ def hparam_value(value: Any) -> Any:
     if value is None or isinstance(value, (list, tuple)):
         return str(list(value) if isinstance(value, tuple) else value)
     return value
+
+
+# --- shared by the sweep's two backends (local processes and Ray Tune trials) -------------------
+
+# The metrics of a finished run written as TensorBoard scalars (at its last env step) and shown
+# in the HParams dashboard: summary.json field -> tag.
+FINAL_METRICS = {
+    "eval_success_rate": "final/eval_success_rate",
+    "first_success_step": "final/first_success_step",
+    "success_rate_last_100": "final/success_rate_last_100",
+    "env_steps": "final/env_steps",
+}
+
+
+def write_final_metrics(run_dir: Path, summary: Mapping[str, Any]) -> None:
+    """A finished run's FINAL_METRICS as TensorBoard scalars at its last env step, in its own
+    event file in the run directory (a metric the run never reached, such as a first success,
+    is left out)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir), filename_suffix=".final")
+    for key, tag in FINAL_METRICS.items():
+        if summary.get(key) is not None:
+            writer.add_scalar(tag, float(summary[key]), int(summary["env_steps"]))
+    writer.close()
+
+
+class Storage(Protocol):
+    """Reads and writes the files of a sweep directory; paths are relative to it."""
+
+    def read_text(self, path: str) -> str | None:
+        """The file's text, None if it cannot be read."""
+
+    def write_text(self, path: str, text: str) -> None:
+        """Write the file (a reader never sees half of it)."""
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write the file (a reader never sees half of it)."""
+
+
+class LocalDirectory:
+    """A sweep directory on this machine's disk."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def read_text(self, path: str) -> str | None:
+        """The file's text, None if it cannot be read."""
+        try:
+            return (self.root / path).read_text()
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def write_text(self, path: str, text: str) -> None:
+        """Write the file atomically."""
+        self.write_bytes(path, text.encode())
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write the file atomically."""
+        target = self.root / path
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
 
 
 def run_state(

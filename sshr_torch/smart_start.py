@@ -57,7 +57,7 @@ SsValue = Literal["learner", "zero"]
 SS_VALUES: tuple[str, ...] = get_args(SsValue)
 """The value terms of Eq. 1 (``TrainConfig.ss_value``); :func:`eq1_values` computes each."""
 ModelMode = Literal["floor", "target", "q"]
-"""How :class:`ModelGoalValues` enter the DQN's TD targets (``DQNAgent.bootstrap_value``)."""
+"""How :class:`ModelGoalValues` enter the DQN's TD targets (``agents.targets``)."""
 
 # C(s, a, s') is a dict keyed by one packed int, (s * n_actions + a) * _PACK + s', which is
 # cheaper to build and hash than a tuple; it bounds the model to 2**32 visited states.

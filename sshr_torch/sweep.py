@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, NoReturn, Protocol, get_args, get_origin, get_type_hints
+from typing import Any, Literal, NoReturn, get_args, get_origin, get_type_hints
 
 from tqdm import tqdm
 
@@ -64,14 +64,6 @@ SUMMARY_COLUMNS = (
     "wall_s",
     "sps",
 )
-# The metrics of a finished run written as TensorBoard scalars (at its last env step) and shown
-# in the HParams dashboard: summary.json field -> tag.
-FINAL_METRICS = {
-    "eval_success_rate": "final/eval_success_rate",
-    "first_success_step": "final/first_success_step",
-    "success_rate_last_100": "final/success_rate_last_100",
-    "env_steps": "final/env_steps",
-}
 # The HParams dashboard's settings of the sweep, at the top of its directory.
 HPARAMS_FILE = "events.out.tfevents.sweep_hparams"
 # The sweep's runs (name -> settings), as the Ray backend writes it too (cluster.SWEEP_FILE): a
@@ -103,6 +95,10 @@ def grid(
             raise ConfigError(f"sweep axis {name} needs a non-empty list of values.")
     if "seed" in axes:
         raise ConfigError("seed is not a sweep axis; pass the seeds as `seeds`.")
+    if "preset" in axes:
+        # A preset fills in the settings a config is built without; the runs are copies of
+        # `base`, built with all of them.
+        raise ConfigError("preset is not a sweep axis; give it to the base config (after --).")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ConfigError("a sweep needs at least one seed.")
@@ -167,7 +163,7 @@ def run_sweep(
             from sshr_torch import cluster
         except ImportError:
             raise ConfigError('--backend ray needs Ray Tune: pip install -e ".[ray]".') from None
-        storage: Storage = cluster.ArrowStorage(str(out_dir))
+        storage: runlog.Storage = cluster.ArrowStorage(str(out_dir))
         storage.check_writable()
         cluster.check_address(address)
         jobs = [
@@ -242,12 +238,12 @@ def collect(
     out_dir: Path,
     varying: Sequence[str],
     errors: Mapping[str, str] | None = None,
-    storage: Storage | None = None,
+    storage: runlog.Storage | None = None,
 ) -> list[dict[str, Any]]:
     """Gather the runs' summary.json and episodes.csv into results.csv and episodes.csv.
 
     Also writes the HParams dashboard's settings (HPARAMS_FILE): the varying settings as
-    hyper-parameters, FINAL_METRICS as metrics.
+    hyper-parameters, runlog.FINAL_METRICS as metrics.
 
     Args:
         configs: the runs, each with its ``run_dir`` set to ``out_dir/<run name>``.
@@ -261,7 +257,7 @@ def collect(
         (empty for a run that finished; a run without summary.json counts as failed).
     """
     errors = errors or {}
-    storage = storage or LocalDirectory(Path(out_dir))
+    storage = storage or runlog.LocalDirectory(Path(out_dir))
     rows, episode_rows = [], []
     columns = [*varying, "run", *SUMMARY_COLUMNS, "error"]
     for config in configs:
@@ -290,60 +286,9 @@ def collect(
     return rows
 
 
-class Storage(Protocol):
-    """Reads and writes the files of a sweep directory; paths are relative to it."""
-
-    def read_text(self, path: str) -> str | None:
-        """The file's text, None if it cannot be read."""
-
-    def write_text(self, path: str, text: str) -> None:
-        """Write the file (a reader never sees half of it)."""
-
-    def write_bytes(self, path: str, data: bytes) -> None:
-        """Write the file (a reader never sees half of it)."""
-
-
-class LocalDirectory:
-    """A sweep directory on this machine's disk."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def read_text(self, path: str) -> str | None:
-        """The file's text, None if it cannot be read."""
-        try:
-            return (self.root / path).read_text()
-        except (OSError, UnicodeDecodeError):
-            return None
-
-    def write_text(self, path: str, text: str) -> None:
-        """Write the file atomically."""
-        self.write_bytes(path, text.encode())
-
-    def write_bytes(self, path: str, data: bytes) -> None:
-        """Write the file atomically."""
-        target = self.root / path
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-
-
-def write_final_metrics(run_dir: Path, summary: Mapping[str, Any]) -> None:
-    """A finished run's FINAL_METRICS as TensorBoard scalars at its last env step, in its own
-    event file in the run directory (a metric the run never reached, such as a first success,
-    is left out)."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(str(run_dir), filename_suffix=".final")
-    for key, tag in FINAL_METRICS.items():
-        if summary.get(key) is not None:
-            writer.add_scalar(tag, float(summary[key]), int(summary["env_steps"]))
-    writer.close()
-
-
 def _hparams_config(configs: Sequence[TrainConfig], varying: Sequence[str]) -> bytes:
     """An event file with the HParams dashboard's experiment: the varying settings (with the
-    values they take) as hyper-parameters, FINAL_METRICS as metrics."""
+    values they take) as hyper-parameters, runlog.FINAL_METRICS as metrics."""
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
@@ -354,7 +299,7 @@ def _hparams_config(configs: Sequence[TrainConfig], varying: Sequence[str]) -> b
         if all(isinstance(v, (str, bool)) for v in column) or name == "seed"
     }
     first = {name: column[0] for name, column in values.items()}
-    experiment, _, _ = hparams(first, dict.fromkeys(FINAL_METRICS.values(), 0.0), domains)
+    experiment, _, _ = hparams(first, dict.fromkeys(runlog.FINAL_METRICS.values(), 0.0), domains)
     with tempfile.TemporaryDirectory() as tmp:
         writer = SummaryWriter(tmp)
         writer.file_writer.add_summary(experiment)
@@ -438,7 +383,7 @@ def _train_one(config_dict: dict[str, Any]) -> tuple[str, str | None]:
             # that it plays the same episodes as an uninterrupted run.
             shutil.rmtree(run_dir)
         result = train(config)
-        write_final_metrics(result.run_dir, result.summary)
+        runlog.write_final_metrics(result.run_dir, result.summary)
     except Exception as error:  # one failed run must not stop the sweep; it is reported
         return config.run_dir, f"{type(error).__name__}: {' '.join(str(error).split())}"
     return config.run_dir, None

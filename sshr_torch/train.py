@@ -1,6 +1,7 @@
 """Command line: ``python -m sshr_torch.train [flags]``, one flag per TrainConfig field.
 
-    python -m sshr_torch.train --her future                  # the paper's experiment, with the DQN
+    python -m sshr_torch.train --her future                  # the DQN with this project's defaults
+    python -m sshr_torch.train --preset paper                # the paper's setting as written
     python -m sshr_torch.train --maze keulen_extreme --episodes 300
     python -m sshr_torch.train --maze generated:101x101:seed=3 --total-steps 200000
     python -m sshr_torch.train --resume runs/keulen_easy__dqn__her-future__ss-1__s0__...
@@ -12,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import sys
+import textwrap
 import types
 import typing
 from collections.abc import Sequence
 from typing import Any, Literal, NoReturn
 
-from sshr_torch.config import TrainConfig, field_docs, flag
+from sshr_torch.config import PAPER_SETTINGS, PROJECT_CHOICES, TrainConfig, field_docs, flag
 from sshr_torch.interrupt import StopRequest
 
 EXIT_USAGE = 2
@@ -36,10 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser: a flag per TrainConfig field, its help text the field's docstring."""
     parser = _Parser(
         prog="python -m sshr_torch.train",
-        description="Train a goal-conditioned learner with Smart Start and Hindsight Experience "
-        "Replay on a maze (or resume a run). Flags left out keep their defaults; the defaults "
-        "are the paper's experiment with the DQN.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=textwrap.fill(
+            "Train a goal-conditioned learner with Smart Start and Hindsight Experience Replay "
+            "on a maze (or resume a run). Flags left out keep their defaults (the end of this "
+            "help says which are the paper's).",
+            78,
+        ),
+        epilog=defaults_note(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     docs = field_docs()
     hints = typing.get_type_hints(TrainConfig)
@@ -57,9 +64,29 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs.update(_value_kwargs(hint))
             kwargs["help"] += f" (default: {_show(config_field.default)})"
         parser.add_argument(f"--{flag(name)}", **kwargs)
-    # SUPPRESS defaults make ArgumentDefaultsHelpFormatter print nothing; the help has them.
-    parser.formatter_class = argparse.HelpFormatter
     return parser
+
+
+def defaults_note(width: int = 78) -> str:
+    """Which defaults are the paper's settings and which are this project's choices, and why
+    (the end of ``--help``; the README's "Defaults" says the same)."""
+    wrap = functools.partial(textwrap.wrap, break_on_hyphens=False)
+    paper = ", ".join(
+        f"--{flag(name)}" if value is True else f"--{flag(name)} {value}"
+        for name, value in PAPER_SETTINGS.items()
+    )
+    lines = wrap(f"Defaults: the paper's settings (Sec. V): {paper}.", width)
+    lines += wrap(
+        "This project's choices, where the paper gives none (evidence: docs/long_mazes.md):",
+        width,
+    )
+    for name, why in PROJECT_CHOICES.items():
+        lines += wrap(f"{name}: {why}", width, initial_indent="  ", subsequent_indent="    ")
+    lines += wrap(
+        "--preset paper runs the paper's setting as written instead; flags given with it win.",
+        width,
+    )
+    return "\n".join(lines)
 
 
 def _value_kwargs(hint: Any) -> dict[str, Any]:

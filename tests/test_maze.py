@@ -23,7 +23,7 @@ from sshr_torch.maze import (
     shortest_path_length,
 )
 
-# The reference table of ../shared/mazes/README.md: name -> (rows, cols, start, goal, shortest).
+# The table of sshr_torch/mazes/README.md: name -> (rows, cols, start, goal, shortest).
 README_TABLE = {
     "keulen_easy": (12, 9, (10, 1), (1, 1), 19),
     "keulen_medium": (15, 12, (13, 10), (1, 1), 35),

@@ -12,7 +12,8 @@ import pytest
 
 from sshr_torch import runlog
 from sshr_torch.config import ConfigError, TrainConfig
-from sshr_torch.sweep import FINAL_METRICS, HPARAMS_FILE, grid, main, run_name, run_sweep
+from sshr_torch.runlog import FINAL_METRICS
+from sshr_torch.sweep import HPARAMS_FILE, grid, main, run_name, run_sweep
 
 # A tiny tabular run: a 4x3 maze, 30-step episodes, a few episodes (well under a second).
 TINY = TrainConfig(

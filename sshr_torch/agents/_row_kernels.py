@@ -14,7 +14,7 @@ views of the same CPU tensors:
 
 ``error_model="numpy"`` lets LLVM vectorise the division (numba's default "python" model adds
 a zero check per element, which stops the vectorisation); arithmetic is float32 throughout,
-as in torch. The README's Performance section has the measured figures.
+as in torch. docs/performance.md has the measured figures.
 """
 
 from __future__ import annotations

@@ -29,12 +29,15 @@ scheduler factory is applied to each optimizer and stepped after each update.
 Target network: a deep copy refreshed every ``target_update_interval`` updates, by a hard copy
 (tau = 1) or Polyak averaging, target <- tau * online + (1 - tau) * target (tau < 1).
 
-For the default module on the CPU the same update runs through ``fast_path.FastUpdate``, a
-specialisation with the backward pass written out and Adam steps taken by compiled kernels
-(several times faster at batch 128, where the framework's per-call overhead dominates). It
-reads and writes the module's parameters and the optimizers' state, is selected
-automatically when it applies (``fast_path.why_not_fast``), and ``fast_path=False`` turns it
-off; tests train the same module both ways and find the same weights, moments and losses.
+The target maths (bootstrap values, TD targets, model targets) are the pure functions of
+``targets``. For the default module on the CPU the same update runs through
+``fast_path.FastUpdate``, a specialisation with the backward pass written out and Adam steps
+taken by compiled kernels (several times faster at batch 128, where the framework's per-call
+overhead dominates). It is built from a ``fast_path.FastSpec`` (the module, its target copy and
+the optimizers: it reads and writes their parameters and state), calls the same target
+functions, is selected automatically when it applies (``fast_path.why_not_fast``), and
+``fast_path=False`` turns it off; tests train the same module both ways and find the same
+weights, moments and losses.
 """
 
 from __future__ import annotations
@@ -51,8 +54,9 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from sshr_torch.agents import targets
 from sshr_torch.agents.base import LinearSchedule, Transition
-from sshr_torch.agents.fast_path import FastUpdate, why_not_fast
+from sshr_torch.agents.fast_path import FastSpec, FastUpdate, why_not_fast
 from sshr_torch.agents.networks import InputSpec, OneHotMLP, QNetworkFactory
 from sshr_torch.agents.optim import RowAdam
 from sshr_torch.her import Batch, HerReplayBuffer
@@ -219,8 +223,13 @@ class DQNAgent:
     def _build_fast_path(self) -> None:
         """(Re)build the fast path on the current parameters and optimizer state, if it applies."""
         self.fast = None
-        if self.use_fast_path and why_not_fast(self) is None:
-            self.fast = FastUpdate(self)
+        if not self.use_fast_path:
+            return
+        if why_not_fast(self.q_network, self.device, self.loss_fn, self.optimizers) is None:
+            # why_not_fast checked the types: an OneHotMLP, then Adam and RowAdam.
+            adam, row_adam = self.optimizers
+            net, target = self.q_network, self.target_network
+            self.fast = FastUpdate(FastSpec(net, target, adam, row_adam))  # type: ignore[arg-type]
 
     # --- inputs ---------------------------------------------------------------------------
 
@@ -288,12 +297,9 @@ class DQNAgent:
 
     def discounts(self, batch: Batch) -> np.ndarray:
         """The factor of each row's bootstrapped value, float32 (B,): the batch's own (n-step
-        returns: gamma^m (1 - terminal) for an m-step window), else gamma (1 - terminal)."""
-        if batch.discount is not None:
-            return np.asarray(batch.discount, dtype=np.float32)
-        return (self.gamma * (1.0 - np.asarray(batch.terminal, dtype=np.float32))).astype(
-            np.float32, copy=False
-        )
+        returns: gamma^m (1 - terminal) for an m-step window), else gamma (1 - terminal)
+        (``targets.bootstrap_discount``)."""
+        return targets.bootstrap_discount(self.gamma, batch.terminal, batch.discount)
 
     def td_target(
         self,
@@ -305,20 +311,14 @@ class DQNAgent:
     ) -> torch.Tensor:
         """y = r + discount * V(s'), clamped into ``target_range``; (B,). V(s') is
         Q_target(s', g, a*), combined with ``model`` (B,), the model's values (-inf where a row
-        has none), by :meth:`bootstrap_value`."""
+        has none), in ``model_mode`` (see ``targets``)."""
         with torch.no_grad():
             q_next = self.target_network(next_state, goal)  # (B, n_actions)
-            if self.double_dqn:
-                best = self.q_network(next_state, goal).argmax(dim=1, keepdim=True)  # (B, 1)
-                value = q_next.gather(1, best).squeeze(1)  # (B,)
-            else:
-                value = q_next.amax(dim=1)  # (B,)
+            online_next = self.q_network(next_state, goal) if self.double_dqn else None
+            value = targets.greedy_value(q_next, online_next)  # (B,)
             if model is not None:
-                value = self.bootstrap_value(value, model)
-            target = reward + discount * value  # (B,)
-            if self.target_range is not None:
-                target = target.clamp(*self.target_range)
-        return target
+                value = targets.bootstrap_value(value, model, self.model_mode)
+            return targets.td_target(reward, discount, value, self.target_range)
 
     def update(self, batch: Batch) -> dict[str, float]:
         """One gradient step on a batch; refreshes the target network on schedule.
@@ -334,7 +334,16 @@ class DQNAgent:
         elif self.model_values is not None:
             model = np.asarray(self.model_values(batch.next_obs, batch.goal), dtype=np.float32)
         if self.fast is not None:
-            metrics = self.fast.update(batch, discount, model, model_q)
+            metrics = self.fast.update(
+                batch,
+                discount,
+                model,
+                model_q,
+                double_dqn=self.double_dqn,
+                max_grad_norm=self.max_grad_norm,
+                target_range=self.target_range,
+                model_mode=self.model_mode,
+            )
         else:
             metrics = self._autograd_update(batch, discount, model, model_q)
         if model is not None:
@@ -379,9 +388,10 @@ class DQNAgent:
         if model_q is None:
             loss = self.loss_fn(q_taken, target)
         else:
-            targets = self.q_targets(torch.as_tensor(model_q, device=device), action, target)
-            known = targets > -torch.inf
-            loss = self.loss_fn(q[known], targets[known])
+            model_q_t = torch.as_tensor(model_q, device=device)
+            wanted = targets.model_q_targets(model_q_t, action, target)  # (B, n_actions)
+            known = wanted > -torch.inf
+            loss = self.loss_fn(q[known], wanted[known])
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -393,23 +403,6 @@ class DQNAgent:
             "q_mean": q_taken.detach().mean().item(),
             "grad_norm": grad_norm,
         }
-
-    def bootstrap_value(self, value: torch.Tensor, model: torch.Tensor) -> torch.Tensor:
-        """The network's bootstrap value (B,) combined with the model's (B,; -inf: none):
-        'floor' max(value, model); 'target' the model's where it has one, else the network's."""
-        if self.model_mode == "floor":
-            return torch.maximum(value, model)
-        return torch.where(model > -torch.inf, model, value)
-
-    @staticmethod
-    def q_targets(
-        model_q: torch.Tensor, action: torch.Tensor, target: torch.Tensor
-    ) -> torch.Tensor:
-        """'q' mode's targets (B, n_actions): the model's Q where it has one, the TD ``target``
-        for the taken ``action`` (B,) where it has none; -inf: no target for that entry."""
-        taken = model_q.gather(1, action.unsqueeze(1))  # (B, 1)
-        filled = torch.where(taken > -torch.inf, taken, target.unsqueeze(1))
-        return model_q.scatter(1, action.unsqueeze(1), filled)
 
     @torch.no_grad()
     def refresh_target(self) -> None:

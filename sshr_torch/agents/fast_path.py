@@ -14,48 +14,59 @@ the global-norm clip, and Adam steps taken in place by compiled kernels (``_row_
 ``lazy_adam_rows`` on the batch's unique rows of the first layer's weight, and on every row of
 the other (small) parameters.
 
-It applies when every part is the default one (``applies`` says which is not): an
+It applies when every part is the default one (``why_not_fast`` says which is not): an
 ``OneHotMLP`` with Discrete state and goal, float32 on the CPU, Huber loss, the agent's own
 ``torch.optim.Adam`` (no weight decay, amsgrad or maximize) and ``RowAdam``. Learning rates
 are read from the optimizers at every update, so learning-rate schedulers work on both paths.
+
+It is built from an explicit ``FastSpec`` (the modules and optimizers it updates) and takes the
+update's settings (Double DQN, clipping, target range, model mode) with every call; the
+targets come from the pure functions of ``targets``, which the autograd path calls too. It
+never reads the agent that owns it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from sshr_torch.agents import _row_kernels
+from sshr_torch.agents import _row_kernels, targets
 from sshr_torch.agents.networks import OneHotMLP
 from sshr_torch.agents.optim import RowAdam
 from sshr_torch.her import Batch
+from sshr_torch.smart_start import ModelMode
 
-if TYPE_CHECKING:
-    from sshr_torch.agents.dqn import DQNAgent
-
-__all__ = ["FastUpdate", "why_not_fast"]
+__all__ = ["FastSpec", "FastUpdate", "why_not_fast"]
 
 
-def why_not_fast(agent: DQNAgent) -> str | None:
-    """None when the fast path computes ``agent``'s update exactly; else the reason it cannot."""
-    net = agent.q_network
+def why_not_fast(
+    q_network: nn.Module,
+    device: torch.device,
+    loss: Callable[..., torch.Tensor],
+    optimizers: Sequence[torch.optim.Optimizer],
+) -> str | None:
+    """None when the fast path computes the update of ``q_network`` (on ``device``, with the
+    ``loss`` and the ``optimizers``) exactly; else the reason it cannot."""
+    net = q_network
     if type(net) is not OneHotMLP:
         return "the Q-network is not the default OneHotMLP"
     if not net.index_mode:
         return "an input is MultiBinary (the fast path reads Discrete rows)"
-    if agent.device.type != "cpu":
+    if device.type != "cpu":
         return "the device is not the CPU"
     if any(p.dtype != torch.float32 for p in net.parameters()):
         return "a parameter is not float32"
-    if agent.loss_fn is not nn.functional.smooth_l1_loss:
+    if loss is not nn.functional.smooth_l1_loss:
         return "the loss is not smooth_l1_loss"
-    if len(agent.optimizers) != 2:
+    if len(optimizers) != 2:
         return "the optimizers are not one Adam and one RowAdam"
-    dense, sparse = agent.optimizers
+    dense, sparse = optimizers
     if type(dense) is not torch.optim.Adam or type(sparse) is not RowAdam:
         return "the optimizers are not torch.optim.Adam and RowAdam"
     if len(dense.param_groups) != 1 or len(sparse.param_groups) != 1:
@@ -68,13 +79,23 @@ def why_not_fast(agent: DQNAgent) -> str | None:
     return None
 
 
-class FastUpdate:
-    """``DQNAgent.update`` and greedy Q for one state, specialised to the default module."""
+@dataclass(frozen=True)
+class FastSpec:
+    """What the fast path updates, in place: the default module, its target copy, and the
+    ``torch.optim.Adam`` of its dense parameters and the ``RowAdam`` of its first layer (the
+    pair ``why_not_fast`` accepts)."""
 
-    def __init__(self, agent: DQNAgent) -> None:
-        self.agent = agent
-        net: OneHotMLP = agent.q_network  # type: ignore[assignment]
-        target: OneHotMLP = agent.target_network  # type: ignore[assignment]
+    q_network: OneHotMLP
+    target_network: OneHotMLP
+    adam: torch.optim.Adam
+    row_adam: RowAdam
+
+
+class FastUpdate:
+    """The DQN update and greedy Q for one state, specialised to the default module."""
+
+    def __init__(self, spec: FastSpec) -> None:
+        net, target = spec.q_network, spec.target_network
         self.w1 = net.first.weight
         self.b1 = net.bias
         self.layers = [(layer.weight, layer.bias) for layer in net.linear_layers()]
@@ -83,7 +104,7 @@ class FastUpdate:
         self.target_layers = [(layer.weight, layer.bias) for layer in target.linear_layers()]
         self.n_states = net.obs_spec.size
         self.n_goals = net.goal_spec.size
-        dense, sparse = agent.optimizers
+        dense, sparse = spec.adam, spec.row_adam
         self.adam, self.row_adam = dense, sparse
         # The dense parameters in backward order of their gradients' scratch: b1, then each
         # layer's weight and bias; each gets a (rows, size) view for the kernel.
@@ -149,11 +170,18 @@ class FastUpdate:
         discount: np.ndarray,
         model: np.ndarray | None = None,
         model_q: np.ndarray | None = None,
+        *,
+        double_dqn: bool = False,
+        max_grad_norm: float = math.inf,
+        target_range: tuple[float, float] | None = None,
+        model_mode: ModelMode = "q",
     ) -> dict[str, float]:
         """One Huber-loss step on ``batch``; ``discount`` (B,) multiplies the bootstrap value,
-        combined with the model's values ``model`` (B,) as ``DQNAgent.bootstrap_value`` does;
-        with ``model_q`` (B, n_actions) the loss is 'q' mode's (``DQNAgent.q_targets``)."""
-        agent = self.agent
+        combined with the model's values ``model`` (B,) by ``targets.bootstrap_value`` in
+        ``model_mode``; with ``model_q`` (B, n_actions) the loss is 'q' mode's
+        (``targets.model_q_targets``). The global gradient norm is clipped to
+        ``max_grad_norm``. Returns ``td_loss``, ``q_mean`` and ``grad_norm`` (before clipping).
+        """
         n = len(batch.action)
         if n != self._size:
             self._buffers(n)
@@ -181,16 +209,13 @@ class FastUpdate:
         q_next, _ = self._forward(
             self.target_w1, self.target_b1, self.target_layers, self.pairs[1]
         )  # (B, n_actions)
-        if agent.double_dqn:
+        online_next = None
+        if double_dqn:
             online_next, _ = self._forward(self.w1, self.b1, self.layers, self.pairs[1])
-            value = q_next.gather(1, online_next.argmax(dim=1, keepdim=True)).squeeze(1)
-        else:
-            value = q_next.amax(dim=1)  # (B,)
+        value = targets.greedy_value(q_next, online_next)  # (B,)
         if model is not None:
-            value = agent.bootstrap_value(value, torch.from_numpy(model))
-        target = torch.addcmul(reward, discount_t, value)  # (B,)
-        if agent.target_range is not None:
-            target.clamp_(*agent.target_range)
+            value = targets.bootstrap_value(value, torch.from_numpy(model), model_mode)
+        target = targets.td_target(reward, discount_t, value, target_range)  # (B,)
 
         q, hidden = self._forward(self.w1, self.b1, self.layers, self.pairs[0])
         q_taken = q.gather(1, self.action).squeeze(1)  # (B,)
@@ -200,10 +225,12 @@ class FastUpdate:
             grad_z = torch.zeros_like(q).scatter_(1, self.action, grad_taken.unsqueeze(1))
         else:
             # The mean Huber loss over the K entries with a target: clamp(q - y, -1, 1) / K.
-            targets = agent.q_targets(torch.from_numpy(model_q), self.action[:, 0], target)
-            known = targets > -torch.inf  # (B, n_actions)
+            wanted = targets.model_q_targets(
+                torch.from_numpy(model_q), self.action[:, 0], target
+            )  # (B, n_actions)
+            known = wanted > -torch.inf  # (B, n_actions)
             n_known = int(known.sum())
-            diff = torch.where(known, q - targets, 0.0)  # (B, n_actions)
+            diff = torch.where(known, q - wanted, 0.0)  # (B, n_actions)
             grad_z = diff.clamp(-1.0, 1.0).mul_(1.0 / n_known)
         # Back through the layers after the first; for z = h W^T + c with h = relu(z_prev):
         # dW = dz^T h, dc = sum_batch dz, dz_prev = (dz W) * [z_prev > 0].
@@ -220,8 +247,8 @@ class FastUpdate:
         _row_kernels.sum_rows(grad_z.numpy(), ranks[0], ranks[1], grad_rows.numpy())
 
         grad_norm = torch.nn.utils.get_total_norm([*self.grads, grad_rows]).item()
-        if grad_norm > agent.max_grad_norm:  # as clip_grad_norm_: scale by max / (norm + 1e-6)
-            scale = agent.max_grad_norm / (grad_norm + 1e-6)
+        if grad_norm > max_grad_norm:  # as clip_grad_norm_: scale by max / (norm + 1e-6)
+            scale = max_grad_norm / (grad_norm + 1e-6)
             for grad in (*self.grads, grad_rows):
                 grad.mul_(scale)
         self._adam_steps()
