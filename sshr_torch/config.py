@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from sshr_torch.her import StrategyName as HerName
-from sshr_torch.smart_start import ModelMode, SsValue, UcbForm
+from sshr_torch.smart_start import ExploreName, ModelMode, SsValue, UcbForm
 
 AgentName = Literal["dqn", "tabular"]
 LossName = Literal["huber", "mse"]
@@ -75,6 +75,17 @@ class TrainConfig:
     """The guided walk ends within this grid distance of S_ss (0: the exact state, as Keulen)."""
     replan: bool = False
     """Replan the walk to S_ss when a stochastic step leaves the planned path."""
+    explore: ExploreName = "epsilon"
+    """What the learner does after the guided walk while the episode's goal has never been
+    reached (envs whose goals are their Discrete states, as the maze's): 'epsilon', the paper's
+    epsilon-greedy (uniformly random moves: the tabular learner's values are then all 0, and
+    the DQN's with random_until_goal); 'ucb1', UCB1 over Smart Start's counts C(s, a), untried
+    actions first, then the least-tried (Keulen's UCB1 learner with the values of a goal never
+    reached, 0). Once the goal has been reached, the learner's epsilon-greedy either way."""
+    ss_frontier: bool = False
+    """Eq. 1 chooses S_ss among the frontier only, the states that still have an untried
+    action (those never left score highest: the walk resumes where the last episode stopped),
+    while there is one; off: among all visited states, as the paper's Algorithm 1."""
 
     # --- environment -----------------------------------------------------------------------
     maze: str = "keulen_easy"
@@ -151,6 +162,10 @@ class TrainConfig:
     batch's states (rows with that goal; the TD target elsewhere); 'target': bootstrap those
     rows from the model's V(s', g); 'floor': from max(Q_target(s', g), V_model(s', g)); 'off':
     the pure DQN + HER targets. docs/long_mazes.md measures each."""
+    count_bonus: float = 0.0
+    """beta of a count bonus beta / sqrt(C(s, a)) added to the reward of every real transition
+    the learner and the replay buffer see (#Exploration / MBIE-EB style; HER relabels get
+    none); 0: off. A baseline to run without Smart Start (--no-smart-start)."""
     random_until_goal: bool = True
     """DQN with Smart Start, on envs whose goals are their Discrete states: while an episode's
     goal has never been reached, explore after the guided walk with uniformly random moves, as
@@ -194,6 +209,9 @@ class TrainConfig:
     stop_path_factor: float | None = None
     """With stop_success, on a maze: the evaluation must also have a mean episode length of at
     most this times the shortest path (1.2: near-optimal paths)."""
+    stop_first_goal: bool = False
+    """Stop the run after the first training episode that reaches the goal (first-goal
+    measurements); summary.json's first_success_step is its env step."""
 
     def validate(self) -> TrainConfig:
         """Check every value; raise ConfigError naming the flag. Returns self."""
@@ -226,7 +244,7 @@ class TrainConfig:
             )
         if self.gamma is not None and not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"--gamma must be in [0, 1], got {self.gamma}.")
-        for name in ("c_ss", "theta", "max_grad_norm"):
+        for name in ("c_ss", "theta", "max_grad_norm", "count_bonus"):
             value = getattr(self, name)
             if not (value >= 0.0 and math.isfinite(value)):
                 raise ConfigError(f"--{flag(name)} must be a finite number >= 0, got {value}.")
@@ -251,8 +269,14 @@ class TrainConfig:
             ("ucb_form", UcbForm),
             ("loss", LossName),
             ("model_values", ModelValuesName),
+            ("explore", ExploreName),
         ):
             _choice(name, getattr(self, name), get_args(kind))
+        if self.explore == "ucb1" and not self.smart_start:
+            raise ConfigError(
+                "--explore ucb1 explores over Smart Start's count model; it needs Smart Start "
+                "(drop --no-smart-start)."
+            )
         if self.ss_value is not None:
             _choice("ss_value", self.ss_value, get_args(SsValue))
         if re.fullmatch(r"cpu|auto|cuda(:[0-9]+)?", self.device) is None:

@@ -51,7 +51,13 @@ from sshr_torch.maze import (
     shortest_path_length,
 )
 from sshr_torch.rollout import EpisodeResult, play_episode
-from sshr_torch.smart_start import ModelGoalValues, SmartStartController, SmartStartReport
+from sshr_torch.smart_start import (
+    CountModel,
+    ModelGoalValues,
+    SmartStartController,
+    SmartStartReport,
+    ucb1_action,
+)
 
 __all__ = [
     "Callback",
@@ -489,6 +495,21 @@ class Trainer:
             and self.controller is not None
             and self._goals_are_states()
         )
+        self._explorer: Callable[[Any], int] | None = None
+        if config.explore == "ucb1":
+            if not self._goals_are_states():
+                raise ConfigError(
+                    "--explore ucb1 explores while the episode's goal was never reached; it "
+                    "needs an env whose goals are its Discrete states (the maze)."
+                )
+            self._random_until_goal = True
+            self._explorer = self._ucb1_action
+        # The count bonus reads Smart Start's count model, or one of its own without it.
+        self.counts = (
+            CountModel(int(self.env.action_space.n))
+            if config.count_bonus > 0 and self.controller is None
+            else None
+        )
         if config.agent == "dqn":
             self.epsilon = LinearSchedule(
                 config.epsilon_start, config.epsilon_end, config.epsilon_decay_steps
@@ -524,6 +545,7 @@ class Trainer:
             ucb_form=config.ucb_form,
             ss_value=config.eq1_value,
             replan=config.replan,
+            frontier=config.ss_frontier,
             rng=rng,
         )
 
@@ -561,8 +583,22 @@ class Trainer:
         return values
 
     def _explore_at_random(self, goal: Any) -> bool:
-        """``random_until_goal``: True while the DQN's episode goal has never been reached."""
+        """``random_until_goal`` (or ``explore`` 'ucb1'): True while the episode's goal has
+        never been reached."""
         return self.controller.model.index(goal) is None  # type: ignore[union-attr]
+
+    def _ucb1_action(self, state: Any) -> int:
+        """``explore`` 'ucb1': UCB1 over Smart Start's C(s, a), untried actions first; with
+        ``ss_frontier``, a state with no untried action left starts a guided walk to the
+        nearest frontier state instead (Smart Start again, mid-episode)."""
+        controller = self.controller
+        assert controller is not None  # validate() refuses ucb1 without Smart Start
+        counts = controller.model.action_counts(state)
+        if self.config.ss_frontier and min(counts) > 0 and controller.walk_to_frontier(state):
+            action = controller.act(state)
+            if action is not None:
+                return action
+        return ucb1_action(counts, controller.rng)
 
     def _maze_digest(self) -> str | None:
         """SHA-256 of the maze's layout (None for another env): a resume refuses a changed maze."""
@@ -572,7 +608,10 @@ class Trainer:
 
     def _parts(self) -> dict[str, Any]:
         """What a checkpoint holds the state of, by name."""
-        return {"agent": self.agent, "buffer": self.buffer, "controller": self.controller}
+        parts = {"agent": self.agent, "buffer": self.buffer, "controller": self.controller}
+        if self.counts is not None:  # the count bonus's own model (no Smart Start)
+            parts["counts"] = self.counts
+        return parts
 
     def _open_run_dir(self) -> None:
         """Lock the run directory (before anything in it is read or written), then resume
@@ -647,7 +686,11 @@ class Trainer:
         started = time.perf_counter() - progress.wall_s
         try:
             while not (
-                self.budget_spent() or stop.requested or self._callback_stop() or self.solved()
+                self.budget_spent()
+                or stop.requested
+                or self._callback_stop()
+                or self.solved()
+                or (config.stop_first_goal and progress.first_success_step is not None)
             ):
                 steps_before = progress.env_steps
                 result = play_episode(
@@ -664,6 +707,9 @@ class Trainer:
                     reset_seed=self._env_seed if progress.episode == 0 else None,
                     visits=self.visits,
                     explore_at_random=self._explore_at_random if self._random_until_goal else None,
+                    explorer=self._explorer,
+                    count_model=self.counts,
+                    count_bonus=config.count_bonus,
                 )
                 progress.wall_s = time.perf_counter() - started
                 self._end_episode(result)
