@@ -75,17 +75,22 @@ class TrainConfig:
     """The guided walk ends within this grid distance of S_ss (0: the exact state, as Keulen)."""
     replan: bool = False
     """Replan the walk to S_ss when a stochastic step leaves the planned path."""
-    explore: ExploreName = "epsilon"
+    explore: ExploreName | None = None
     """What the learner does after the guided walk while the episode's goal has never been
     reached (envs whose goals are their Discrete states, as the maze's): 'epsilon', the paper's
     epsilon-greedy (uniformly random moves: the tabular learner's values are then all 0, and
     the DQN's with random_until_goal); 'ucb1', UCB1 over Smart Start's counts C(s, a), untried
     actions first, then the least-tried (Keulen's UCB1 learner with the values of a goal never
-    reached, 0). Once the goal has been reached, the learner's epsilon-greedy either way."""
-    ss_frontier: bool = False
+    reached, 0); 'directed', UCB1, and where no untried action is left a guided walk to the
+    nearest frontier state (one with an untried action): Smart Start again, mid-episode (a
+    departure from Algorithm 1; the first goal 10-50x sooner on 41x41-201x201 perfect mazes,
+    docs/large_mazes.md). Once the goal has been reached, the learner's epsilon-greedy in every
+    case. Unset: 'directed' with Smart Start on such an env, 'epsilon' otherwise."""
+    ss_frontier: bool | None = None
     """Eq. 1 chooses S_ss among the frontier only, the states that still have an untried
     action (those never left score highest: the walk resumes where the last episode stopped),
-    while there is one; off: among all visited states, as the paper's Algorithm 1."""
+    while there is one; off: among all visited states, as the paper's Algorithm 1. Unset: on
+    with the 'directed' exploration (--explore, set or by default), off otherwise."""
 
     # --- environment -----------------------------------------------------------------------
     maze: str = "keulen_easy"
@@ -167,10 +172,10 @@ class TrainConfig:
     the learner and the replay buffer see (#Exploration / MBIE-EB style; HER relabels get
     none); 0: off. A baseline to run without Smart Start (--no-smart-start)."""
     random_until_goal: bool = True
-    """DQN with Smart Start, on envs whose goals are their Discrete states: while an episode's
-    goal has never been reached, explore after the guided walk with uniformly random moves, as
-    the tabular learner does (its values for such a goal are all 0, its ties random), not with
-    the network's argmax, which is then extrapolation (docs/long_mazes.md)."""
+    """DQN with Smart Start and --explore epsilon, on envs whose goals are their Discrete states:
+    while an episode's goal has never been reached, explore after the guided walk with uniformly
+    random moves, as the tabular learner does (its values for such a goal are all 0, its ties
+    random), not with the network's argmax, which is then extrapolation (docs/long_mazes.md)."""
     double_dqn: bool = False
     """DQN: use the Double DQN target."""
     max_grad_norm: float = 10.0
@@ -269,13 +274,14 @@ class TrainConfig:
             ("ucb_form", UcbForm),
             ("loss", LossName),
             ("model_values", ModelValuesName),
-            ("explore", ExploreName),
         ):
             _choice(name, getattr(self, name), get_args(kind))
-        if self.explore == "ucb1" and not self.smart_start:
+        if self.explore is not None:
+            _choice("explore", self.explore, get_args(ExploreName))
+        if self.explore not in (None, "epsilon") and not self.smart_start:
             raise ConfigError(
-                "--explore ucb1 explores over Smart Start's count model; it needs Smart Start "
-                "(drop --no-smart-start)."
+                f"--explore {self.explore} explores over Smart Start's count model; it needs "
+                "Smart Start (drop --no-smart-start, or use --explore epsilon)."
             )
         if self.ss_value is not None:
             _choice("ss_value", self.ss_value, get_args(SsValue))

@@ -17,7 +17,7 @@ Pieces, from the bottom up:
   S_ss: its value term (the learner's values, or zero as the paper's text has it), the count
   bonus, the argmax; optionally over the frontier only (states with an untried action).
 * :func:`ucb1_action` - UCB1 over the count model's C(s, a), untried actions first: the
-  directed exploration after the guided walk (``TrainConfig.explore`` 'ucb1').
+  exploration after the guided walk (``TrainConfig.explore`` 'ucb1' and 'directed').
 * :func:`value_iteration` - TRAJOPT: value iteration with reward 1 for landing in the target
   region, which is absorbing; vectorised sparse mat-vecs.
 * :class:`SmartStartController` - the per-episode logic the trainer drives: ``begin_episode``,
@@ -59,7 +59,7 @@ UCB_FORMS: tuple[str, ...] = get_args(UcbForm)
 SsValue = Literal["learner", "zero"]
 SS_VALUES: tuple[str, ...] = get_args(SsValue)
 """The value terms of Eq. 1 (``TrainConfig.ss_value``); :func:`eq1_values` computes each."""
-ExploreName = Literal["epsilon", "ucb1"]
+ExploreName = Literal["epsilon", "ucb1", "directed"]
 EXPLORES: tuple[str, ...] = get_args(ExploreName)
 """What the learner does after the guided walk (``TrainConfig.explore``)."""
 ModelMode = Literal["floor", "target", "q"]

@@ -487,6 +487,10 @@ class Trainer:
             # The DQN's batches carry n-step sums and their bootstrap discounts (her.py).
             **_n_step_settings(config),
         )
+        # The exploration after the guided walk: the config's, or by default 'directed' where
+        # it applies (Smart Start, goals that are states), the paper's epsilon-greedy elsewhere.
+        directed_applies = config.smart_start and self._goals_are_states()
+        self.exploration = config.explore or ("directed" if directed_applies else "epsilon")
         self.controller = self._make_controller(np.random.default_rng(seeds[2]))
         self.model_values = self._make_model_values()
         self._random_until_goal = (
@@ -496,11 +500,12 @@ class Trainer:
             and self._goals_are_states()
         )
         self._explorer: Callable[[Any], int] | None = None
-        if config.explore == "ucb1":
+        if self.exploration != "epsilon":
             if not self._goals_are_states():
                 raise ConfigError(
-                    "--explore ucb1 explores while the episode's goal was never reached; it "
-                    "needs an env whose goals are its Discrete states (the maze)."
+                    f"--explore {self.exploration} explores while the episode's goal was never "
+                    "reached; it needs an env whose goals are its Discrete states (the maze); "
+                    "use --explore epsilon."
                 )
             self._random_until_goal = True
             self._explorer = self._ucb1_action
@@ -545,7 +550,10 @@ class Trainer:
             ucb_form=config.ucb_form,
             ss_value=config.eq1_value,
             replan=config.replan,
-            frontier=config.ss_frontier,
+            # Eq. 1 over the frontier: ss_frontier, or by default with 'directed'
+            frontier=self.exploration == "directed"
+            if config.ss_frontier is None
+            else config.ss_frontier,
             rng=rng,
         )
 
@@ -583,18 +591,19 @@ class Trainer:
         return values
 
     def _explore_at_random(self, goal: Any) -> bool:
-        """``random_until_goal`` (or ``explore`` 'ucb1'): True while the episode's goal has
-        never been reached."""
+        """``random_until_goal`` (or ``explore`` other than 'epsilon'): True while the episode's
+        goal has never been reached."""
         return self.controller.model.index(goal) is None  # type: ignore[union-attr]
 
     def _ucb1_action(self, state: Any) -> int:
         """``explore`` 'ucb1': UCB1 over Smart Start's C(s, a), untried actions first; with
-        ``ss_frontier``, a state with no untried action left starts a guided walk to the
-        nearest frontier state instead (Smart Start again, mid-episode)."""
+        'directed', a state with no untried action left starts a guided walk to the nearest
+        frontier state instead (Smart Start again, mid-episode)."""
         controller = self.controller
         assert controller is not None  # validate() refuses ucb1 without Smart Start
         counts = controller.model.action_counts(state)
-        if self.config.ss_frontier and min(counts) > 0 and controller.walk_to_frontier(state):
+        directed = self.exploration == "directed"
+        if directed and min(counts) > 0 and controller.walk_to_frontier(state):
             action = controller.act(state)
             if action is not None:
                 return action

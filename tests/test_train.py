@@ -310,6 +310,7 @@ def _bad_maze(tmp_path: Path) -> str:
         (["--eta", "1.5"], "--eta"),
         (["--her-k", "0"], "--her-k"),
         (["--explore", "ucb1", "--no-smart-start"], "--explore ucb1"),
+        (["--explore", "directed", "--no-smart-start"], "--explore directed"),
         (["--explore", "boltzmann"], "--explore"),
         (["--count-bonus", "-1"], "--count-bonus"),
         (["--no-such-flag"], "--no-such-flag"),
@@ -386,7 +387,9 @@ def test_smart_start_distance_to_the_goal_is_logged(tmp_path, ss_value):
 
 
 def test_random_until_goal_explores_at_random_until_the_goal_is_reached(tmp_path):
-    settings = dict(episodes=10, epsilon_start=0.2, epsilon_end=0.2, eval_interval=0)
+    settings = dict(
+        episodes=10, epsilon_start=0.2, epsilon_end=0.2, eval_interval=0, explore="epsilon"
+    )
     rows = read_rows(train(tiny_config(tmp_path, **settings)).run_dir)
     first = next(i for i, row in enumerate(rows) if row["success"] == "1")
     assert first < len(rows) - 1  # the goal was reached before the last episode
@@ -494,7 +497,7 @@ def test_stop_first_goal_ends_the_run_with_the_first_successful_episode(tmp_path
 def test_directed_exploration_reaches_the_first_goal_near_the_dfs_bound(tmp_path):
     maze = make_env(_first_goal_config(tmp_path, "x")).maze
     n_free = len(maze.free_cells)
-    directed = dict(explore="ucb1", ss_frontier=True)
+    directed = dict(explore="directed")
     tabular = train(_first_goal_config(tmp_path, "tabular", agent="tabular", **directed))
     first = tabular.summary["first_success_step"]
     # In one long episode: every (s, a) of a perfect maze tried once is 4n steps (2(n - 1)
@@ -505,11 +508,39 @@ def test_directed_exploration_reaches_the_first_goal_near_the_dfs_bound(tmp_path
     dqn = train(_first_goal_config(tmp_path, "dqn", **directed))
     assert dqn.summary["first_success_step"] == first
     # The paper's exploration (a random walk after the walk to S_ss) needs several times more.
-    paper = train(_first_goal_config(tmp_path, "paper", agent="tabular"))
+    paper = train(_first_goal_config(tmp_path, "paper", agent="tabular", explore="epsilon"))
     assert (
         paper.summary["first_success_step"] is None
         or paper.summary["first_success_step"] > 2 * first
     )
+
+
+def test_exploration_defaults_to_directed_where_it_applies(tmp_path):
+    def made(name: str, env=None, **overrides) -> tuple[str, bool]:
+        trainer = Trainer(tiny_config(tmp_path, run_dir=str(tmp_path / name), **overrides), env)
+        try:
+            frontier = trainer.controller is not None and trainer.controller.frontier
+            return trainer.exploration, frontier
+        finally:
+            trainer.close()
+
+    assert made("default") == ("directed", True)
+    assert made("paper", explore="epsilon") == ("epsilon", False)
+    assert made("ucb1", explore="ucb1") == ("ucb1", False)
+    assert made("own", explore="directed", ss_frontier=False) == ("directed", False)
+    assert made("frontier", explore="epsilon", ss_frontier=True) == ("epsilon", True)
+    # where it does not apply, the default is the paper's: no Smart Start, goals not states
+    assert made("no_ss", smart_start=False) == ("epsilon", False)
+    assert made("bits", goal_envs.BitFlippingEnv(n_bits=4)) == ("epsilon", False)
+
+
+def test_ucb1_alone_explores_without_walks_to_the_frontier(tmp_path):
+    # UCB1 alone is a local rule: once every action around it was tried it wanders by
+    # least-tried actions, where the directed exploration walks to the frontier
+    ucb1 = train(_first_goal_config(tmp_path, "ucb1", agent="tabular", explore="ucb1"))
+    directed = train(_first_goal_config(tmp_path, "directed", agent="tabular", explore="directed"))
+    first = directed.summary["first_success_step"]
+    assert ucb1.summary["first_success_step"] is None or ucb1.summary["first_success_step"] > first
 
 
 def test_ucb1_needs_goals_that_are_states(tmp_path):
