@@ -422,6 +422,9 @@ class CountModel:
             "sas_rows": rows.tolist(),
             "sas_cols": cols.tolist(),
             "sas_counts": counts.tolist(),
+            # the position of each (s, a, s') in the order it was first seen: the walks to the
+            # frontier break ties in that order, and a resumed run must break them alike
+            "sas_first_seen": self._sparsity().order.tolist(),
             "arrivals": list(self._arrivals),
             "terminal_arrivals": list(self._terminal_arrivals),
             "n_steps": self.n_steps,
@@ -441,9 +444,12 @@ class CountModel:
         self._state_counts = [int(c) for c in state["state_counts"]]
         self._sa_counts = [int(c) for c in state["sa_counts"]]
         self._reward_sums = [float(r) for r in state["reward_sums"]]
-        triplets = zip(state["sas_rows"], state["sas_cols"], state["sas_counts"], strict=True)
+        triplets = list(zip(state["sas_rows"], state["sas_cols"], state["sas_counts"], strict=True))
+        first_seen = state.get("sas_first_seen")  # absent from older checkpoints
+        if first_seen is not None:
+            triplets = [triplets[k] for k in np.argsort(first_seen, kind="stable")]
         self._sas_counts = {int(r) * _PACK + int(c): int(k) for r, c, k in triplets}
-        for row, col in zip(state["sas_rows"], state["sas_cols"], strict=True):
+        for row, col, _ in triplets:
             self._moves[int(row) // self.n_actions].append((int(row) % self.n_actions, int(col)))
         self._arrivals = [int(c) for c in state["arrivals"]]
         self._terminal_arrivals = [int(c) for c in state["terminal_arrivals"]]
@@ -1023,7 +1029,6 @@ class SmartStartController:
             return False
         path, self._walk_end = found
         self._walk = path[::-1]  # popped from the end
-        self._target_index = self._target_key = None
         self.active = True
         return True
 

@@ -724,7 +724,14 @@ def test_frontier_mask_path_to_frontier_and_action_counts():
     model.update(3, 1, 1.0, 4, True)
     model.update(3, 0, 0.0, 2, False)
     assert not model.frontier_mask().any() and model.path_to_frontier(0) is None
-    # the moves survive a checkpoint
+    # the moves survive a checkpoint, in the order they were first seen (the search's ties)
+    shuffled = CountModel(4)
+    for s, a, s2 in [(0, 3, 1), (0, 1, 2), (0, 0, 0), (0, 2, 0), (2, 0, 0)]:
+        shuffled.update(s, a, 0.0, s2, False)
+    restored = CountModel(4)
+    restored.load_state_dict(json.loads(json.dumps(shuffled.state_dict())))
+    # 1 and 2 are both one move from 0: the first seen, 1 (by action 3), is the one walked to
+    assert restored.path_to_frontier(0) == shuffled.path_to_frontier(0) == ([(0, 3)], 1)
     copy = CountModel(2)
     copy.load_state_dict(json.loads(json.dumps(model.state_dict())))
     copy.update(1, 1, 0.0, 5, False)  # a new move from 1 (a slip): 5 is the frontier
