@@ -35,7 +35,11 @@ FIRST_ROUND_DQN: dict[str, Any] = {
     "gamma": 0.98,
     "model_values": "off",
     "random_until_goal": False,
+    "explore": "epsilon",
 }
+# The paper's exploration after the guided walk (Algorithm 1: the learner's epsilon-greedy),
+# pinned by the paper experiments whatever the library's default.
+PAPER_EXPLORATION: dict[str, Any] = {"explore": "epsilon"}
 
 
 class _Parser(argparse.ArgumentParser):

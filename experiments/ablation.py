@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from _common import (
     FIRST_ROUND_DQN,
+    PAPER_EXPLORATION,
     Timer,
     mean_ci,
     median_range,
@@ -88,7 +89,11 @@ def build_configs(smoke: bool) -> list[TrainConfig]:
             ucb_form="paper",
             her_k=4,
             # The DQN's settings of the published tables (its defaults before issue 12).
-            **(FIRST_ROUND_DQN if learner == "dqn" else {"ss_value": "learner"}),
+            **(
+                FIRST_ROUND_DQN
+                if learner == "dqn"
+                else {"ss_value": "learner", **PAPER_EXPLORATION}
+            ),
             total_steps=steps,
             learning_starts=200 if smoke else 1000,
             epsilon_decay_steps=10_000,

@@ -22,7 +22,14 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import Timer, bootstrap_median_ratio, median_range, parse_args, write_table
+from _common import (
+    PAPER_EXPLORATION,
+    Timer,
+    bootstrap_median_ratio,
+    median_range,
+    parse_args,
+    write_table,
+)
 
 from sshr_torch.config import TrainConfig
 from sshr_torch.sweep import grid, run_sweep
@@ -79,6 +86,7 @@ def build_configs(smoke: bool) -> list[TrainConfig]:
         eval_interval=0,
         image_interval=0,
         checkpoint_interval=200,
+        **PAPER_EXPLORATION,
     )
     axes = {
         "maze": list(MAZES),

@@ -4,7 +4,9 @@
     python experiments/long_mazes.py --out runs/long_mazes --tasks keulen_hard
     python experiments/long_mazes.py --smoke --out /tmp/long_mazes      # seconds
 
-Arms (Smart Start and HER 'future' on, every other setting at its default):
+Arms (Smart Start and HER 'future' on, the paper's exploration after the guided walk, as when
+the published tables were measured: ``explore='epsilon'``; every other setting at its default;
+the directed default's results are in docs/large_mazes.md):
 - dqn: the goal-conditioned DQN with the library's defaults: 10-step returns from the HER
   buffer, Eq. 1 from counts alone, random moves while the goal was never reached, and targets
   that bootstrap from Smart Start's count model where it knows a path to the env's goal
@@ -41,7 +43,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import Timer, fmt, median_range, parse_args, save, write_table
+from _common import PAPER_EXPLORATION, Timer, fmt, median_range, parse_args, save, write_table
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sshr_torch.config import TrainConfig
@@ -49,9 +51,9 @@ from sshr_torch.maze import load_maze, shortest_path_length
 from sshr_torch.sweep import run_sweep
 
 ARMS: dict[str, dict[str, Any]] = {
-    "dqn": {"agent": "dqn"},
-    "dqn_pure": {"agent": "dqn", "model_values": "off"},
-    "tabular": {"agent": "tabular"},
+    "dqn": {"agent": "dqn", **PAPER_EXPLORATION},
+    "dqn_pure": {"agent": "dqn", "model_values": "off", **PAPER_EXPLORATION},
+    "tabular": {"agent": "tabular", **PAPER_EXPLORATION},
 }
 SUCCESS, PATH_FACTOR, EVAL_EPISODES = 0.9, 1.2, 20
 

@@ -39,6 +39,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from _common import (
     FIRST_ROUND_DQN,
+    PAPER_EXPLORATION,
     Timer,
     band_plot,
     bootstrap_ratio,
@@ -135,6 +136,7 @@ def build_configs(smoke: bool) -> list[TrainConfig]:
         eval_interval=0,
         image_interval=0,
         checkpoint_interval=50,
+        **PAPER_EXPLORATION,
     )
     configs: list[TrainConfig] = []
     for learner in LEARNERS:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from sshr_torch.her import StrategyName as HerName
-from sshr_torch.smart_start import ModelMode, SsValue, UcbForm
+from sshr_torch.smart_start import ExploreName, ModelMode, SsValue, UcbForm
 
 AgentName = Literal["dqn", "tabular"]
 LossName = Literal["huber", "mse"]
@@ -67,6 +67,9 @@ PROJECT_CHOICES: dict[str, str] = {
     "Keulen's code)",
     "--random-until-goal": "DQN: random moves until a goal is first reached, as the tabular "
     "learner's ties, not the untrained network's argmax",
+    "--explore directed": "with Smart Start, until the goal is first reached: UCB1 over the "
+    "counts and walks to the nearest untried action, not a random walk (first goal 0.7-1.2x a "
+    "frontier explorer's steps, not 9-51x: docs/large_mazes.md)",
 }
 # The paper's setting as written, beyond PAPER_SETTINGS: the defaults' readings and choices
 # replaced by the paper's text (see docs/design.md for each reading).
@@ -83,6 +86,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # pi_explore: epsilon-greedy from the first step, the one exploration rule the paper
         # mentions (Sec. III.A) and Keulen's code's; the paper names no schedule.
         "random_until_goal": False,
+        "explore": "epsilon",
+        "ss_frontier": False,
         # The paper states no discount; 0.99 is Keulen's, whose Smart Start and mazes it takes.
         "gamma": 0.99,
     },
@@ -130,6 +135,22 @@ class TrainConfig:
     """The guided walk ends within this grid distance of S_ss (0: the exact state, as Keulen)."""
     replan: bool = False
     """Replan the walk to S_ss when a stochastic step leaves the planned path."""
+    explore: ExploreName | None = None
+    """What the learner does after the guided walk while the episode's goal has never been
+    reached (envs whose goals are their Discrete states, as the maze's): 'epsilon', the paper's
+    epsilon-greedy (uniformly random moves: the tabular learner's values are then all 0, and
+    the DQN's with random_until_goal); 'ucb1', UCB1 over Smart Start's counts C(s, a), untried
+    actions first, then the least-tried (Keulen's UCB1 learner with the values of a goal never
+    reached, 0); 'directed', UCB1, and where no untried action is left a guided walk to the
+    nearest frontier state (one with an untried action): Smart Start again, mid-episode (a
+    departure from Algorithm 1; the first goal 10-50x sooner on 41x41-201x201 perfect mazes,
+    docs/large_mazes.md). Once the goal has been reached, the learner's epsilon-greedy in every
+    case. Unset: 'directed' with Smart Start on such an env, 'epsilon' otherwise."""
+    ss_frontier: bool | None = None
+    """Eq. 1 chooses S_ss among the frontier only, the states that still have an untried
+    action (those never left score highest: the walk resumes where the last episode stopped),
+    while there is one; off: among all visited states, as the paper's Algorithm 1. Unset: on
+    with the 'directed' exploration (--explore, set or by default), off otherwise."""
 
     # --- environment -----------------------------------------------------------------------
     maze: str = "keulen_easy"
@@ -207,11 +228,15 @@ class TrainConfig:
     batch's states (rows with that goal; the TD target elsewhere); 'target': bootstrap those
     rows from the model's V(s', g); 'floor': from max(Q_target(s', g), V_model(s', g)); 'off':
     the pure DQN + HER targets. docs/long_mazes.md measures each."""
+    count_bonus: float = 0.0
+    """beta of a count bonus beta / sqrt(C(s, a)) added to the reward of every real transition
+    the learner and the replay buffer see (#Exploration / MBIE-EB style; HER relabels get
+    none); 0: off. A baseline to run without Smart Start (--no-smart-start)."""
     random_until_goal: bool = True
-    """DQN with Smart Start, on envs whose goals are their Discrete states: while an episode's
-    goal has never been reached, explore after the guided walk with uniformly random moves, as
-    the tabular learner does (its values for such a goal are all 0, its ties random), not with
-    the network's argmax, which is then extrapolation (docs/long_mazes.md)."""
+    """DQN with Smart Start and --explore epsilon, on envs whose goals are their Discrete states:
+    while an episode's goal has never been reached, explore after the guided walk with uniformly
+    random moves, as the tabular learner does (its values for such a goal are all 0, its ties
+    random), not with the network's argmax, which is then extrapolation (docs/long_mazes.md)."""
     double_dqn: bool = False
     """DQN: use the Double DQN target."""
     max_grad_norm: float = 10.0
@@ -250,6 +275,9 @@ class TrainConfig:
     stop_path_factor: float | None = None
     """With stop_success, on a maze: the evaluation must also have a mean episode length of at
     most this times the shortest path (1.2: near-optimal paths)."""
+    stop_first_goal: bool = False
+    """Stop the run after the first training episode that reaches the goal (first-goal
+    measurements); summary.json's first_success_step is its env step."""
 
     def validate(self) -> TrainConfig:
         """Check every value; raise ConfigError naming the flag. Returns self."""
@@ -292,7 +320,7 @@ class TrainConfig:
                 f"{self.step_reward * horizon:.3g}, beyond the -{MAX_RETURN:.0e} that the DQN's "
                 "float32 targets hold; use a step reward nearer 0."
             )
-        for name in ("c_ss", "theta", "max_grad_norm"):
+        for name in ("c_ss", "theta", "max_grad_norm", "count_bonus"):
             value = getattr(self, name)
             if not (value >= 0.0 and math.isfinite(value)):
                 raise ConfigError(f"--{flag(name)} must be a finite number >= 0, got {value}.")
@@ -319,6 +347,13 @@ class TrainConfig:
             ("model_values", ModelValuesName),
         ):
             _choice(name, getattr(self, name), get_args(kind))
+        if self.explore is not None:
+            _choice("explore", self.explore, get_args(ExploreName))
+        if self.explore not in (None, "epsilon") and not self.smart_start:
+            raise ConfigError(
+                f"--explore {self.explore} explores over Smart Start's count model; it needs "
+                "Smart Start (drop --no-smart-start, or use --explore epsilon)."
+            )
         if self.ss_value is not None:
             _choice("ss_value", self.ss_value, get_args(SsValue))
         if re.fullmatch(r"cpu|auto|cuda(:[0-9]+)?", self.device) is None:

@@ -5,10 +5,12 @@ One episode, as in the paper's Algorithm 1 read with the corrections of docs/des
 1. reset; with probability eta (never in the first episode) Smart Start picks S_ss by Eq. 1
    from the learner's values for this episode's goal, plans a walk there on the count model and
    supplies the actions until the agent is within theta of S_ss;
-2. the learner's epsilon-greedy exploration takes the rest of the episode (uniformly random
-   moves while the episode's goal has never been reached, when the trainer asks for that:
-   ``explore_at_random``);
-3. every transition, guided ones included, goes to the count model and the HER buffer, and
+2. the learner's epsilon-greedy exploration takes the rest of the episode (while the
+   episode's goal has never been reached, when the trainer asks for that with
+   ``explore_at_random``: uniformly random moves, or the directed ``explorer``'s, UCB1 over
+   the count model);
+3. every transition, guided ones included, goes to the count model and the HER buffer (its
+   reward plus ``count_bonus`` / sqrt(C(s, a)) when a count bonus is set), and
    the learner learns (``Agent.learn``) after each step and once more when the episode ends;
    the Smart Start phase counts against the episode's step limit.
 
@@ -28,7 +30,7 @@ import numpy as np
 
 from sshr_torch.agents.base import Agent, Transition
 from sshr_torch.her import HerReplayBuffer
-from sshr_torch.smart_start import SmartStartController, SmartStartReport
+from sshr_torch.smart_start import CountModel, SmartStartController, SmartStartReport
 
 __all__ = ["EpisodeResult", "play_episode"]
 
@@ -67,6 +69,9 @@ def play_episode(
     reset_seed: int | None = None,
     visits: np.ndarray | None = None,
     explore_at_random: Callable[[Any], bool] | None = None,
+    explorer: Callable[[Any], int] | None = None,
+    count_model: CountModel | None = None,
+    count_bonus: float = 0.0,
 ) -> EpisodeResult:
     """Play one episode and learn from it; returns what happened.
 
@@ -84,15 +89,26 @@ def play_episode(
         explore_at_random: called with the episode's goal after the reset; when it returns
             True the learner's moves this episode are uniformly random (epsilon 1), e.g.
             while the goal has never been reached and the learner's values for it are
-            extrapolation.
+            extrapolation; or, with ``explorer``, those of the explorer.
+        explorer: the action of a directed exploration in a state (e.g. UCB1 over the count
+            model, :func:`~sshr_torch.smart_start.ucb1_action`), used in place of the
+            uniformly random moves of an episode that ``explore_at_random`` marks.
+        count_model: a count model to update with every transition here, for the count bonus when
+            there is no ``controller`` (whose own model is updated and read otherwise).
+        count_bonus: beta of the count bonus beta / sqrt(C(s, a)) added to the reward of every
+            real transition (after counting it) that the buffer and the learner see
+            (#Exploration / MBIE-EB style); 0: none. HER relabels recompute their rewards
+            without it. The episode's return stays the env's.
     """
     obs, _ = env.reset(seed=reset_seed)
     state, goal, achieved = obs["observation"], obs["desired_goal"], obs["achieved_goal"]
     if controller is not None:
         controller.begin_episode(episode, state, lambda states: agent.max_q(states, goal), goal)
     result = EpisodeResult(goal=goal)
+    directed = None
     if explore_at_random is not None and explore_at_random(goal):
-        epsilon = _always_random
+        epsilon, directed = _always_random, explorer
+    model = controller.model if controller is not None else count_model
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     td_sum = 0.0
@@ -101,12 +117,18 @@ def play_episode(
         eps = epsilon(steps)
         action = controller.act(state) if controller is not None and controller.active else None
         if action is None:
-            action = agent.act(state, goal, eps)
+            action = agent.act(state, goal, eps) if directed is None else directed(state)
         obs, reward, terminated, truncated, info = env.step(action)
         next_state, next_achieved = obs["observation"], obs["achieved_goal"]
         success = bool(info.get("is_success", False))
         if controller is not None:
             controller.observe(state, action, reward, next_state, terminated)
+        elif count_model is not None:
+            count_model.update(state, action, reward, next_state, terminated)
+        result.episode_return += float(reward)
+        if count_bonus and model is not None:
+            # r+ = r + beta / sqrt(C(s, a)), C counted with this step (>= 1)
+            reward = float(reward) + count_bonus / math.sqrt(model.action_counts(state)[action])
         buffer.add(
             state,
             achieved,
@@ -133,7 +155,6 @@ def play_episode(
                 counts[key] = counts.get(key, 0) + 1
         if success and result.first_success_step is None:
             result.first_success_step = steps
-        result.episode_return += float(reward)
         result.length += 1
         state, achieved = next_state, next_achieved
         if terminated or truncated or result.length >= step_limit:

@@ -15,7 +15,9 @@ Pieces, from the bottom up:
   O(1) amortised per step; exports P(s'|s, a) as a ``scipy.sparse`` CSR matrix.
 * :func:`eq1_values` / :func:`ucb_scores` / :func:`smart_start_state` - Eq. 1, the choice of
   S_ss: its value term (the learner's values, or zero as the paper's text has it), the count
-  bonus, the argmax.
+  bonus, the argmax; optionally over the frontier only (states with an untried action).
+* :func:`ucb1_action` - UCB1 over the count model's C(s, a), untried actions first: the
+  exploration after the guided walk (``TrainConfig.explore`` 'ucb1' and 'directed').
 * :func:`value_iteration` - TRAJOPT: value iteration with reward 1 for landing in the target
   region, which is absorbing; vectorised sparse mat-vecs.
 * :class:`SmartStartController` - the per-episode logic the trainer drives: ``begin_episode``,
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -46,6 +48,7 @@ __all__ = [
     "eq1_values",
     "smart_start_state",
     "state_key",
+    "ucb1_action",
     "ucb_scores",
     "value_iteration",
 ]
@@ -56,6 +59,9 @@ UCB_FORMS: tuple[str, ...] = get_args(UcbForm)
 SsValue = Literal["learner", "zero"]
 SS_VALUES: tuple[str, ...] = get_args(SsValue)
 """The value terms of Eq. 1 (``TrainConfig.ss_value``); :func:`eq1_values` computes each."""
+ExploreName = Literal["epsilon", "ucb1", "directed"]
+EXPLORES: tuple[str, ...] = get_args(ExploreName)
+"""What the learner does after the guided walk (``TrainConfig.explore``)."""
 ModelMode = Literal["floor", "target", "q"]
 """How :class:`ModelGoalValues` enter the DQN's TD targets (``agents.targets``)."""
 
@@ -146,6 +152,7 @@ class CountModel:
         self._sas_counts: dict[int, int] = {}  # C(s, a, s') at (s * n_actions + a) * _PACK + s'
         self._arrivals: list[int] = []
         self._terminal_arrivals: list[int] = []
+        self._moves: list[list[tuple[int, int]]] = []  # per state: (a, s') seen, first-seen order
         self.n_steps = 0
         """Transitions counted so far (the sum over s of C(s))."""
         self._version = 0  # bumped by every update: invalidates the cached export
@@ -171,6 +178,7 @@ class CountModel:
         self._reward_sums.extend([0.0] * self.n_actions)
         self._arrivals.append(0)
         self._terminal_arrivals.append(0)
+        self._moves.append([])
         return index
 
     def add_state(self, state: Any) -> int:
@@ -205,7 +213,10 @@ class CountModel:
         self._reward_sums[sa] += float(reward)
         packed = sa * _PACK + s2
         sas = self._sas_counts
-        sas[packed] = sas.get(packed, 0) + 1
+        seen = sas.get(packed, 0)
+        if not seen:
+            self._moves[s].append((a, s2))
+        sas[packed] = seen + 1
         self._arrivals[s2] += 1
         if terminal:
             self._terminal_arrivals[s2] += 1
@@ -310,6 +321,58 @@ class CountModel:
         """(n_states,) bool: states that may be S_ss, i.e. left at least once and not terminal."""
         return (self.state_counts > 0) & ~self.terminal_mask
 
+    def frontier_mask(self) -> np.ndarray:
+        """(n_states,) bool: the frontier, non-terminal states with an action never tried
+        (C(s, a) = 0 for some a; a state only ever arrived at has all of them untried)."""
+        untried = self.state_action_counts.min(axis=1, initial=1) == 0
+        return untried & ~self.terminal_mask
+
+    def path_to_frontier(self, state: Any) -> tuple[list[tuple[int, int]], int] | None:
+        """The fewest seen moves from ``state`` to the nearest frontier state: ((state index,
+        action) pairs, the frontier state's index), or None when ``state`` is unknown, on the
+        frontier, or no frontier state is reachable over seen moves.
+
+        A breadth-first search over the moves seen at least once, that never passes through a
+        terminal state: its cost grows with the states nearer than the frontier, not with the
+        model (after a dead end of a maze, the last junction with an untried branch).
+        """
+        start = self.index(state)
+        if start is None or self._on_frontier(start):
+            return None
+        parent: dict[int, tuple[int, int] | None] = {start: None}
+        queue = [start]
+        for u in queue:  # the list grows while it is read: a FIFO queue
+            for a, v in self._moves[u]:
+                if v in parent or self._is_terminal(v):
+                    continue
+                parent[v] = (u, a)
+                if self._on_frontier(v):
+                    end, path, step = v, [], parent[v]
+                    while step is not None:
+                        path.append(step)
+                        step = parent[step[0]]
+                    return path[::-1], end
+                queue.append(v)
+        return None
+
+    def _is_terminal(self, s: int) -> bool:
+        """Every arrival at state ``s`` ended the episode (as :attr:`terminal_mask`)."""
+        terminal = self._terminal_arrivals[s]
+        return terminal > 0 and terminal == self._arrivals[s]
+
+    def _on_frontier(self, s: int) -> bool:
+        """State ``s`` has an untried action and is not terminal (as :meth:`frontier_mask`)."""
+        n = self.n_actions
+        return min(self._sa_counts[s * n : (s + 1) * n]) == 0 and not self._is_terminal(s)
+
+    def action_counts(self, state: Any) -> list[int]:
+        """C(state, a) for every action, a list of ``n_actions`` ints (zeros for a new state)."""
+        s = self.index(state)
+        if s is None:
+            return [0] * self.n_actions
+        n = self.n_actions
+        return self._sa_counts[s * n : (s + 1) * n]
+
     def transition_model(self) -> tuple[sp.csr_matrix, np.ndarray]:
         """The empirical model: P (n_states * n_actions, n_states) CSR and R (n_states, n_actions).
 
@@ -359,6 +422,9 @@ class CountModel:
             "sas_rows": rows.tolist(),
             "sas_cols": cols.tolist(),
             "sas_counts": counts.tolist(),
+            # the position of each (s, a, s') in the order it was first seen: the walks to the
+            # frontier break ties in that order, and a resumed run must break them alike
+            "sas_first_seen": self._sparsity().order.tolist(),
             "arrivals": list(self._arrivals),
             "terminal_arrivals": list(self._terminal_arrivals),
             "n_steps": self.n_steps,
@@ -378,8 +444,13 @@ class CountModel:
         self._state_counts = [int(c) for c in state["state_counts"]]
         self._sa_counts = [int(c) for c in state["sa_counts"]]
         self._reward_sums = [float(r) for r in state["reward_sums"]]
-        triplets = zip(state["sas_rows"], state["sas_cols"], state["sas_counts"], strict=True)
+        triplets = list(zip(state["sas_rows"], state["sas_cols"], state["sas_counts"], strict=True))
+        first_seen = state.get("sas_first_seen")  # absent from older checkpoints
+        if first_seen is not None:
+            triplets = [triplets[k] for k in np.argsort(first_seen, kind="stable")]
         self._sas_counts = {int(r) * _PACK + int(c): int(k) for r, c, k in triplets}
+        for row, col, _ in triplets:
+            self._moves[int(row) // self.n_actions].append((int(row) % self.n_actions, int(col)))
         self._arrivals = [int(c) for c in state["arrivals"]]
         self._terminal_arrivals = [int(c) for c in state["terminal_arrivals"]]
         self.n_steps = int(state["n_steps"])
@@ -480,6 +551,33 @@ def smart_start_state(
         return int(best[0])
     rng = np.random.default_rng() if rng is None else rng
     return int(best[rng.integers(best.size)])
+
+
+def ucb1_action(
+    counts: Sequence[int],
+    rng: np.random.Generator,
+    q: np.ndarray | None = None,
+    c: float = 1.0,
+) -> int:
+    """UCB1 over a state's action counts C(s, a): an untried action first, else the argmax of
+
+        Q(s, a) + c * sqrt(ln C(s) / C(s, a)),    C(s) = sum_a C(s, a)
+
+    (Keulen's UCB1 learner, which ranks untried actions first). ``q`` None stands for all
+    zeros: with no values the rule is "the least-tried action", whatever ``c``. Ties among
+    untried actions and among equal scores are broken uniformly at random with ``rng``.
+    """
+    # plain python on the few actions of one state: it runs at every exploring step
+    untried = [a for a, n in enumerate(counts) if n == 0]
+    if untried:
+        return untried[0] if len(untried) == 1 else untried[int(rng.integers(len(untried)))]
+    log_total = math.log(sum(counts))
+    scores = [c * math.sqrt(log_total / n) for n in counts]
+    if q is not None:
+        scores = [score + float(value) for score, value in zip(scores, q, strict=True)]
+    top = max(scores)
+    best = [a for a, score in enumerate(scores) if score == top]
+    return best[0] if len(best) == 1 else best[int(rng.integers(len(best)))]
 
 
 # ---- TRAJOPT: value iteration on the empirical model ------------------------------------------
@@ -745,6 +843,10 @@ class SmartStartController:
     state has no planned path (all its planned Q are 0, or it is new to the plan) the walk ends
     and the learner takes over.
 
+    With ``frontier=True`` Eq. 1 runs over the frontier only (:meth:`CountModel.frontier_mask`:
+    states with an untried action, those never left included, which score +inf), while there
+    is one; the paper's Eq. 1 ranks every visited state.
+
     With ``replan=True`` it plans again, on the updated model, whenever a step lands somewhere
     other than the most likely outcome of the planned action (a slip), and before giving up on
     a state without a path.
@@ -761,6 +863,7 @@ class SmartStartController:
         ucb_form: str = "paper",
         ss_value: str = "learner",
         replan: bool = False,
+        frontier: bool = False,
         gamma: float = 0.99,
         tol: float = 1e-3,
         max_iter: int = 1000,
@@ -789,6 +892,7 @@ class SmartStartController:
         self.eta, self.c_ss, self.theta = float(eta), float(c_ss), float(theta)
         self.distance = distance
         self.ucb_form, self.ss_value, self.replan = ucb_form, ss_value, bool(replan)
+        self.frontier = bool(frontier)
         self.gamma, self.tol, self.max_iter = float(gamma), float(tol), int(max_iter)
         self.rng = np.random.default_rng() if rng is None else rng
         self.model = CountModel(n_actions)
@@ -797,6 +901,8 @@ class SmartStartController:
         self._report = SmartStartReport()
         self._target_index: int | None = None
         self._target_key: Hashable | None = None
+        self._walk: list[tuple[int, int]] = []  # a walk to the frontier: (state, action) left
+        self._walk_end: int | None = None  # the frontier state it ends in
         self._greedy: list[int] = []  # greedy action per state of the plan, -1: no path
         self._P: sp.csr_matrix | None = None  # the model the plan used
         self._expected: int | None = None  # most likely index after the last guided action
@@ -815,9 +921,13 @@ class SmartStartController:
                 self.active = False
             elif terminal:
                 self.active = False
+            if not self.active:
+                self._walk, self._walk_end = [], None
 
     def _in_region(self, obs: Any) -> bool:
-        """Whether ``obs`` is within theta of S_ss."""
+        """Whether ``obs`` is within theta of S_ss (on a walk to the frontier: in it)."""
+        if self._walk_end is not None:
+            return self.model.index(obs) == self._walk_end
         if self.theta == 0.0:
             return state_key(obs) == self._target_key
         return float(self.distance(obs, self.target_observation)) <= self.theta
@@ -846,6 +956,7 @@ class SmartStartController:
         self.active = False
         self._report = SmartStartReport()
         self._target_index = self._target_key = None
+        self._walk, self._walk_end = [], None
         self._P = None
         self._greedy = []
         self._expected = None
@@ -855,19 +966,29 @@ class SmartStartController:
             return False
         if self.eta < 1.0 and not self.rng.random() < self.eta:
             return False
-        candidates = np.flatnonzero(model.candidate_mask())
-        if candidates.size == 0:
-            return False
         counts = model.state_counts
-        values = eq1_values(self.ss_value, max_q, model, candidates)
-        choice = smart_start_state(
-            values,
-            counts[candidates],
-            self.c_ss,
-            form=self.ucb_form,
-            total=model.n_steps,
-            rng=self.rng,
-        )
+        frontier = np.flatnonzero(model.frontier_mask()) if self.frontier else None
+        if frontier is not None and frontier.size:
+            # Eq. 1 over the frontier only; a state never left (C(s) = 0, e.g. where the last
+            # episode ended) scores +inf, so the walk resumes where exploration stopped.
+            candidates = frontier
+            values = eq1_values(self.ss_value, max_q, model, candidates)
+            scores = ucb_scores(values, counts[candidates], model.n_steps, self.c_ss, self.ucb_form)
+            best = np.flatnonzero(scores == scores.max())
+            choice = int(best[self.rng.integers(best.size)]) if best.size > 1 else int(best[0])
+        else:
+            candidates = np.flatnonzero(model.candidate_mask())
+            if candidates.size == 0:
+                return False
+            values = eq1_values(self.ss_value, max_q, model, candidates)
+            choice = smart_start_state(
+                values,
+                counts[candidates],
+                self.c_ss,
+                form=self.ucb_form,
+                total=model.n_steps,
+                rng=self.rng,
+            )
         target = int(candidates[choice])
         self._target_index = target
         self._target_key = state_key(model.observation(target))
@@ -889,11 +1010,35 @@ class SmartStartController:
         self.active = True
         return True
 
+    def walk_to_frontier(self, state: Any) -> bool:
+        """Start a walk from ``state`` to the nearest frontier state (a state with an untried
+        action), mid-episode; True when it starts. Algorithm 1 walks once per episode, to S_ss;
+        this is the directed exploration's departure from it.
+
+        The walk follows the fewest seen moves (:meth:`CountModel.path_to_frontier`, a
+        breadth-first search that stops at the nearest frontier state, so its cost does not
+        grow with the model) and ends there, or where a move lands off the path (a slip on a
+        stochastic env). False, and no walk, when ``state`` is on the frontier or no frontier
+        state is reachable.
+        """
+        t0 = time.perf_counter()
+        found = self.model.path_to_frontier(state)
+        self._report.plan_ms += (time.perf_counter() - t0) * 1e3
+        self._report.n_plans += 1
+        if found is None:
+            return False
+        path, self._walk_end = found
+        self._walk = path[::-1]  # popped from the end
+        self.active = True
+        return True
+
     def act(self, state: Any) -> int | None:
         """The guided action in ``state``, or None (and :attr:`active` becomes False) when the
         walk is over: the state is within theta of S_ss, or the model knows no path from it."""
         if not self.active:
             return None
+        if self._walk_end is not None:
+            return self._walk_step(state)
         if self._in_region(state):
             self._report.reached = True
             self.active = False
@@ -915,6 +1060,17 @@ class SmartStartController:
             self._expected = self._likely_next(index, action)
         self._report.steps += 1
         return action
+
+    def _walk_step(self, state: Any) -> int | None:
+        """The next action of a walk to the frontier, or None (the walk ends) when ``state``
+        is its end or off its path."""
+        index = self.model.index(state)
+        if index == self._walk_end or not self._walk or self._walk[-1][0] != index:
+            self._report.reached |= index == self._walk_end
+            self.active, self._walk, self._walk_end = False, [], None
+            return None
+        self._report.steps += 1
+        return self._walk.pop()[1]
 
     @property
     def report(self) -> SmartStartReport:

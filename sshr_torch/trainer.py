@@ -51,7 +51,13 @@ from sshr_torch.maze import (
     shortest_path_length,
 )
 from sshr_torch.rollout import EpisodeResult, play_episode
-from sshr_torch.smart_start import ModelGoalValues, SmartStartController, SmartStartReport
+from sshr_torch.smart_start import (
+    CountModel,
+    ModelGoalValues,
+    SmartStartController,
+    SmartStartReport,
+    ucb1_action,
+)
 
 __all__ = [
     "Callback",
@@ -503,6 +509,10 @@ class Trainer:
             # The DQN's batches carry n-step sums and their bootstrap discounts (her.py).
             **_n_step_settings(config),
         )
+        # The exploration after the guided walk: the config's, or by default 'directed' where
+        # it applies (Smart Start, goals that are states), the paper's epsilon-greedy elsewhere.
+        directed_applies = config.smart_start and self._goals_are_states()
+        self.exploration = config.explore or ("directed" if directed_applies else "epsilon")
         self.controller = self._make_controller(np.random.default_rng(seeds[2]))
         self.model_values = self._make_model_values()
         self._random_until_goal = (
@@ -510,6 +520,22 @@ class Trainer:
             and config.random_until_goal
             and self.controller is not None
             and self._goals_are_states()
+        )
+        self._explorer: Callable[[Any], int] | None = None
+        if self.exploration != "epsilon":
+            if not self._goals_are_states():
+                raise ConfigError(
+                    f"--explore {self.exploration} explores while the episode's goal was never "
+                    "reached; it needs an env whose goals are its Discrete states (the maze); "
+                    "use --explore epsilon."
+                )
+            self._random_until_goal = True
+            self._explorer = self._ucb1_action
+        # The count bonus reads Smart Start's count model, or one of its own without it.
+        self.counts = (
+            CountModel(int(self.env.action_space.n))
+            if config.count_bonus > 0 and self.controller is None
+            else None
         )
         if config.agent == "dqn":
             self.epsilon = LinearSchedule(
@@ -576,6 +602,10 @@ class Trainer:
             ucb_form=config.ucb_form,
             ss_value=config.eq1_value,
             replan=config.replan,
+            # Eq. 1 over the frontier: ss_frontier, or by default with 'directed'
+            frontier=self.exploration == "directed"
+            if config.ss_frontier is None
+            else config.ss_frontier,
             rng=rng,
         )
 
@@ -633,8 +663,23 @@ class Trainer:
         return values
 
     def _explore_at_random(self, goal: Any) -> bool:
-        """``random_until_goal``: True while the DQN's episode goal has never been reached."""
+        """``random_until_goal`` (or ``explore`` other than 'epsilon'): True while the episode's
+        goal has never been reached."""
         return self.controller.model.index(goal) is None  # type: ignore[union-attr]
+
+    def _ucb1_action(self, state: Any) -> int:
+        """``explore`` 'ucb1': UCB1 over Smart Start's C(s, a), untried actions first; with
+        'directed', a state with no untried action left starts a guided walk to the nearest
+        frontier state instead (Smart Start again, mid-episode)."""
+        controller = self.controller
+        assert controller is not None  # validate() refuses ucb1 without Smart Start
+        counts = controller.model.action_counts(state)
+        directed = self.exploration == "directed"
+        if directed and min(counts) > 0 and controller.walk_to_frontier(state):
+            action = controller.act(state)
+            if action is not None:
+                return action
+        return ucb1_action(counts, controller.rng)
 
     def _maze_digest(self) -> str | None:
         """SHA-256 of the maze's layout (None for another env): a resume refuses a changed maze."""
@@ -644,7 +689,10 @@ class Trainer:
 
     def _parts(self) -> dict[str, Any]:
         """What a checkpoint holds the state of, by name."""
-        return {"agent": self.agent, "buffer": self.buffer, "controller": self.controller}
+        parts = {"agent": self.agent, "buffer": self.buffer, "controller": self.controller}
+        if self.counts is not None:  # the count bonus's own model (no Smart Start)
+            parts["counts"] = self.counts
+        return parts
 
     def _open_run_dir(self) -> None:
         """Lock the run directory (before anything in it is read or written), then resume
@@ -719,7 +767,11 @@ class Trainer:
         started = time.perf_counter() - progress.wall_s
         try:
             while not (
-                self.budget_spent() or stop.requested or self._callback_stop() or self.solved()
+                self.budget_spent()
+                or stop.requested
+                or self._callback_stop()
+                or self.solved()
+                or (config.stop_first_goal and progress.first_success_step is not None)
             ):
                 steps_before = progress.env_steps
                 step_limit = math.inf if max_steps is None else max_steps - steps_before
@@ -741,6 +793,9 @@ class Trainer:
                     reset_seed=self._env_seed if progress.episode == 0 else None,
                     visits=self.visits,
                     explore_at_random=self._explore_at_random if self._random_until_goal else None,
+                    explorer=self._explorer,
+                    count_model=self.counts,
+                    count_bonus=config.count_bonus,
                 )
                 progress.wall_s = time.perf_counter() - started
                 self._cut_before = before if result.length >= step_limit else None

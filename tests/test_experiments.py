@@ -211,3 +211,31 @@ def test_long_mazes_smoke(tmp_path: Path) -> None:
     assert int(tabular_run["env_steps"]) == int(tabular_run["steps_to_greedy"]) < 3000
     assert _markdown_rows(tmp_path / "long_mazes.md")[0][0] == "maze"
     _check_png(tmp_path / "long_mazes.png")
+
+
+def test_large_mazes_smoke(tmp_path: Path) -> None:
+    script = _script("large_mazes")
+    assert script.main(["--smoke", "--out", str(tmp_path), "--workers", "1"]) == 0
+    runs = _table(tmp_path / "large_mazes_runs.csv")
+    assert {row["arm"] for row in runs} == set(script.ARMS)
+    first = {row["arm"]: row["first_goal"] for row in runs}
+    # the frontier explorer and the directed Smart Start find the goal of a 21x21 maze well
+    # within the smoke budget; the directed walk within 1.5x of the reference's steps
+    assert first["frontier"] and first["directed"]
+    assert int(first["directed"]) <= 1.5 * int(first["frontier"])
+    assert int(first["frontier"]) >= int(runs[0]["dfs_bound"]) / 2
+    rows = _markdown_rows(tmp_path / "large_mazes.md")
+    assert rows[0][:4] == ["maze", "free_cells", "episode_steps", "arm"]
+    _check_png(tmp_path / "large_mazes.png")
+
+
+def test_frontier_explorer_stays_within_every_action_once_plus_the_walks_back() -> None:
+    script = _script("large_mazes")
+    # keulen_easy_unscaled: 8 free cells, G 7 moves from S along a corridor. Each (s, a) of
+    # the 7 cells before G tried once is 28 steps; walks back to an untried action add at most
+    # one move per cell left behind (a corridor has no side branches): 28 + 7 = 35.
+    steps = [
+        script.frontier_explorer("keulen_easy_unscaled", 1000, seed, 10_000) for seed in range(10)
+    ]
+    assert all(s is not None and 7 <= s <= 35 for s in steps) and len(set(steps)) > 1
+    assert script.frontier_explorer("keulen_easy_unscaled", 1000, 0, 3) is None  # the budget

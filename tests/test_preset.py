@@ -14,7 +14,7 @@ import pytest
 from sshr_torch.config import PAPER_SETTINGS, PRESETS, PROJECT_CHOICES, ConfigError, TrainConfig
 from sshr_torch.sweep import grid
 from sshr_torch.train import build_parser, config_from_args, main
-from sshr_torch.trainer import train
+from sshr_torch.trainer import Trainer, train
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = PRESETS["paper"]
@@ -28,6 +28,8 @@ def test_the_paper_preset_is_the_papers_setting_as_written():
     assert config.step_reward == 0.0 and config.n_step == 1
     assert config.model_values == "off" and config.random_until_goal is False
     assert config.discount == 0.99
+    # After the guided walk, the paper's epsilon-greedy, not the directed exploration.
+    assert config.explore == "epsilon" and config.ss_frontier is False
     for name, value in PAPER_SETTINGS.items():
         assert getattr(config, name) == value, name
     # Each of the preset's settings differs from the DQN's defaults, or is a paper setting.
@@ -118,7 +120,7 @@ def test_a_preset_is_not_a_sweep_axis():
     assert config.preset == "paper" and config.n_step == 1 and config.her == "none"
 
 
-def test_help_says_which_defaults_are_the_papers_and_which_are_choices():
+def test_help_says_which_defaults_are_the_papers_and_which_are_choices(tmp_path):
     text = " ".join(build_parser().format_help().split())  # unwrapped
     for name in PAPER_SETTINGS:
         assert f"--{name.replace('_', '-')}" in text.split("Defaults:")[1]
@@ -131,6 +133,11 @@ def test_help_says_which_defaults_are_the_papers_and_which_are_choices():
             default = TrainConfig().discount
         elif flag == "--ss-value":
             default = TrainConfig().eq1_value
+        elif flag == "--explore":
+            # Unset, it is resolved for the env: the default run's maze gets this.
+            trainer = Trainer(TrainConfig(run_dir=str(tmp_path / "explore"), quiet=True))
+            default = trainer.exploration
+            trainer.close()
         if isinstance(default, bool):
             assert default is True and value == "", choice
         elif isinstance(default, (int, float)):

@@ -22,6 +22,7 @@ from sshr_torch.smart_start import (
     eq1_values,
     smart_start_state,
     state_key,
+    ucb1_action,
     ucb_scores,
     value_iteration,
 )
@@ -680,6 +681,112 @@ def test_guided_walks_in_grid_maze_env():
         dist = maze_module.bfs_distances(env.maze, env.maze.cell_position(start))
         assert report.steps >= dist[env.maze.cell_position(target)]
     assert n_guided >= 4
+
+
+# ---- directed exploration: UCB1, the frontier, walks to it -------------------------------------
+
+
+def test_ucb1_action_tries_untried_actions_first_at_random():
+    rng = np.random.default_rng(0)
+    picks = {ucb1_action([3, 0, 5, 0], rng) for _ in range(50)}
+    assert picks == {1, 3}  # only the untried ones, both of them
+    assert ucb1_action([0, 9, 9, 9], rng) == 0
+
+
+def test_ucb1_action_by_hand_once_every_action_was_tried():
+    rng = np.random.default_rng(0)
+    # no values: the least-tried action, whatever c
+    assert ucb1_action([4, 1, 2, 4], rng) == 1
+    assert ucb1_action([4, 1, 2, 4], rng, c=100.0) == 1
+    # C(s) = 8, ln 8 = 2.079: bonuses c * sqrt(2.079 / n) = 0.721 (n 4) and 1.442 (n 1), c = 1;
+    # Q = [1.0, 0.2]: scores 1.721 and 1.642, so action 0; with c = 2, 2.442 against 3.084: 1.
+    assert ucb1_action([4, 1], rng, q=np.array([1.0, 0.2])) == 0
+    assert ucb1_action([4, 1], rng, q=np.array([1.0, 0.2]), c=2.0) == 1
+    ties = {ucb1_action([2, 2, 2], rng) for _ in range(60)}
+    assert ties == {0, 1, 2}
+
+
+def test_frontier_mask_path_to_frontier_and_action_counts():
+    # a corridor 0 - 1 - 2 - 3 (two actions: 0 left, 1 right); every action of 0, 1, 2 tried,
+    # 3 only arrived at: the frontier is {3} and the walk from 0 goes right three times
+    model = CountModel(2)
+    for s in range(3):
+        model.update(s, 1, 0.0, s + 1, False)
+        model.update(s, 0, 0.0, max(s - 1, 0), False)
+    assert model.frontier_mask().tolist() == [False, False, False, True]
+    assert model.action_counts(1) == [1, 1] and model.action_counts(99) == [0, 0]
+    path, end = model.path_to_frontier(0)
+    assert [(model.observation(s), a) for s, a in path] == [(0, 1), (1, 1), (2, 1)]
+    assert end == model.index(3)
+    assert model.path_to_frontier(3) is None  # already on it
+    assert model.path_to_frontier(42) is None  # unknown
+    # a terminal state is never the frontier, nor walked through
+    model.update(3, 1, 1.0, 4, True)
+    model.update(3, 0, 0.0, 2, False)
+    assert not model.frontier_mask().any() and model.path_to_frontier(0) is None
+    # the moves survive a checkpoint, in the order they were first seen (the search's ties)
+    shuffled = CountModel(4)
+    for s, a, s2 in [(0, 3, 1), (0, 1, 2), (0, 0, 0), (0, 2, 0), (2, 0, 0)]:
+        shuffled.update(s, a, 0.0, s2, False)
+    restored = CountModel(4)
+    restored.load_state_dict(json.loads(json.dumps(shuffled.state_dict())))
+    # 1 and 2 are both one move from 0: the first seen, 1 (by action 3), is the one walked to
+    assert restored.path_to_frontier(0) == shuffled.path_to_frontier(0) == ([(0, 3)], 1)
+    copy = CountModel(2)
+    copy.load_state_dict(json.loads(json.dumps(model.state_dict())))
+    copy.update(1, 1, 0.0, 5, False)  # a new move from 1 (a slip): 5 is the frontier
+    path, end = copy.path_to_frontier(0)
+    assert [(copy.observation(s), a) for s, a in path] == [(0, 1), (1, 1)]
+    assert copy.observation(end) == 5
+
+
+def test_walk_to_frontier_walks_the_fewest_seen_moves_and_ends_there():
+    grid = Grid(MAZE)
+    start, corner = grid.cell(1, 1), grid.cell(5, 7)
+    controller = SmartStartController(4, rng=np.random.default_rng(0))
+    explore_all(controller, grid)
+    assert not controller.walk_to_frontier(start)  # every action of every cell tried
+    # every action tried but three of the corner's: it is the only frontier state
+    controller = SmartStartController(4, rng=np.random.default_rng(0))
+    for s in grid.free:
+        for a in range(4):
+            if s != corner or a == 0:
+                controller.observe(s, a, 0.0, grid.step(s, a), False)
+    assert controller.model.frontier_mask().sum() == 1
+    assert controller.walk_to_frontier(start) and controller.active
+    visited = walk(controller, grid, start)
+    distance = grid.bfs(start)[corner]
+    assert visited[-1] == corner and len(visited) - 1 == distance and not controller.active
+    report = controller.end_episode()
+    assert report.reached and report.steps == distance and report.n_plans == 1
+
+
+def test_frontier_eq1_ranks_the_frontier_only():
+    grid = Grid(MAZE)
+    start, a, b = grid.cell(1, 1), grid.cell(5, 3), grid.cell(3, 5)
+
+    def counted(frontier: bool) -> SmartStartController:
+        # every action of every cell tried twice (C(s) = 8), but at a and b action 0 is
+        # untried and the others were tried 3 (C(a) = 9) and 4 (C(b) = 12) times
+        controller = SmartStartController(4, frontier=frontier, rng=np.random.default_rng(0))
+        for s in grid.free:
+            for action in range(4):
+                k = 2 if s not in (a, b) else 0 if action == 0 else 3 if s == a else 4
+                for _ in range(k):
+                    controller.observe(s, action, 0.0, grid.step(s, action), False)
+        return controller
+
+    frontier = counted(True)
+    assert frontier.begin_episode(1, start, None) and frontier.target_observation == a
+    # the paper's Eq. 1 ranks every visited state: a least-left one (C = 8), not a or b
+    plain = counted(False)
+    plain.begin_episode(1, start, None)
+    assert plain.target_observation not in (a, b)
+    # a state only ever arrived at (C(s) = 0) scores +inf on the frontier
+    frontier.end_episode()
+    frontier.observe(grid.cell(5, 1), 3, 0.0, 999, False)
+    frontier.begin_episode(2, start, None)
+    assert frontier.target_observation == 999
 
 
 # ---- the model's values for a goal (the DQN's bootstrap floor) ---------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -309,6 +310,10 @@ def _bad_maze(tmp_path: Path) -> str:
         (["--agent", "ppo"], "--agent"),
         (["--eta", "1.5"], "--eta"),
         (["--her-k", "0"], "--her-k"),
+        (["--explore", "ucb1", "--no-smart-start"], "--explore ucb1"),
+        (["--explore", "directed", "--no-smart-start"], "--explore directed"),
+        (["--explore", "boltzmann"], "--explore"),
+        (["--count-bonus", "-1"], "--count-bonus"),
         (["--no-such-flag"], "--no-such-flag"),
         (["--episodes", "many"], "--episodes"),
         (["--resume", "MISSING_DIR"], "missing"),
@@ -383,7 +388,9 @@ def test_smart_start_distance_to_the_goal_is_logged(tmp_path, ss_value):
 
 
 def test_random_until_goal_explores_at_random_until_the_goal_is_reached(tmp_path):
-    settings = dict(episodes=10, epsilon_start=0.2, epsilon_end=0.2, eval_interval=0)
+    settings = dict(
+        episodes=10, epsilon_start=0.2, epsilon_end=0.2, eval_interval=0, explore="epsilon"
+    )
     rows = read_rows(train(tiny_config(tmp_path, **settings)).run_dir)
     first = next(i for i, row in enumerate(rows) if row["success"] == "1")
     assert first < len(rows) - 1  # the goal was reached before the last episode
@@ -608,3 +615,107 @@ def test_model_values_the_env_rewards_cannot_give_are_refused_at_start_up(tmp_pa
         -1.0,
         -1.0,
     )
+
+
+# ---- directed exploration, the count bonus, stopping at the first goal -----------------------
+
+
+def _first_goal_config(tmp_path: Path, name: str, **overrides) -> TrainConfig:
+    """generated:21x21:seed=0 (241 free cells), 5000-step episodes, stop at the first goal."""
+    values = dict(
+        maze="generated:21x21:seed=0",
+        max_episode_steps=5000,
+        total_steps=60_000,
+        eval_interval=0,
+        stop_first_goal=True,
+        run_dir=str(tmp_path / name),
+    )
+    return tiny_config(tmp_path, **{**values, **overrides})
+
+
+def test_stop_first_goal_ends_the_run_with_the_first_successful_episode(tmp_path):
+    result = train(tiny_config(tmp_path, agent="tabular", episodes=50, stop_first_goal=True))
+    rows = read_rows(result.run_dir)
+    assert [row["success"] for row in rows].count("1") == 1 and rows[-1]["success"] == "1"
+    assert result.summary["first_success_step"] <= result.summary["env_steps"]
+    assert result.summary["episodes"] == len(rows) < 50
+
+
+def test_directed_exploration_reaches_the_first_goal_near_the_dfs_bound(tmp_path):
+    maze = make_env(_first_goal_config(tmp_path, "x")).maze
+    n_free = len(maze.free_cells)
+    directed = dict(explore="directed")
+    tabular = train(_first_goal_config(tmp_path, "tabular", agent="tabular", **directed))
+    first = tabular.summary["first_success_step"]
+    # In one long episode: every (s, a) of a perfect maze tried once is 4n steps (2(n - 1)
+    # moves, the DFS bound, and about 2n wall bumps), plus walks back to the frontier.
+    assert first is not None and first <= 6 * n_free
+    # Before the goal is reached the exploration reads counts only: the DQN's first goal is
+    # the tabular learner's, to the step.
+    dqn = train(_first_goal_config(tmp_path, "dqn", **directed))
+    assert dqn.summary["first_success_step"] == first
+    # The paper's exploration (a random walk after the walk to S_ss) needs several times more.
+    paper = train(_first_goal_config(tmp_path, "paper", agent="tabular", explore="epsilon"))
+    assert (
+        paper.summary["first_success_step"] is None
+        or paper.summary["first_success_step"] > 2 * first
+    )
+
+
+def test_exploration_defaults_to_directed_where_it_applies(tmp_path):
+    def made(name: str, env=None, **overrides) -> tuple[str, bool]:
+        trainer = Trainer(tiny_config(tmp_path, run_dir=str(tmp_path / name), **overrides), env)
+        try:
+            frontier = trainer.controller is not None and trainer.controller.frontier
+            return trainer.exploration, frontier
+        finally:
+            trainer.close()
+
+    assert made("default") == ("directed", True)
+    assert made("paper", explore="epsilon") == ("epsilon", False)
+    assert made("ucb1", explore="ucb1") == ("ucb1", False)
+    assert made("own", explore="directed", ss_frontier=False) == ("directed", False)
+    assert made("frontier", explore="epsilon", ss_frontier=True) == ("epsilon", True)
+    # where it does not apply, the default is the paper's: no Smart Start, goals not states
+    assert made("no_ss", smart_start=False) == ("epsilon", False)
+    assert made("bits", goal_envs.BitFlippingEnv(n_bits=4)) == ("epsilon", False)
+
+
+def test_ucb1_alone_explores_without_walks_to_the_frontier(tmp_path):
+    # UCB1 alone is a local rule: once every action around it was tried it wanders by
+    # least-tried actions, where the directed exploration walks to the frontier
+    ucb1 = train(_first_goal_config(tmp_path, "ucb1", agent="tabular", explore="ucb1"))
+    directed = train(_first_goal_config(tmp_path, "directed", agent="tabular", explore="directed"))
+    first = directed.summary["first_success_step"]
+    assert ucb1.summary["first_success_step"] is None or ucb1.summary["first_success_step"] > first
+
+
+def test_ucb1_needs_goals_that_are_states(tmp_path):
+    with pytest.raises(ConfigError, match="--explore ucb1"):
+        Trainer(tiny_config(tmp_path, explore="ucb1"), env=goal_envs.BitFlippingEnv(n_bits=4))
+
+
+def test_count_bonus_is_added_to_the_stored_rewards_and_checkpointed(tmp_path):
+    config = tiny_config(tmp_path, smart_start=False, count_bonus=0.5, episodes=3)
+    result = train(config)
+    trainer_counts = runlog.load_checkpoint(result.run_dir / "checkpoint.pt")["counts"]
+    assert trainer_counts["n_steps"] == result.summary["env_steps"]
+    # the same run, its buffer read: r + 0.5 / sqrt(C(s, a)) on the real rewards
+    trainer = Trainer(dataclasses.replace(config, run_dir=str(tmp_path / "again")))
+    trainer.run()
+    buffer, n = trainer.buffer, result.summary["env_steps"]
+    assert trainer.counts is not None and trainer.counts.n_steps == n
+    stored = buffer._reward[:n].astype(np.float64)
+    assert stored[0] == pytest.approx(0.5)  # the first step: C(s, a) = 1, env reward 0
+    counts: dict[tuple[int, int], int] = {}
+    expected = []
+    for obs, action in zip(buffer._obs[:n], buffer._action[:n], strict=True):
+        key = (int(obs), int(action))
+        counts[key] = counts.get(key, 0) + 1
+        expected.append(0.5 / math.sqrt(counts[key]))
+    env_rewards = stored - np.array(expected)
+    assert np.allclose(env_rewards[env_rewards > 0.5], 1.0)  # the goal's reward, where reached
+    assert np.allclose(env_rewards[env_rewards <= 0.5], 0.0, atol=1e-6)
+    # the episode's return stays the env's
+    returns = [float(row["return"]) for row in read_rows(result.run_dir)]
+    assert set(returns) <= {0.0, 1.0}

@@ -1,6 +1,7 @@
 """Scale: generated mazes from 11x11 to 201x201 (issue 7). Prints each figure beside its target.
 
     python experiments/benchmarks/bench_scale.py [--smoke]
+    python experiments/benchmarks/bench_scale.py --sizes 21 201 --steps 3000   # issue 21's pair
 
 Every maze is ``generated:NxN:seed=0`` (a perfect maze, start and goal at the two ends of its
 longest path). Each size runs in a fresh subprocess (so its peak memory is its own), one torch
@@ -16,7 +17,9 @@ thread, one at a time. Per size:
   equal, so ties at random) and, separately, S_ss forced to the visited state farthest from the
   start (the worst case). Target: <= 100 ms at 20,000 visited states.
 * throughput: env steps per CPU-second of ``Trainer.run`` (DQN + HER 'future' k = 4, learning
-  from step 1000, 1000-step episodes), without and with Smart Start.
+  from step 1000, 1000-step episodes), without and with Smart Start. Target: with Smart Start,
+  the largest size's throughput >= 0.6x the smallest's (issue 21; its pair is 21x21 and
+  201x201 with 3,000-step runs).
 * memory: the process's peak resident set (``ru_maxrss``) minus its resident set right after
   the imports, beside the bytes the run's arrays and tensors hold: the agent's tensors (Q-network,
   target network, Adam moments: O(maze) through the first layer's rows), the replay buffer's
@@ -42,6 +45,7 @@ import torch
 
 SIZES = (11, 21, 41, 81, 101, 151, 201)
 UPDATE_RATIO_TARGET = 1.5
+SPS_RATIO_TARGET = 0.6
 PLAN_TARGET_MS = 100.0
 PLAN_STATES = 20_000
 DEFAULT_BUFFER = 100_000
@@ -217,9 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     """Spawn one worker per size, then print the table and the verdicts."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="two sizes, short runs")
+    parser.add_argument(
+        "--sizes", nargs="+", type=int, help=f"maze sides to run (default: {SIZES})"
+    )
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--buffer", type=int, default=DEFAULT_BUFFER, help=argparse.SUPPRESS)
-    parser.add_argument("--steps", type=int, default=5_000, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--steps", type=int, default=5_000, help="env steps per throughput run (default 5000)"
+    )
     parser.add_argument("--updates", type=int, default=2_000, help=argparse.SUPPRESS)
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -228,8 +237,10 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps(worker(args.worker, args.buffer, args.steps, args.updates, args.memory_only))
         )
         return 0
-    sizes = (11, 201) if args.smoke else SIZES
-    steps, n_updates = (1_500, 300) if args.smoke else (5_000, 2_000)
+    sizes = (11, 201) if args.smoke else tuple(args.sizes or SIZES)
+    if len(sizes) < 2 or any(size < 5 or size % 2 == 0 for size in sizes):
+        parser.exit(2, f"error: --sizes needs two or more odd sides >= 5, got {sizes}.\n")
+    steps, n_updates = (1_500, 300) if args.smoke else (args.steps, 2_000)
     rows = []
     for size in sizes:
         rows.append(_spawn(size, DEFAULT_BUFFER, steps, n_updates, False))
@@ -263,6 +274,13 @@ def main(argv: list[str] | None = None) -> int:
         f"\nupdate cost {large['size']}x{large['size']} / {small['size']}x{small['size']}: "
         f"{ratio:.2f}x   target <= {UPDATE_RATIO_TARGET}x   "
         f"{_verdict(ratio <= UPDATE_RATIO_TARGET)}"
+    )
+    sps_ratio = large["sps_ss"] / small["sps_ss"]
+    print(
+        f"throughput with Smart Start {large['size']}x{large['size']} / "
+        f"{small['size']}x{small['size']}: {sps_ratio:.2f}x (without: "
+        f"{large['sps_no_ss'] / small['sps_no_ss']:.2f}x)   target >= {SPS_RATIO_TARGET}x   "
+        f"{_verdict(sps_ratio >= SPS_RATIO_TARGET)}"
     )
     print(
         f"planning with {large['n_visited']} visited states: {large['plan_ms']:.1f} ms (Eq. 1 "
