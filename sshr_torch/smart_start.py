@@ -44,6 +44,8 @@ __all__ = [
     "SS_VALUES",
     "UCB_FORMS",
     "eq1_values",
+    "known_distances",
+    "moves_return",
     "smart_start_state",
     "state_key",
     "ucb_scores",
@@ -58,6 +60,11 @@ SS_VALUES: tuple[str, ...] = get_args(SsValue)
 """The value terms of Eq. 1 (``TrainConfig.ss_value``); :func:`eq1_values` computes each."""
 ModelMode = Literal["floor", "target", "q"]
 """How :class:`ModelGoalValues` enter the DQN's TD targets (``DQNAgent.bootstrap_value``)."""
+ModelGoals = Literal["env", "all"]
+"""Which goals :class:`ModelGoalValues` answers for: the refreshed (env's) goal, or every goal."""
+# The per-goal distance cache of ModelGoalValues holds at most this many floats (128 MB); when
+# it is full it starts over (on a 201x201 maze's ~20,000 states: the last ~1,600 goals).
+_MAX_CACHED_DISTANCES = 1 << 25
 
 # C(s, a, s') is a dict keyed by one packed int, (s * n_actions + a) * _PACK + s', which is
 # cheaper to build and hash than a tuple; it bounds the model to 2**32 visited states.
@@ -95,7 +102,7 @@ def _copy_observation(obs: Any) -> Any:
     return arr
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Layout:
     """The sparsity pattern of C(s, a, s'): CSR order of the packed keys, rows and columns."""
 
@@ -106,6 +113,9 @@ class _Layout:
     cols: np.ndarray  # (nnz,) int64: s'
     indices: np.ndarray  # cols as CSR indices (int32)
     indptr: np.ndarray  # (n_states * n_actions + 1,) int32
+    graph: sp.csr_matrix | None = None  # CountModel.graph(), built on first use
+    successors: np.ndarray | None = None  # CountModel.successors(), built on first use
+    deterministic: bool | None = None  # CountModel.is_deterministic(), found on first use
 
 
 class CountModel:
@@ -299,6 +309,46 @@ class CountModel:
             array.setflags(write=False)
         self._layout = layout
         return layout
+
+    def successors(self) -> np.ndarray:
+        """(n_states, n_actions) int64: the one state each tried (s, a) has led to, -1 where
+        (s, a) was never tried or has led to more than one state (a stochastic move)."""
+        layout = self._sparsity()
+        if layout.successors is None:
+            n_rows = self.n_states * self.n_actions
+            out = np.full(n_rows, -1, dtype=np.int64)
+            single = np.flatnonzero(np.diff(layout.indptr) == 1)  # rows with exactly one s'
+            out[single] = layout.cols[layout.indptr[single]]
+            layout.successors = out.reshape(-1, self.n_actions)
+            layout.successors.setflags(write=False)
+        return layout.successors
+
+    def is_deterministic(self) -> bool:
+        """Every tried (s, a) has led to one state only (so hop counts are exact distances)."""
+        layout = self._sparsity()
+        if layout.deterministic is None:
+            layout.deterministic = bool(np.all(np.diff(layout.indptr) <= 1))
+        return layout.deterministic
+
+    @property
+    def layout_version(self) -> tuple[int, int]:
+        """(number of distinct (s, a, s'), n_states): changes exactly when the graph does."""
+        return len(self._sas_counts), len(self._observations)
+
+    def graph(self) -> sp.csr_matrix:
+        """(n_states, n_states) CSR: 1 where some action has led from s to s' (s != s'), cached
+        with the sparsity pattern (it changes only when a new (s, a, s') turns up)."""
+        layout = self._sparsity()
+        if layout.graph is None:
+            n = self.n_states
+            s = layout.rows // self.n_actions
+            moves = s != layout.cols
+            graph = sp.csr_matrix(
+                (np.ones(int(moves.sum())), (s[moves], layout.cols[moves])), shape=(n, n)
+            )
+            graph.sum_duplicates()
+            layout.graph = graph
+        return layout.graph
 
     @property
     def terminal_mask(self) -> np.ndarray:
@@ -590,6 +640,42 @@ def _shortest_path_bound(
     return bound
 
 
+def known_distances(model: CountModel, sources: np.ndarray, *, reverse: bool = False) -> np.ndarray:
+    """Fewest moves the model has seen from each source (dense index) to every state, or with
+    ``reverse`` from every state to each source; (len(sources), n_states) float64, inf where
+    it knows no path. One breadth-first search per source, all in one scipy call."""
+    graph = model.graph()
+    sources = np.asarray(sources, dtype=np.int64).reshape(-1)
+    if sources.size == 0 or model.n_states == 0:
+        return np.full((sources.size, model.n_states), np.inf)
+    graph = graph.T.tocsr() if reverse else graph
+    return np.atleast_2d(
+        csgraph.shortest_path(graph, directed=True, unweighted=True, indices=sources)
+    )
+
+
+def moves_return(
+    moves: np.ndarray, gamma: float, goal_reward: float = 1.0, step_reward: float = 0.0
+) -> np.ndarray:
+    """The learner's return of a walk that arrives at its goal after ``moves`` moves, the one
+    place where the count model's distances become values (float32, -inf where ``moves`` is
+    inf, no known path). ``step_reward`` c on every move before the last, ``goal_reward`` r_g
+    on arrival (the env's goal reward plus c), discounted by gamma:
+
+        G(T) = c (1 - gamma^(T - 1)) / (1 - gamma) + gamma^(T - 1) r_g
+             = c / (1 - gamma) + gamma^(T - 1) (r_g - c / (1 - gamma))
+
+    (-(T - 1) with c = -1, r_g = 0 and gamma -> 1). A Q(s, g, a) is G(1 + d(s')), d(s') the
+    moves from the state a leads to.
+    """
+    moves = np.asarray(moves, dtype=np.float64)
+    never = step_reward / (1.0 - gamma)  # the return of never arriving
+    out = np.full(moves.shape, -np.inf, dtype=np.float32)
+    known = np.isfinite(moves)
+    out[known] = never + gamma ** (moves[known] - 1.0) * (goal_reward - never)
+    return out
+
+
 # ---- the model's values for a goal -----------------------------------------------------------
 
 
@@ -617,6 +703,15 @@ class ModelGoalValues:
     values are those of the last :meth:`refresh` (the trainer refreshes once per episode, for
     the episode's goal): between refreshes the model only grows, so on a deterministic env stale
     values are still lower bounds.
+
+    With ``goals='all'`` it answers for every goal of a batch, not only the refreshed one,
+    while the model is deterministic (every tried (s, a) has led to one state): d(s, g), the
+    fewest moves the model has seen from s to g, comes from one reverse breadth-first search
+    per goal (:func:`known_distances`, all of a batch's new goals in one scipy call), cached
+    per goal until :meth:`refresh` finds the graph grown; Q(s, g, a) = :func:`moves_return`
+    (1 + d(s_a, g)), s_a the state a leads to. These are the returns of walks the agent has
+    made, so lower bounds on the optimal values, also when stale. On a stochastic model it
+    answers for the refreshed goal only (value iteration, as with 'env').
     """
 
     def __init__(
@@ -629,7 +724,10 @@ class ModelGoalValues:
         step_reward: float = 0.0,
         tol: float = 1e-6,
         max_iter: int = 1000,
+        goals: ModelGoals = "env",
     ) -> None:
+        if goals not in get_args(ModelGoals):
+            raise ValueError(f"goals must be one of {get_args(ModelGoals)}, got {goals!r}.")
         if not 0.0 <= gamma < 1.0:
             raise ValueError(f"the model's goal values need gamma in [0, 1), got {gamma}.")
         if not goal_reward > step_reward / (1.0 - gamma):
@@ -647,9 +745,24 @@ class ModelGoalValues:
         """(n_states, n_actions) Q(s, goal, a), -inf where the model knows no path via a."""
         self.values = self.q.max(axis=1)
         """(n_states,) V(s, goal) = max_a Q(s, goal, a), -inf where the model knows no path."""
+        self.goals = goals
+        # goals='all': _dist[_slot[g], i] the moves from dense state i into goal state g, for
+        # the graph of version _cache_version; _dense the dense index of each state
+        self._slot = np.full(self.n_states, -1, dtype=np.int64)
+        self._dist = np.empty((0, self.n_states), dtype=np.float32)
+        self._n_slots = 0
+        self._cache_version: tuple[int, int] | None = None
+        self._dense: np.ndarray | None = None
+        self._n_dense = 0
+        self.n_searches = 0
+        """Reverse breadth-first searches run so far (goals='all'), for the cost measurements."""
 
     def refresh(self, goal: int) -> None:
-        """Recompute the values for ``goal`` on the model as it is now."""
+        """Recompute the values for ``goal`` on the model as it is now (and, with
+        ``goals='all'``, forget the cached distances if the model's graph has grown)."""
+        if self._cache_version != self.model.layout_version:
+            self._forget_distances()
+            self._cache_version = self.model.layout_version
         self.q.fill(-np.inf)
         self.values.fill(-np.inf)
         self.goal = int(goal)
@@ -673,13 +786,83 @@ class ModelGoalValues:
 
     def __call__(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """(B,) float32: V(s, g) for each row of Discrete ``states`` and ``goals``; -inf where
-        g is not the refreshed goal or the model knows no path from s."""
+        the model knows no path from s to g (or, with goals='env', g is not the refreshed
+        goal)."""
+        if self._all_goals():
+            return self.q_values(states, goals).max(axis=1, initial=-np.inf)
         return self._lookup(self.values, states, goals)
 
     def q_values(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """(B, n_actions) float32: Q(s, g, a) for each row of Discrete ``states`` and ``goals``;
-        -inf where g is not the refreshed goal or the model knows no path via a."""
+        -inf where the model knows no path via a (or, with goals='env', g is not the refreshed
+        goal)."""
+        if self._all_goals():
+            return self._all_goal_q(states, goals)
         return self._lookup(self.q, states, goals)
+
+    def _all_goals(self) -> bool:
+        return self.goals == "all" and self.model.is_deterministic()
+
+    def _all_goal_q(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """Q(s, g, a) = moves_return(1 + d(s_a, g)) from the cached per-goal distances."""
+        states = np.asarray(states, dtype=np.int64).reshape(-1)
+        goals = np.asarray(goals, dtype=np.int64).reshape(-1)
+        out = np.full((len(states), self.model.n_actions), -np.inf, dtype=np.float32)
+        dense = self._dense_index()
+        unique, row_goal = np.unique(goals, return_inverse=True)
+        slot = self._goal_slots(unique, dense[unique])[row_goal]  # (B,) row of _dist, -1: none
+        s_index = dense[states]
+        rows = np.flatnonzero((s_index >= 0) & (slot >= 0) & (states != goals))
+        succ = self.model.successors()[s_index[rows]]  # (R, n_actions) dense, -1: untried
+        d_next = self._dist[slot[rows][:, None], np.maximum(succ, 0)]  # (R, n_actions)
+        d_next[succ < 0] = np.inf
+        out[rows] = moves_return(1.0 + d_next, self.gamma, self.goal_reward, self.step_reward)
+        return out
+
+    def _dense_index(self) -> np.ndarray:
+        """(n_states,) the model's dense index of each state, -1 where never seen; extended as
+        the model adds states (dense indices are only ever appended)."""
+        observations = self.model.observations()
+        if self._dense is None:
+            self._dense = np.full(self.n_states, -1, dtype=np.int64)
+            self._n_dense = 0
+        if len(observations) > self._n_dense:
+            new = np.arange(self._n_dense, len(observations))
+            self._dense[observations[self._n_dense :]] = new
+            self._n_dense = len(observations)
+        return self._dense
+
+    def _goal_slots(self, goals: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """The rows of the distance cache ``_dist`` holding the moves into each of ``goals``
+        (dense ``index``, -1: never seen), searching the missing ones together; -1 for goals
+        the model has never seen."""
+        slots = self._slot[goals]
+        missing = np.flatnonzero((slots < 0) & (index >= 0))
+        if missing.size == 0:
+            return slots
+        capacity = max(1, _MAX_CACHED_DISTANCES // self.n_states)
+        if self._n_slots + missing.size > capacity:  # full: start over
+            self._forget_distances()
+            slots = self._slot[goals]
+            missing = np.flatnonzero(index >= 0)
+        found = known_distances(self.model, index[missing], reverse=True)  # (M, n_model)
+        self.n_searches += missing.size
+        rows = np.arange(self._n_slots, self._n_slots + missing.size)
+        if rows[-1] >= len(self._dist):  # grow the cache by doubling (up to its capacity)
+            size = min(capacity, max(2 * len(self._dist), rows[-1] + 1, 64))
+            grown = np.empty((size, self.n_states), dtype=np.float32)
+            grown[: len(self._dist)] = self._dist
+            self._dist = grown
+        self._dist[rows, : found.shape[1]] = found
+        self._dist[rows, found.shape[1] :] = np.inf  # states seen later: no known path yet
+        self._n_slots += missing.size
+        self._slot[goals[missing]] = rows
+        slots[missing] = rows
+        return slots
+
+    def _forget_distances(self) -> None:
+        self._slot.fill(-1)
+        self._n_slots = 0
 
     def _lookup(self, table: np.ndarray, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """The rows of ``table`` (by state) for a batch, -inf in the rows of another goal."""

@@ -56,6 +56,8 @@ SUMMARY_COLUMNS = (
     "mean_length_last_100",
     "eval_success_rate",
     "eval_mean_length",
+    "goals_success",
+    "goals_excess",
     "n_updates",
     "wall_s",
     "sps",
@@ -64,6 +66,7 @@ SUMMARY_COLUMNS = (
 # in the HParams dashboard: summary.json field -> tag.
 FINAL_METRICS = {
     "eval_success_rate": "final/eval_success_rate",
+    "goals_success": "final/goals_success",
     "first_success_step": "final/first_success_step",
     "success_rate_last_100": "final/success_rate_last_100",
     "env_steps": "final/env_steps",
