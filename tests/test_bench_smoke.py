@@ -171,5 +171,6 @@ def test_bench_dqn_defaults_compares_the_two_arms(capsys) -> None:
     assert bench.main(["--smoke"]) == 0
     out = capsys.readouterr().out
     rates = [float(line.split()[3]) for line in out.splitlines() if line.startswith("  round")]
-    assert len(rates) == 2 and all(rate > 0 for rate in rates)
-    assert f"now / before {rates[1] / rates[0]:.2f}" in out
+    assert len(rates) == 3 and all(rate > 0 for rate in rates)
+    assert f"now / before {rates[2] / rates[0]:.2f}" in out
+    assert f"now / env_goal {rates[2] / rates[1]:.2f}" in out

@@ -211,3 +211,19 @@ def test_long_mazes_smoke(tmp_path: Path) -> None:
     assert int(tabular_run["env_steps"]) == int(tabular_run["steps_to_greedy"]) < 3000
     assert _markdown_rows(tmp_path / "long_mazes.md")[0][0] == "maze"
     _check_png(tmp_path / "long_mazes.png")
+
+
+def test_goal_reach_smoke(tmp_path: Path) -> None:
+    script = _script("goal_reach")
+    assert script.main(["--smoke", "--out", str(tmp_path), "--workers", "1"]) == 0
+    runs = _table(tmp_path / "goal_reach_runs.csv")
+    assert [row["arm"] for row in runs] == ["dqn", "tabular"]
+    assert all(0.0 <= float(row["goals_success"]) <= 1.0 for row in runs)
+    table = _table(tmp_path / "goal_reach.csv")
+    dqn = next(row for row in table if row["arm"] == "dqn")
+    assert dqn["target"].startswith("reach >= 0.95: ")  # measured against the main job's target
+    assert _markdown_rows(tmp_path / "goal_reach.md")[0][:2] == ["task", "arm"]
+    # A second call reads the finished runs instead of training them again.
+    before = (tmp_path / "runs" / "easy__dqn__s1" / "summary.json").stat().st_mtime
+    assert script.main(["--smoke", "--out", str(tmp_path), "--workers", "1"]) == 0
+    assert (tmp_path / "runs" / "easy__dqn__s1" / "summary.json").stat().st_mtime == before
