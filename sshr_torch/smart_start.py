@@ -63,8 +63,14 @@ ModelMode = Literal["floor", "target", "q"]
 ModelGoals = Literal["env", "all"]
 """Which goals :class:`ModelGoalValues` answers for: the refreshed (env's) goal, or every goal."""
 # The per-goal distance cache of ModelGoalValues holds at most this many floats (128 MB); when
-# it is full it starts over (on a 201x201 maze's ~20,000 states: the last ~1,600 goals).
+# it is full the goal searched longest ago makes room (a 201x201 maze's ~20,000 states: ~1,600
+# goals).
 _MAX_CACHED_DISTANCES = 1 << 25
+# The breadth-first searches of ModelGoalValues visit at most this many states per batch on
+# average (a credit that grows by it each batch, spent on whole searches): about 0.7 ms of
+# search per update on a 201x201 maze (20,401 states: a search every 5th update), all of a
+# batch's new goals at once on keulen_hard (279 states: 14 a batch). docs/goal_reach.md.
+SEARCH_STATES_PER_BATCH = 4096
 
 # C(s, a, s') is a dict keyed by one packed int, (s * n_actions + a) * _PACK + s', which is
 # cheaper to build and hash than a tuple; it bounds the model to 2**32 visited states.
@@ -114,6 +120,7 @@ class _Layout:
     indices: np.ndarray  # cols as CSR indices (int32)
     indptr: np.ndarray  # (n_states * n_actions + 1,) int32
     graph: sp.csr_matrix | None = None  # CountModel.graph(), built on first use
+    reverse_graph: sp.csr_matrix | None = None  # its transpose, built on first use
     successors: np.ndarray | None = None  # CountModel.successors(), built on first use
     deterministic: bool | None = None  # CountModel.is_deterministic(), found on first use
 
@@ -331,13 +338,14 @@ class CountModel:
         return layout.deterministic
 
     @property
-    def layout_version(self) -> tuple[int, int]:
-        """(number of distinct (s, a, s'), n_states): changes exactly when the graph does."""
-        return len(self._sas_counts), len(self._observations)
+    def n_transition_keys(self) -> int:
+        """Distinct (s, a, s') seen: it grows exactly when the model's graph does."""
+        return len(self._sas_counts)
 
-    def graph(self) -> sp.csr_matrix:
-        """(n_states, n_states) CSR: 1 where some action has led from s to s' (s != s'), cached
-        with the sparsity pattern (it changes only when a new (s, a, s') turns up)."""
+    def graph(self, reverse: bool = False) -> sp.csr_matrix:
+        """(n_states, n_states) CSR: 1 where some action has led from s to s' (s != s'), or
+        with ``reverse`` its transpose; cached with the sparsity pattern (it changes only when
+        a new (s, a, s') turns up)."""
         layout = self._sparsity()
         if layout.graph is None:
             n = self.n_states
@@ -348,7 +356,11 @@ class CountModel:
             )
             graph.sum_duplicates()
             layout.graph = graph
-        return layout.graph
+        if not reverse:
+            return layout.graph
+        if layout.reverse_graph is None:
+            layout.reverse_graph = layout.graph.T.tocsr()
+        return layout.reverse_graph
 
     @property
     def terminal_mask(self) -> np.ndarray:
@@ -644,11 +656,10 @@ def known_distances(model: CountModel, sources: np.ndarray, *, reverse: bool = F
     """Fewest moves the model has seen from each source (dense index) to every state, or with
     ``reverse`` from every state to each source; (len(sources), n_states) float64, inf where
     it knows no path. One breadth-first search per source, all in one scipy call."""
-    graph = model.graph()
     sources = np.asarray(sources, dtype=np.int64).reshape(-1)
     if sources.size == 0 or model.n_states == 0:
         return np.full((sources.size, model.n_states), np.inf)
-    graph = graph.T.tocsr() if reverse else graph
+    graph = model.graph(reverse=reverse)
     return np.atleast_2d(
         csgraph.shortest_path(graph, directed=True, unweighted=True, indices=sources)
     )
@@ -707,8 +718,9 @@ class ModelGoalValues:
     With ``goals='all'`` it answers for every goal of a batch, not only the refreshed one,
     while the model is deterministic (every tried (s, a) has led to one state): d(s, g), the
     fewest moves the model has seen from s to g, comes from one reverse breadth-first search
-    per goal (:func:`known_distances`, all of a batch's new goals in one scipy call), cached
-    per goal until :meth:`refresh` finds the graph grown; Q(s, g, a) = :func:`moves_return`
+    per goal (:func:`known_distances`, a batch's goals in one scipy call), cached per goal and
+    searched again once the graph has grown, within a budget of visited states per batch
+    (``SEARCH_STATES_PER_BATCH``); Q(s, g, a) = :func:`moves_return`
     (1 + d(s_a, g)), s_a the state a leads to. These are the returns of walks the agent has
     made, so lower bounds on the optimal values, also when stale. On a stochastic model it
     answers for the refreshed goal only (value iteration, as with 'env').
@@ -746,23 +758,23 @@ class ModelGoalValues:
         self.values = self.q.max(axis=1)
         """(n_states,) V(s, goal) = max_a Q(s, goal, a), -inf where the model knows no path."""
         self.goals = goals
-        # goals='all': _dist[_slot[g], i] the moves from dense state i into goal state g, for
-        # the graph of version _cache_version; _dense the dense index of each state
+        # goals='all': _dist[_slot[g], i] the moves from dense state i into goal state g, found
+        # on the graph of version _searched[_slot[g]]; _goal_of the inverse of _slot; _dense
+        # the dense index of each state
         self._slot = np.full(self.n_states, -1, dtype=np.int64)
         self._dist = np.empty((0, self.n_states), dtype=np.float32)
+        self._searched = np.empty(0, dtype=np.int64)
+        self._goal_of = np.empty(0, dtype=np.int64)
         self._n_slots = 0
-        self._cache_version: tuple[int, int] | None = None
+        self._evict = 0  # the slot the next goal takes once the cache is full (oldest first)
+        self._credit = 0.0
         self._dense: np.ndarray | None = None
         self._n_dense = 0
         self.n_searches = 0
         """Reverse breadth-first searches run so far (goals='all'), for the cost measurements."""
 
     def refresh(self, goal: int) -> None:
-        """Recompute the values for ``goal`` on the model as it is now (and, with
-        ``goals='all'``, forget the cached distances if the model's graph has grown)."""
-        if self._cache_version != self.model.layout_version:
-            self._forget_distances()
-            self._cache_version = self.model.layout_version
+        """Recompute the values for ``goal`` on the model as it is now."""
         self.q.fill(-np.inf)
         self.values.fill(-np.inf)
         self.goal = int(goal)
@@ -834,35 +846,54 @@ class ModelGoalValues:
 
     def _goal_slots(self, goals: np.ndarray, index: np.ndarray) -> np.ndarray:
         """The rows of the distance cache ``_dist`` holding the moves into each of ``goals``
-        (dense ``index``, -1: never seen), searching the missing ones together; -1 for goals
-        the model has never seen."""
+        (dense ``index``, -1: never seen); -1 where there is none yet.
+
+        Searches, within the credit of ``SEARCH_STATES_PER_BATCH`` visited states a batch:
+        first the goals never searched, then those searched on an older graph (the model has
+        grown since). A stale row still holds the lengths of walks the agent has made, so
+        lower bounds on the values; a goal not searched yet gets its TD target this batch."""
         slots = self._slot[goals]
-        missing = np.flatnonzero((slots < 0) & (index >= 0))
-        if missing.size == 0:
+        version = self.model.n_transition_keys
+        new = np.flatnonzero((slots < 0) & (index >= 0))
+        stale = np.flatnonzero(slots >= 0)
+        stale = stale[self._searched[slots[stale]] != version]
+        n = self.model.n_states
+        self._credit = min(self._credit + SEARCH_STATES_PER_BATCH, 4.0 * max(n, 1024))
+        n_search = min(new.size + stale.size, int(self._credit // max(n, 1)))
+        if n_search == 0:
             return slots
-        capacity = max(1, _MAX_CACHED_DISTANCES // self.n_states)
-        if self._n_slots + missing.size > capacity:  # full: start over
-            self._forget_distances()
-            slots = self._slot[goals]
-            missing = np.flatnonzero(index >= 0)
-        found = known_distances(self.model, index[missing], reverse=True)  # (M, n_model)
-        self.n_searches += missing.size
-        rows = np.arange(self._n_slots, self._n_slots + missing.size)
-        if rows[-1] >= len(self._dist):  # grow the cache by doubling (up to its capacity)
-            size = min(capacity, max(2 * len(self._dist), rows[-1] + 1, 64))
-            grown = np.empty((size, self.n_states), dtype=np.float32)
-            grown[: len(self._dist)] = self._dist
-            self._dist = grown
-        self._dist[rows, : found.shape[1]] = found
-        self._dist[rows, found.shape[1] :] = np.inf  # states seen later: no known path yet
-        self._n_slots += missing.size
-        self._slot[goals[missing]] = rows
-        slots[missing] = rows
+        todo = np.concatenate([new, stale])[:n_search]
+        self._credit -= n_search * n
+        found = known_distances(self.model, index[todo], reverse=True)  # (M, n_model)
+        self.n_searches += n_search
+        for j, i in enumerate(todo.tolist()):
+            slot = slots[i] if slots[i] >= 0 else self._take_slot(int(goals[i]))
+            self._dist[slot, :n] = found[j]
+            self._dist[slot, n:] = np.inf  # states seen later: no known path yet
+            self._searched[slot] = version
+            slots[i] = slot
         return slots
 
-    def _forget_distances(self) -> None:
-        self._slot.fill(-1)
-        self._n_slots = 0
+    def _take_slot(self, goal: int) -> int:
+        """A row of the cache for ``goal``: a new one, or the one searched longest ago."""
+        capacity = max(1, _MAX_CACHED_DISTANCES // self.n_states)
+        if self._n_slots < capacity:
+            slot = self._n_slots
+            self._n_slots += 1
+            if slot >= len(self._dist):  # grow by doubling, up to the capacity
+                size = min(capacity, max(2 * len(self._dist), 64))
+                for name, fill in (("_dist", np.inf), ("_searched", -1), ("_goal_of", -1)):
+                    old = getattr(self, name)
+                    grown = np.full((size, *old.shape[1:]), fill, dtype=old.dtype)
+                    grown[: len(old)] = old
+                    setattr(self, name, grown)
+        else:
+            slot = self._evict
+            self._evict = (slot + 1) % capacity
+            self._slot[self._goal_of[slot]] = -1
+        self._slot[goal] = slot
+        self._goal_of[slot] = goal
+        return slot
 
     def _lookup(self, table: np.ndarray, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """The rows of ``table`` (by state) for a batch, -inf in the rows of another goal."""

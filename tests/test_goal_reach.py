@@ -266,14 +266,13 @@ def test_model_values_for_every_goal_by_hand():
     assert q[2].tolist() == [G(2), G(3)]  # 3 -> 1: left 2 moves; right bumps, then 2 more
     assert (q[3:] == -np.inf).all()  # at the goal itself; unseen state 5; unseen goal 5
     assert values(np.array([0]), np.array([3])).tolist() == [G(3)]
-    # Cached per goal: asking again searches nothing; the graph grows only at refresh.
+    # Cached per goal: asking again searches nothing, until the graph grows.
     searches = values.n_searches
-    values.q_values(np.array([1]), np.array([3]))
+    values.q_values(np.array([1, 2]), np.array([3, 0]))
     assert values.n_searches == searches
-    model.update(1, 0, 0.0, 0, False)
-    assert values.q_values(np.array([2]), np.array([0]))[0].tolist() == [-np.inf] * 2  # stale
-    values.refresh(3)
+    model.update(1, 0, 0.0, 0, False)  # a new move: goal 0 is searched again when asked for
     assert values.q_values(np.array([2]), np.array([0]))[0, 0] == G(2)
+    assert values.n_searches == searches + 1
     # The env goal only ('env'): other goals get none.
     env_only = ModelGoalValues(model, 6, gamma, goal_reward=0.0, step_reward=-1.0)
     env_only.refresh(3)
@@ -288,3 +287,14 @@ def test_model_values_for_every_goal_fall_back_to_the_env_goal_when_moves_slip()
     values.refresh(3)
     q = values.q_values(np.array([2, 3]), np.array([3, 1]))
     assert q[0, 1] > -np.inf and (q[1] == -np.inf).all()
+
+
+def test_model_values_search_within_a_budget_of_states_per_batch(monkeypatch):
+    import sshr_torch.smart_start as smart_start
+
+    model = line_model()
+    monkeypatch.setattr(smart_start, "SEARCH_STATES_PER_BATCH", 4)  # one 4-state search a batch
+    values = ModelGoalValues(model, 6, 0.5, goal_reward=0.0, step_reward=-1.0, goals="all")
+    states, goals = np.array([0, 0, 0]), np.array([1, 2, 3])
+    known = [(values.q_values(states, goals) > -np.inf).any(axis=1).sum() for _ in range(3)]
+    assert known == [1, 2, 3] and values.n_searches == 3  # one more goal each batch
