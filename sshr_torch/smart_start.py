@@ -67,10 +67,10 @@ ModelGoals = Literal["env", "all"]
 # goals).
 _MAX_CACHED_DISTANCES = 1 << 25
 # The breadth-first searches of ModelGoalValues visit at most this many states per batch on
-# average (a credit that grows by it each batch, spent on whole searches): about 0.7 ms of
-# search per update on a 201x201 maze (20,401 states: a search every 5th update), all of a
-# batch's new goals at once on keulen_hard (279 states: 14 a batch). docs/goal_reach.md.
-SEARCH_STATES_PER_BATCH = 4096
+# average (a credit that grows by it each batch, spent on whole searches): a search every 10th
+# update on a 201x201 maze (20,401 states), 7 a batch on keulen_hard (279 states).
+# docs/goal_reach.md measures the cost (experiments/benchmarks/bench_model_goals.py).
+SEARCH_STATES_PER_BATCH = 2048
 
 # C(s, a, s') is a dict keyed by one packed int, (s * n_actions + a) * _PACK + s', which is
 # cheaper to build and hash than a tuple; it bounds the model to 2**32 visited states.
@@ -718,12 +718,12 @@ class ModelGoalValues:
     With ``goals='all'`` it answers for every goal of a batch, not only the refreshed one,
     while the model is deterministic (every tried (s, a) has led to one state): d(s, g), the
     fewest moves the model has seen from s to g, comes from one reverse breadth-first search
-    per goal (:func:`known_distances`, a batch's goals in one scipy call), cached per goal and
-    searched again once the graph has grown, within a budget of visited states per batch
-    (``SEARCH_STATES_PER_BATCH``); Q(s, g, a) = :func:`moves_return`
-    (1 + d(s_a, g)), s_a the state a leads to. These are the returns of walks the agent has
-    made, so lower bounds on the optimal values, also when stale. On a stochastic model it
-    answers for the refreshed goal only (value iteration, as with 'env').
+    per goal (a batch's goals in one scipy call), on the graph as of the last :meth:`refresh`,
+    cached per goal and searched again once a refresh found the graph grown, within a budget
+    of visited states per batch (``SEARCH_STATES_PER_BATCH``); Q(s, g, a) =
+    :func:`moves_return` (1 + d(s_a, g)), s_a the state a leads to. These are the returns of
+    walks the agent has made, so lower bounds on the optimal values, also when stale. On a
+    stochastic model it answers for the refreshed goal only (value iteration, as with 'env').
     """
 
     def __init__(
@@ -768,13 +768,22 @@ class ModelGoalValues:
         self._n_slots = 0
         self._evict = 0  # the slot the next goal takes once the cache is full (oldest first)
         self._credit = 0.0
+        # the model's graph as of the last refresh (goals='all'): its version (distinct
+        # (s, a, s')), determinism, successors and reversed graph
+        self._version = -1
+        self._deterministic = False
+        self._successors = np.zeros((0, model.n_actions), dtype=np.int64)
+        self._graph: sp.csr_matrix | None = None
         self._dense: np.ndarray | None = None
         self._n_dense = 0
         self.n_searches = 0
         """Reverse breadth-first searches run so far (goals='all'), for the cost measurements."""
 
     def refresh(self, goal: int) -> None:
-        """Recompute the values for ``goal`` on the model as it is now."""
+        """Recompute the values for ``goal`` on the model as it is now (and, with
+        ``goals='all'``, take its graph for the searches until the next refresh)."""
+        if self.goals == "all":
+            self._snapshot()
         self.q.fill(-np.inf)
         self.values.fill(-np.inf)
         self.goal = int(goal)
@@ -813,7 +822,22 @@ class ModelGoalValues:
         return self._lookup(self.q, states, goals)
 
     def _all_goals(self) -> bool:
-        return self.goals == "all" and self.model.is_deterministic()
+        if self.goals != "all":
+            return False
+        if self._graph is None:
+            self._snapshot()
+        return self._deterministic
+
+    def _snapshot(self) -> None:
+        """Take the model's graph as it is now for the searches until the next refresh (the
+        graph's exports cost O(model) each, once per episode rather than once per batch)."""
+        model = self.model
+        if self._graph is not None and self._version == model.n_transition_keys:
+            return
+        self._version = model.n_transition_keys
+        self._deterministic = model.is_deterministic()
+        self._successors = model.successors()
+        self._graph = model.graph(reverse=True)
 
     def _all_goal_q(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """Q(s, g, a) = moves_return(1 + d(s_a, g)) from the cached per-goal distances."""
@@ -824,8 +848,9 @@ class ModelGoalValues:
         unique, row_goal = np.unique(goals, return_inverse=True)
         slot = self._goal_slots(unique, dense[unique])[row_goal]  # (B,) row of _dist, -1: none
         s_index = dense[states]
-        rows = np.flatnonzero((s_index >= 0) & (slot >= 0) & (states != goals))
-        succ = self.model.successors()[s_index[rows]]  # (R, n_actions) dense, -1: untried
+        n = len(self._successors)  # states in the graph of the last refresh
+        rows = np.flatnonzero((s_index >= 0) & (s_index < n) & (slot >= 0) & (states != goals))
+        succ = self._successors[s_index[rows]]  # (R, n_actions) dense, -1: untried
         d_next = self._dist[slot[rows][:, None], np.maximum(succ, 0)]  # (R, n_actions)
         d_next[succ < 0] = np.inf
         out[rows] = moves_return(1.0 + d_next, self.gamma, self.goal_reward, self.step_reward)
@@ -853,18 +878,19 @@ class ModelGoalValues:
         grown since). A stale row still holds the lengths of walks the agent has made, so
         lower bounds on the values; a goal not searched yet gets its TD target this batch."""
         slots = self._slot[goals]
-        version = self.model.n_transition_keys
-        new = np.flatnonzero((slots < 0) & (index >= 0))
+        version, n = self._version, len(self._successors)
+        new = np.flatnonzero((slots < 0) & (index >= 0) & (index < n))
         stale = np.flatnonzero(slots >= 0)
         stale = stale[self._searched[slots[stale]] != version]
-        n = self.model.n_states
         self._credit = min(self._credit + SEARCH_STATES_PER_BATCH, 4.0 * max(n, 1024))
         n_search = min(new.size + stale.size, int(self._credit // max(n, 1)))
         if n_search == 0:
             return slots
         todo = np.concatenate([new, stale])[:n_search]
         self._credit -= n_search * n
-        found = known_distances(self.model, index[todo], reverse=True)  # (M, n_model)
+        found = np.atleast_2d(  # (M, n): moves into each goal, by one BFS each
+            csgraph.shortest_path(self._graph, unweighted=True, indices=index[todo])
+        )
         self.n_searches += n_search
         for j, i in enumerate(todo.tolist()):
             slot = slots[i] if slots[i] >= 0 else self._take_slot(int(goals[i]))

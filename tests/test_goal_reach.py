@@ -266,11 +266,13 @@ def test_model_values_for_every_goal_by_hand():
     assert q[2].tolist() == [G(2), G(3)]  # 3 -> 1: left 2 moves; right bumps, then 2 more
     assert (q[3:] == -np.inf).all()  # at the goal itself; unseen state 5; unseen goal 5
     assert values(np.array([0]), np.array([3])).tolist() == [G(3)]
-    # Cached per goal: asking again searches nothing, until the graph grows.
+    # Cached per goal: asking again searches nothing, until a refresh finds the graph grown.
     searches = values.n_searches
     values.q_values(np.array([1, 2]), np.array([3, 0]))
     assert values.n_searches == searches
-    model.update(1, 0, 0.0, 0, False)  # a new move: goal 0 is searched again when asked for
+    model.update(1, 0, 0.0, 0, False)  # a new move, seen by the searches after a refresh
+    assert values.q_values(np.array([2]), np.array([0]))[0].tolist() == [-np.inf] * 2
+    values.refresh(3)
     assert values.q_values(np.array([2]), np.array([0]))[0, 0] == G(2)
     assert values.n_searches == searches + 1
     # The env goal only ('env'): other goals get none.
