@@ -156,6 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
         parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
         parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+        parser.add_argument(
+            "--finished-only",
+            action="store_true",
+            help="tabulate the runs already in --out and train none (the rest are left out)",
+        )
 
     args = parse_args(__doc__.splitlines()[0], argv, extra)
     out = Path(args.out)
@@ -170,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for seed in seeds:  # seeds outermost: a cut-short job has every arm's first seeds
                 for arm in arms:
                     run_dir = out / "runs" / f"{task_name}__{arm}__s{seed}"
+                    if args.finished_only and not (run_dir / "summary.json").exists():
+                        continue
                     row = {"task": task_name, **run_one(task, arm, seed, run_dir, args.smoke)}
                     runs.append(row)
                     by_arm.setdefault(arm, []).append(row)
@@ -181,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     # the tables so far, after every run (a long job's partial results)
                     write_table(out, "goal_reach_runs", runs, "Goal reach, one row per run")
-            for arm in arms:
+            for arm in [arm for arm in arms if arm in by_arm]:
                 rows = by_arm[arm]
                 reach = [r["goals_success"] or 0.0 for r in rows]
                 table.append(
