@@ -170,10 +170,20 @@ def test_dqn_pair_q_values_match_one_goal_at_a_time():
     q = agent.pair_q_values(states, goals)
     for i in range(4):
         assert np.allclose(q[i], agent.q_values(states[i : i + 1], goals[i])[0])
-    # The tabular learner goes through q_values one goal at a time, in the rows' order.
+    # The tabular learner's own, and the fallback of one q_values call per goal, agree.
     tabular = TabularAgent(12, 4, seed=0)
-    tabular._set_values(tabular._q + np.arange(4))  # distinct actions, row-independent
-    assert pair_q_values(tabular, states, goals).shape == (4, 4)
+    rows = tabular._goal_rows(7)
+    tabular._q[tabular._new_row(rows, 3)] = [1.0, 2.0, 3.0, 4.0]
+    rows = tabular._goal_rows(2)
+    tabular._q[tabular._new_row(rows, 5)] = [5.0, 6.0, 7.0, 8.0]
+    own = tabular.pair_q_values(states, goals)
+    assert own[1].tolist() == [1.0, 2.0, 3.0, 4.0] and own[2].tolist() == [5.0, 6.0, 7.0, 8.0]
+    assert (own[[0, 3]] == tabular.q_init).all()
+
+    class OneGoalAtATime:
+        q_values = tabular.q_values
+
+    assert (pair_q_values(OneGoalAtATime(), states, goals) == own).all()
 
 
 def test_reach_map_colours_by_hand():
