@@ -863,7 +863,7 @@ class Trainer:
         next_cell = getattr(self.env.unwrapped, "next_cell", None)
         if self.goal_reach is not None and next_cell is not None:
             began = time.perf_counter()
-            start = self.goal_reach.start if self.goal_reach.start is not None else goal
+            start = maze.cell_index(*maze.start)  # random starts too: the maze's own start
             free = np.flatnonzero(~maze.walls.ravel())
             # At most MAX_IMAGE_WALKS cells, the first in the run's goal order (big mazes).
             cells = free[np.argsort(self.goal_reach.goal_rank[free])][:MAX_IMAGE_WALKS]
