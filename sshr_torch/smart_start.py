@@ -62,7 +62,7 @@ ModelMode = Literal["floor", "target", "q"]
 """How :class:`ModelGoalValues` enter the DQN's TD targets (``DQNAgent.bootstrap_value``)."""
 ModelGoals = Literal["env", "all"]
 """Which goals :class:`ModelGoalValues` answers for: the refreshed (env's) goal, or every goal."""
-# The per-goal distance cache of ModelGoalValues holds at most this many floats (128 MB); when
+# The per-goal distance cache of ModelGoalValues holds at most this many int32 (128 MB); when
 # it is full the goal searched longest ago makes room (a 201x201 maze's ~20,000 states: ~1,600
 # goals).
 _MAX_CACHED_DISTANCES = 1 << 25
@@ -758,11 +758,17 @@ class ModelGoalValues:
         self.values = self.q.max(axis=1)
         """(n_states,) V(s, goal) = max_a Q(s, goal, a), -inf where the model knows no path."""
         self.goals = goals
+        # moves_return(T) for T = 0 .. n_states, and -inf at n_states + 1 (no known path):
+        # a distance d < n_states (or n_states for none) maps to Q by one look-up at d + 1
+        moves = np.arange(self.n_states + 2, dtype=np.float64)
+        moves[-1] = np.inf
+        with np.errstate(all="ignore"):  # gamma^-1 at T = 0, never looked up
+            self._returns = moves_return(moves, self.gamma, self.goal_reward, self.step_reward)
         # goals='all': _dist[_slot[g], i] the moves from dense state i into goal state g, found
         # on the graph of version _searched[_slot[g]]; _goal_of the inverse of _slot; _dense
         # the dense index of each state
         self._slot = np.full(self.n_states, -1, dtype=np.int64)
-        self._dist = np.empty((0, self.n_states), dtype=np.float32)
+        self._dist = np.empty((0, self.n_states), dtype=np.int32)  # n_states: no known path
         self._searched = np.empty(0, dtype=np.int64)
         self._goal_of = np.empty(0, dtype=np.int64)
         self._n_slots = 0
@@ -845,15 +851,21 @@ class ModelGoalValues:
         goals = np.asarray(goals, dtype=np.int64).reshape(-1)
         out = np.full((len(states), self.model.n_actions), -np.inf, dtype=np.float32)
         dense = self._dense_index()
-        unique, row_goal = np.unique(goals, return_inverse=True)
-        slot = self._goal_slots(unique, dense[unique])[row_goal]  # (B,) row of _dist, -1: none
+        slot = self._slot[goals]  # (B,) row of _dist, -1: none
+        need = slot < 0
+        cached = np.flatnonzero(~need)
+        need[cached] = self._searched[slot[cached]] != self._version  # stale
+        if need.any():  # search what the credit allows, then look the rows up again
+            unique = np.unique(goals[need])
+            self._goal_slots(unique, dense[unique])
+            slot = self._slot[goals]
         s_index = dense[states]
         n = len(self._successors)  # states in the graph of the last refresh
         rows = np.flatnonzero((s_index >= 0) & (s_index < n) & (slot >= 0) & (states != goals))
         succ = self._successors[s_index[rows]]  # (R, n_actions) dense, -1: untried
-        d_next = self._dist[slot[rows][:, None], np.maximum(succ, 0)]  # (R, n_actions)
-        d_next[succ < 0] = np.inf
-        out[rows] = moves_return(1.0 + d_next, self.gamma, self.goal_reward, self.step_reward)
+        d_next = self._dist[slot[rows][:, None], np.maximum(succ, 0)]  # (R, n_actions) int32
+        d_next[succ < 0] = self.n_states  # no known path
+        out[rows] = self._returns[d_next + 1]  # moves_return(1 + d), precomputed
         return out
 
     def _dense_index(self) -> np.ndarray:
@@ -891,11 +903,12 @@ class ModelGoalValues:
         found = np.atleast_2d(  # (M, n): moves into each goal, by one BFS each
             csgraph.shortest_path(self._graph, unweighted=True, indices=index[todo])
         )
+        found = np.where(np.isfinite(found), found, self.n_states).astype(np.int32)
         self.n_searches += n_search
         for j, i in enumerate(todo.tolist()):
             slot = slots[i] if slots[i] >= 0 else self._take_slot(int(goals[i]))
             self._dist[slot, :n] = found[j]
-            self._dist[slot, n:] = np.inf  # states seen later: no known path yet
+            self._dist[slot, n:] = self.n_states  # states seen later: no known path yet
             self._searched[slot] = version
             slots[i] = slot
         return slots
@@ -908,7 +921,8 @@ class ModelGoalValues:
             self._n_slots += 1
             if slot >= len(self._dist):  # grow by doubling, up to the capacity
                 size = min(capacity, max(2 * len(self._dist), 64))
-                for name, fill in (("_dist", np.inf), ("_searched", -1), ("_goal_of", -1)):
+                fills = (("_dist", self.n_states), ("_searched", -1), ("_goal_of", -1))
+                for name, fill in fills:
                     old = getattr(self, name)
                     grown = np.full((size, *old.shape[1:]), fill, dtype=old.dtype)
                     grown[: len(old)] = old
