@@ -71,6 +71,8 @@ _MAX_CACHED_DISTANCES = 1 << 25
 # update on a 201x201 maze (20,401 states), 7 a batch on keulen_hard (279 states).
 # docs/goal_reach.md measures the cost (experiments/benchmarks/bench_model_goals.py).
 SEARCH_STATES_PER_BATCH = 2048
+# Goals searched on an older graph are searched again this many at a time (at least).
+STALE_SEARCHES = 32
 
 # C(s, a, s') is a dict keyed by one packed int, (s * n_actions + a) * _PACK + s', which is
 # cheaper to build and hash than a tuple; it bounds the model to 2**32 visited states.
@@ -855,12 +857,14 @@ class ModelGoalValues:
         need = slot < 0
         cached = np.flatnonzero(~need)
         need[cached] = self._searched[slot[cached]] != self._version  # stale
+        n = len(self._successors)  # states in the graph of the last refresh
+        cap = max(4.0 * SEARCH_STATES_PER_BATCH, 2.0 * STALE_SEARCHES * n)
+        self._credit = min(self._credit + SEARCH_STATES_PER_BATCH, cap)
         if need.any():  # search what the credit allows, then look the rows up again
             unique = np.unique(goals[need])
             self._goal_slots(unique, dense[unique])
             slot = self._slot[goals]
         s_index = dense[states]
-        n = len(self._successors)  # states in the graph of the last refresh
         rows = np.flatnonzero((s_index >= 0) & (s_index < n) & (slot >= 0) & (states != goals))
         succ = self._successors[s_index[rows]]  # (R, n_actions) dense, -1: untried
         d_next = self._dist[slot[rows][:, None], np.maximum(succ, 0)]  # (R, n_actions) int32
@@ -886,25 +890,30 @@ class ModelGoalValues:
         (dense ``index``, -1: never seen); -1 where there is none yet.
 
         Searches, within the credit of ``SEARCH_STATES_PER_BATCH`` visited states a batch:
-        first the goals never searched, then those searched on an older graph (the model has
-        grown since). A stale row still holds the lengths of walks the agent has made, so
-        lower bounds on the values; a goal not searched yet gets its TD target this batch."""
+        first the goals never searched, then, ``STALE_SEARCHES`` or more at a time, those
+        searched on an older graph (the model has grown since). A stale row still holds the
+        lengths of walks the agent has made, so lower bounds on the values; a goal not searched
+        yet gets its TD target this batch."""
         slots = self._slot[goals]
         version, n = self._version, len(self._successors)
         new = np.flatnonzero((slots < 0) & (index >= 0) & (index < n))
         stale = np.flatnonzero(slots >= 0)
         stale = stale[self._searched[slots[stale]] != version]
-        self._credit = min(self._credit + SEARCH_STATES_PER_BATCH, 4.0 * max(n, 1024))
-        n_search = min(new.size + stale.size, int(self._credit // max(n, 1)))
-        if n_search == 0:
+        # New goals as soon as the credit allows; stale ones (they have values, lower bounds)
+        # in calls of STALE_SEARCHES at least, as scipy's call costs more than a small search.
+        affordable = int(self._credit // max(n, 1))
+        todo = new[:affordable]
+        left = affordable - todo.size
+        if stale.size and left >= min(stale.size, STALE_SEARCHES):
+            todo = np.concatenate([todo, stale[:left]])
+        if todo.size == 0:
             return slots
-        todo = np.concatenate([new, stale])[:n_search]
-        self._credit -= n_search * n
+        self._credit -= todo.size * n
         found = np.atleast_2d(  # (M, n): moves into each goal, by one BFS each
             csgraph.shortest_path(self._graph, unweighted=True, indices=index[todo])
         )
         found = np.where(np.isfinite(found), found, self.n_states).astype(np.int32)
-        self.n_searches += n_search
+        self.n_searches += todo.size
         for j, i in enumerate(todo.tolist()):
             slot = slots[i] if slots[i] >= 0 else self._take_slot(int(goals[i]))
             self._dist[slot, :n] = found[j]
