@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from sshr_torch.her import StrategyName as HerName
-from sshr_torch.smart_start import ExploreName, ModelMode, SsValue, UcbForm
+from sshr_torch.smart_start import ExploreName, ModelGoals, ModelMode, SsValue, UcbForm
 
 AgentName = Literal["dqn", "tabular"]
 LossName = Literal["huber", "mse"]
@@ -63,6 +63,8 @@ PROJECT_CHOICES: dict[str, str] = {
     "--gamma 0.999": "DQN (tabular 0.99, Keulen's): values 520 moves out still differ",
     "--step-reward -1": "DQN: values like negative distances, not 1e-6 apart",
     "--model-values q": "DQN: the count model's values carry the credit beyond ~100 moves",
+    "--model-goals all": "DQN: those values for every goal of a batch, HER's too, not only the "
+    "episode's (goal reach 1.00 where it was 0.11: docs/goal_reach.md)",
     "--ss-value zero": "DQN: Eq. 1 from counts alone, as the paper's text (tabular: learner, "
     "Keulen's code)",
     "--random-until-goal": "DQN: random moves until a goal is first reached, as the tabular "
@@ -228,6 +230,12 @@ class TrainConfig:
     batch's states (rows with that goal; the TD target elsewhere); 'target': bootstrap those
     rows from the model's V(s', g); 'floor': from max(Q_target(s', g), V_model(s', g)); 'off':
     the pure DQN + HER targets. docs/long_mazes.md measures each."""
+    model_goals: ModelGoals = "all"
+    """With model_values: the goals the count model gives values for. 'all': every goal of a
+    batch, HER's relabelled ones included, from the fewest moves the model has seen into each
+    (a cached reverse breadth-first search per goal, while every move the model has seen is
+    deterministic; the env's goal alone otherwise); 'env': the episode's goal only.
+    docs/goal_reach.md measures both."""
     count_bonus: float = 0.0
     """beta of a count bonus beta / sqrt(C(s, a)) added to the reward of every real transition
     the learner and the replay buffer see (#Exploration / MBIE-EB style; HER relabels get
@@ -265,6 +273,13 @@ class TrainConfig:
     """Greedy evaluation every this many episodes (0: only the final one)."""
     eval_episodes: int = 5
     """Greedy episodes per evaluation."""
+    eval_goals: int | None = None
+    """Goal reach: each evaluation also walks greedily to this many goals at once, drawn once
+    per run from the states the run has visited (from random starts too, where the env draws
+    its start at random); a goal counts as reached on arrival within 1.5x its shortest path
+    (the env's own, else the count model's). Logged as eval/goals_success and
+    eval/goals_excess, in summary.json and as the maze/goal_reach image. Unset: 50 on envs
+    whose goals are their Discrete states (the maze), off elsewhere; 0: off."""
     image_interval: int = 100
     """Heatmap and policy images to TensorBoard every this many episodes (0: only at the end)."""
     checkpoint_interval: int = 50
@@ -287,6 +302,8 @@ class TrainConfig:
             _positive(name, getattr(self, name))
         for name in ("target_update_interval", "eval_episodes", "torch_threads", "n_step"):
             _positive(name, getattr(self, name))
+        if self.eval_goals is not None and self.eval_goals < 0:
+            raise ConfigError(f"--eval-goals must be >= 0, got {self.eval_goals}.")
         for name in ("episodes", "total_steps"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
@@ -345,6 +362,7 @@ class TrainConfig:
             ("ucb_form", UcbForm),
             ("loss", LossName),
             ("model_values", ModelValuesName),
+            ("model_goals", ModelGoals),
         ):
             _choice(name, getattr(self, name), get_args(kind))
         if self.explore is not None:

@@ -8,7 +8,9 @@ even for a 201x201 maze, so dashboards do not slow training down.
 Legend (docs/tensorboard.md repeats it): walls dark grey; start a white square, goal a red
 square, decoys orange squares; in the visit heatmap the planned walk to S_ss is a white dot per
 cell and S_ss a magenta frame; in the policy map the colour is max_a Q(s, a) and a blue stroke
-from the cell's centre points along the greedy action.
+from the cell's centre points along the greedy action; in the goal-reach map a cell is green
+where the greedy walk from the start reaches it on a shortest path, yellow to orange up to
+1.5x it, red where it does not arrive within 1.5x, dark blue where no walk was made.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ DECOY = np.array([255, 150, 0], dtype=np.uint8)
 TARGET = np.array([255, 0, 255], dtype=np.uint8)
 PATH = np.array([255, 255, 255], dtype=np.uint8)
 STROKE = np.array([0, 170, 255], dtype=np.uint8)
+UNWALKED = np.array([20, 30, 80], dtype=np.uint8)
 
 # Unit moves (d_row, d_col) of each action, for the policy strokes.
 _DELTAS = {Action.UP: (-1, 0), Action.RIGHT: (0, 1), Action.DOWN: (1, 0), Action.LEFT: (0, -1)}
 # 256-entry colour tables, so colouring a maze is one fancy-indexing operation.
 _LUTS = {name: (colormaps[name](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
-         for name in ("viridis", "magma")}  # fmt: skip
+         for name in ("viridis", "magma", "RdYlGn")}  # fmt: skip
 
 
 def cell_pixels(maze: Maze, max_side: int = 640) -> int:
@@ -84,6 +87,42 @@ def policy_map(maze: Maze, q_values: np.ndarray) -> np.ndarray:
         mask = tiles.transpose(0, 2, 1, 3).reshape(maze.n_rows * px, maze.n_cols * px)
         image[mask] = STROKE
     _mark_endpoints(image, maze, px)
+    return image
+
+
+def goal_reach_map(
+    maze: Maze, moves: np.ndarray, shortest: np.ndarray, start: int | None = None
+) -> np.ndarray:
+    """Where the greedy walk from the start arrives, and how directly (``maze/goal_reach``).
+
+    A cell reached is green on a shortest path and shades through yellow to orange at 1.5x it
+    (colour = shortest / moves, from 1 down to 2/3); a cell not reached within 1.5x its
+    shortest path is red; a cell not walked to (no path, or left out) dark blue. The start is a
+    white square.
+
+    Args:
+        maze: the maze.
+        moves: ``(n_cells,)`` moves the walk to each cell took, -1 where it did not arrive.
+        shortest: ``(n_cells,)`` the shortest path to each cell (inf where there is none).
+        start: the cell the walks started from (the maze's start by default).
+    """
+    moves = np.asarray(moves, dtype=float).reshape(maze.shape)
+    shortest = np.asarray(shortest, dtype=float).reshape(maze.shape)
+    colours = np.empty((*maze.shape, 3), dtype=np.uint8)
+    colours[:] = UNWALKED
+    walked = np.isfinite(shortest) & (shortest > 0)
+    reached = walked & (moves > 0)
+    directness = np.zeros(maze.shape)
+    directness[reached] = shortest[reached] / moves[reached]  # (2/3, 1]
+    # 1 -> the top of the red-yellow-green table, 2/3 -> its middle (yellow-orange)
+    scaled = np.clip(0.5 + 1.5 * (directness - 2.0 / 3.0), 0.5, 1.0)
+    colours[reached] = _LUTS["RdYlGn"][np.round(scaled[reached] * 255).astype(np.intp)]
+    colours[walked & ~reached] = _LUTS["RdYlGn"][0]
+    colours[maze.walls] = WALL
+    px = cell_pixels(maze)
+    image = _blow_up(colours, px)
+    start = maze.cell_index(*maze.start) if start is None else int(start)
+    _mark(image, maze, start, px, START, fraction=0.6)
     return image
 
 

@@ -32,7 +32,15 @@ from sshr_torch.agents.base import Agent, Transition
 from sshr_torch.her import HerReplayBuffer
 from sshr_torch.smart_start import CountModel, SmartStartController, SmartStartReport
 
-__all__ = ["EpisodeResult", "play_episode"]
+__all__ = [
+    "EpisodeResult",
+    "env_step",
+    "greedy_choice",
+    "greedy_walks",
+    "pair_q_values",
+    "play_episode",
+    "table_step",
+]
 
 
 @dataclass
@@ -174,3 +182,103 @@ def play_episode(
 def _always_random(env_steps: int) -> float:
     """The exploration schedule of an episode played at random: epsilon 1 at every step."""
     return 1.0
+
+
+# ---- greedy walks to many goals at once (goal reach) -------------------------------------------
+
+# (indices of the walks to advance, their actions) -> (next states, arrived, ended) for them
+StepFunction = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def pair_q_values(agent: Agent, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
+    """Q(s_i, g_i, .) for each (state, goal) row, (n, n_actions): the agent's own
+    ``pair_q_values`` where it has one (the DQN: one forward pass for all rows), else one
+    ``q_values`` call per distinct goal."""
+    method = getattr(agent, "pair_q_values", None)
+    if method is not None:
+        return np.asarray(method(states, goals))
+    rows = []
+    order = np.argsort(goals, kind="stable")
+    for group in np.split(order, np.flatnonzero(np.diff(goals[order])) + 1):
+        rows.append(np.asarray(agent.q_values(states[group], goals[group[0]]), np.float64))
+    out = np.empty((len(goals), rows[0].shape[1]), dtype=np.float64)
+    out[order] = np.concatenate(rows)
+    return out
+
+
+def greedy_choice(q: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """argmax_a q[i, a] for each row, exact ties broken uniformly at random, (n,) int64."""
+    best = q == q.max(axis=1, keepdims=True)  # (n, n_actions)
+    return np.argmax(rng.random(q.shape) * best, axis=1)
+
+
+def greedy_walks(
+    agent: Agent,
+    starts: np.ndarray,
+    goals: np.ndarray,
+    budgets: np.ndarray,
+    step: StepFunction,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Walk greedily from each start to its goal, all walks together; returns the moves each
+    took to arrive, (n,) int64, -1 where it did not arrive within its budget.
+
+    Each step is one ``pair_q_values`` call for every walk still going (one forward pass of
+    the DQN), then ``step`` advances those walks. A walk stops when it arrives, when ``step``
+    says its episode ended, or after ``budgets[i]`` moves (a budget of 0 never starts).
+    """
+    states = np.array(starts, dtype=np.int64)
+    goals = np.asarray(goals, dtype=np.int64)
+    budgets = np.asarray(budgets, dtype=np.int64)
+    moves = np.full(len(goals), -1, dtype=np.int64)
+    active = np.flatnonzero(budgets > 0)
+    n_moves = 0
+    while active.size:
+        actions = greedy_choice(pair_q_values(agent, states[active], goals[active]), rng)
+        next_states, arrived, ended = step(active, actions)
+        n_moves += 1
+        states[active] = next_states
+        moves[active[arrived]] = n_moves
+        active = active[~(arrived | ended) & (budgets[active] > n_moves)]
+    return moves
+
+
+def table_step(
+    next_state: np.ndarray,
+    goals: np.ndarray,
+    states: np.ndarray,
+    stops: np.ndarray | None = None,
+) -> StepFunction:
+    """A ``greedy_walks`` step of a deterministic env given as a table ``next_state[s, a]``
+    (the maze's ``next_cell``): walk i is at ``states[i]`` (updated in place), arrives on
+    ``goals[i]`` and ends on a state of ``stops`` (bool by state: the maze's decoys)."""
+
+    def step(index: np.ndarray, actions: np.ndarray):
+        nxt = next_state[states[index], actions]
+        states[index] = nxt
+        arrived = nxt == goals[index]
+        ended = np.zeros_like(arrived) if stops is None else stops[nxt] & ~arrived
+        return nxt, arrived, ended
+
+    return step
+
+
+def env_step(envs: list[gym.Env], starts: np.ndarray, goals: np.ndarray) -> StepFunction:
+    """A ``greedy_walks`` step on copies of an env, one per walk, each reset with
+    ``options={"start": starts[i], "goal": goals[i]}`` (the maze's reset options); a walk
+    arrives when ``info["is_success"]`` and ends when its episode does."""
+    for env, start, goal in zip(envs, starts, goals, strict=True):
+        env.reset(options={"start": int(start), "goal": int(goal)})
+
+    def step(index: np.ndarray, actions: np.ndarray):
+        nxt = np.empty(len(index), dtype=np.int64)
+        arrived = np.zeros(len(index), dtype=bool)
+        ended = np.zeros(len(index), dtype=bool)
+        for j, (i, action) in enumerate(zip(index.tolist(), actions.tolist(), strict=True)):
+            obs, _, terminated, truncated, info = envs[i].step(action)
+            nxt[j] = obs["observation"]
+            arrived[j] = bool(info.get("is_success", False))
+            ended[j] = terminated or truncated
+        return nxt, arrived, ended
+
+    return step

@@ -420,6 +420,9 @@ class Progress:
     eval_success_rate: float | None = None
     eval_mean_length: float | None = None
     solved_step: int | None = None
+    goals_success: float | None = None
+    goals_excess: float | None = None
+    goal_reach_s: float = 0.0
 
     @property
     def success_rate(self) -> float:
@@ -544,6 +547,21 @@ class RunLogger:
         self.writer.add_scalar("eval/success_rate", success_rate, step)
         self.writer.add_scalar("eval/mean_length", mean_length, step)
 
+    def log_goal_reach(self, scalars: dict[str, float], step: int) -> None:
+        """Goal reach's ``eval/goals_success`` and ``eval/goals_excess`` at env step ``step``."""
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def log_goal_reach_image(
+        self, maze: Any, moves: np.ndarray, shortest: np.ndarray, start: int, step: int
+    ) -> None:
+        """``maze/goal_reach``: each cell coloured by whether and how directly the greedy walk
+        from ``start`` reaches it (``dashboards.goal_reach_map``)."""
+        from sshr_torch import dashboards
+
+        image = dashboards.goal_reach_map(maze, moves, shortest, start)
+        self.writer.add_image("maze/goal_reach", image, step, dataformats="HWC")
+
     def log_maze_images(
         self,
         maze: Any,
@@ -584,6 +602,7 @@ def hparam_value(value: Any) -> Any:
 # in the HParams dashboard: summary.json field -> tag.
 FINAL_METRICS = {
     "eval_success_rate": "final/eval_success_rate",
+    "goals_success": "final/goals_success",
     "first_success_step": "final/first_success_step",
     "success_rate_last_100": "final/success_rate_last_100",
     "env_steps": "final/env_steps",

@@ -46,6 +46,8 @@ __all__ = [
     "SS_VALUES",
     "UCB_FORMS",
     "eq1_values",
+    "known_distances",
+    "moves_return",
     "smart_start_state",
     "state_key",
     "ucb1_action",
@@ -64,6 +66,19 @@ EXPLORES: tuple[str, ...] = get_args(ExploreName)
 """What the learner does after the guided walk (``TrainConfig.explore``)."""
 ModelMode = Literal["floor", "target", "q"]
 """How :class:`ModelGoalValues` enter the DQN's TD targets (``agents.targets``)."""
+ModelGoals = Literal["env", "all"]
+"""Which goals :class:`ModelGoalValues` answers for: the refreshed (env's) goal, or every goal."""
+# The per-goal distance cache of ModelGoalValues holds at most this many int32 (128 MB); when
+# it is full the goal searched longest ago makes room (a 201x201 maze's ~20,000 states: ~1,600
+# goals).
+_MAX_CACHED_DISTANCES = 1 << 25
+# The breadth-first searches of ModelGoalValues visit at most this many states per batch on
+# average (a credit that grows by it each batch, spent on whole searches): a search every 10th
+# update on a 201x201 maze (20,401 states), 7 a batch on keulen_hard (279 states).
+# docs/goal_reach.md measures the cost (experiments/benchmarks/bench_model_goals.py).
+SEARCH_STATES_PER_BATCH = 2048
+# Goals searched on an older graph are searched again this many at a time (at least).
+STALE_SEARCHES = 32
 
 # C(s, a, s') is a dict keyed by one packed int, (s * n_actions + a) * _PACK + s', which is
 # cheaper to build and hash than a tuple; it bounds the model to 2**32 visited states.
@@ -101,7 +116,7 @@ def _copy_observation(obs: Any) -> Any:
     return arr
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Layout:
     """The sparsity pattern of C(s, a, s'): CSR order of the packed keys, rows and columns."""
 
@@ -112,6 +127,10 @@ class _Layout:
     cols: np.ndarray  # (nnz,) int64: s'
     indices: np.ndarray  # cols as CSR indices (int32)
     indptr: np.ndarray  # (n_states * n_actions + 1,) int32
+    graph: sp.csr_matrix | None = None  # CountModel.graph(), built on first use
+    reverse_graph: sp.csr_matrix | None = None  # its transpose, built on first use
+    successors: np.ndarray | None = None  # CountModel.successors(), built on first use
+    deterministic: bool | None = None  # CountModel.is_deterministic(), found on first use
 
 
 class CountModel:
@@ -310,6 +329,51 @@ class CountModel:
             array.setflags(write=False)
         self._layout = layout
         return layout
+
+    def successors(self) -> np.ndarray:
+        """(n_states, n_actions) int64: the one state each tried (s, a) has led to, -1 where
+        (s, a) was never tried or has led to more than one state (a stochastic move)."""
+        layout = self._sparsity()
+        if layout.successors is None:
+            n_rows = self.n_states * self.n_actions
+            out = np.full(n_rows, -1, dtype=np.int64)
+            single = np.flatnonzero(np.diff(layout.indptr) == 1)  # rows with exactly one s'
+            out[single] = layout.cols[layout.indptr[single]]
+            layout.successors = out.reshape(-1, self.n_actions)
+            layout.successors.setflags(write=False)
+        return layout.successors
+
+    def is_deterministic(self) -> bool:
+        """Every tried (s, a) has led to one state only (so hop counts are exact distances)."""
+        layout = self._sparsity()
+        if layout.deterministic is None:
+            layout.deterministic = bool(np.all(np.diff(layout.indptr) <= 1))
+        return layout.deterministic
+
+    @property
+    def n_transition_keys(self) -> int:
+        """Distinct (s, a, s') seen: it grows exactly when the model's graph does."""
+        return len(self._sas_counts)
+
+    def graph(self, reverse: bool = False) -> sp.csr_matrix:
+        """(n_states, n_states) CSR: 1 where some action has led from s to s' (s != s'), or
+        with ``reverse`` its transpose; cached with the sparsity pattern (it changes only when
+        a new (s, a, s') turns up)."""
+        layout = self._sparsity()
+        if layout.graph is None:
+            n = self.n_states
+            s = layout.rows // self.n_actions
+            moves = s != layout.cols
+            graph = sp.csr_matrix(
+                (np.ones(int(moves.sum())), (s[moves], layout.cols[moves])), shape=(n, n)
+            )
+            graph.sum_duplicates()
+            layout.graph = graph
+        if not reverse:
+            return layout.graph
+        if layout.reverse_graph is None:
+            layout.reverse_graph = layout.graph.T.tocsr()
+        return layout.reverse_graph
 
     @property
     def terminal_mask(self) -> np.ndarray:
@@ -688,6 +752,41 @@ def _shortest_path_bound(
     return bound
 
 
+def known_distances(model: CountModel, sources: np.ndarray, *, reverse: bool = False) -> np.ndarray:
+    """Fewest moves the model has seen from each source (dense index) to every state, or with
+    ``reverse`` from every state to each source; (len(sources), n_states) float64, inf where
+    it knows no path. One breadth-first search per source, all in one scipy call."""
+    sources = np.asarray(sources, dtype=np.int64).reshape(-1)
+    if sources.size == 0 or model.n_states == 0:
+        return np.full((sources.size, model.n_states), np.inf)
+    graph = model.graph(reverse=reverse)
+    return np.atleast_2d(
+        csgraph.shortest_path(graph, directed=True, unweighted=True, indices=sources)
+    )
+
+
+def moves_return(
+    moves: np.ndarray, gamma: float, goal_reward: float = 1.0, step_reward: float = 0.0
+) -> np.ndarray:
+    """The learner's return of a walk that arrives at its goal after ``moves`` moves, the one
+    place where the count model's distances become values (float32, -inf where ``moves`` is
+    inf, no known path). ``step_reward`` c on every move before the last, ``goal_reward`` r_g
+    on arrival (the env's goal reward plus c), discounted by gamma:
+
+        G(T) = c (1 - gamma^(T - 1)) / (1 - gamma) + gamma^(T - 1) r_g
+             = c / (1 - gamma) + gamma^(T - 1) (r_g - c / (1 - gamma))
+
+    (-(T - 1) with c = -1, r_g = 0 and gamma -> 1). A Q(s, g, a) is G(1 + d(s')), d(s') the
+    moves from the state a leads to.
+    """
+    moves = np.asarray(moves, dtype=np.float64)
+    never = step_reward / (1.0 - gamma)  # the return of never arriving
+    out = np.full(moves.shape, -np.inf, dtype=np.float32)
+    known = np.isfinite(moves)
+    out[known] = never + gamma ** (moves[known] - 1.0) * (goal_reward - never)
+    return out
+
+
 # ---- the model's values for a goal -----------------------------------------------------------
 
 
@@ -715,6 +814,16 @@ class ModelGoalValues:
     values are those of the last :meth:`refresh` (the trainer refreshes once per episode, for
     the episode's goal): between refreshes the model only grows, so on a deterministic env stale
     values are still lower bounds.
+
+    With ``goals='all'`` it answers for every goal of a batch, not only the refreshed one,
+    while the model is deterministic (every tried (s, a) has led to one state): d(s, g), the
+    fewest moves the model has seen from s to g, comes from one reverse breadth-first search
+    per goal (a batch's goals in one scipy call), on the graph as of the last :meth:`refresh`,
+    cached per goal and searched again once a refresh found the graph grown, within a budget
+    of visited states per batch (``SEARCH_STATES_PER_BATCH``); Q(s, g, a) =
+    :func:`moves_return` (1 + d(s_a, g)), s_a the state a leads to. These are the returns of
+    walks the agent has made, so lower bounds on the optimal values, also when stale. On a
+    stochastic model it answers for the refreshed goal only (value iteration, as with 'env').
     """
 
     def __init__(
@@ -727,7 +836,10 @@ class ModelGoalValues:
         step_reward: float = 0.0,
         tol: float = 1e-6,
         max_iter: int = 1000,
+        goals: ModelGoals = "env",
     ) -> None:
+        if goals not in get_args(ModelGoals):
+            raise ValueError(f"goals must be one of {get_args(ModelGoals)}, got {goals!r}.")
         if not 0.0 <= gamma < 1.0:
             raise ValueError(f"the model's goal values need gamma in [0, 1), got {gamma}.")
         if not goal_reward > step_reward / (1.0 - gamma):
@@ -745,9 +857,39 @@ class ModelGoalValues:
         """(n_states, n_actions) Q(s, goal, a), -inf where the model knows no path via a."""
         self.values = self.q.max(axis=1)
         """(n_states,) V(s, goal) = max_a Q(s, goal, a), -inf where the model knows no path."""
+        self.goals = goals
+        # moves_return(T) for T = 0 .. n_states, and -inf at n_states + 1 (no known path):
+        # a distance d < n_states (or n_states for none) maps to Q by one look-up at d + 1
+        moves = np.arange(self.n_states + 2, dtype=np.float64)
+        moves[-1] = np.inf
+        with np.errstate(all="ignore"):  # gamma^-1 at T = 0, never looked up
+            self._returns = moves_return(moves, self.gamma, self.goal_reward, self.step_reward)
+        # goals='all': _dist[_slot[g], i] the moves from dense state i into goal state g, found
+        # on the graph of version _searched[_slot[g]]; _goal_of the inverse of _slot; _dense
+        # the dense index of each state
+        self._slot = np.full(self.n_states, -1, dtype=np.int64)
+        self._dist = np.empty((0, self.n_states), dtype=np.int32)  # n_states: no known path
+        self._searched = np.empty(0, dtype=np.int64)
+        self._goal_of = np.empty(0, dtype=np.int64)
+        self._n_slots = 0
+        self._evict = 0  # the slot the next goal takes once the cache is full (oldest first)
+        self._credit = 0.0
+        # the model's graph as of the last refresh (goals='all'): its version (distinct
+        # (s, a, s')), determinism, successors and reversed graph
+        self._version = -1
+        self._deterministic = False
+        self._successors = np.zeros((0, model.n_actions), dtype=np.int64)
+        self._graph: sp.csr_matrix | None = None
+        self._dense: np.ndarray | None = None
+        self._n_dense = 0
+        self.n_searches = 0
+        """Reverse breadth-first searches run so far (goals='all'), for the cost measurements."""
 
     def refresh(self, goal: int) -> None:
-        """Recompute the values for ``goal`` on the model as it is now."""
+        """Recompute the values for ``goal`` on the model as it is now (and, with
+        ``goals='all'``, take its graph for the searches until the next refresh)."""
+        if self.goals == "all":
+            self._snapshot()
         self.q.fill(-np.inf)
         self.values.fill(-np.inf)
         self.goal = int(goal)
@@ -771,13 +913,134 @@ class ModelGoalValues:
 
     def __call__(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """(B,) float32: V(s, g) for each row of Discrete ``states`` and ``goals``; -inf where
-        g is not the refreshed goal or the model knows no path from s."""
+        the model knows no path from s to g (or, with goals='env', g is not the refreshed
+        goal)."""
+        if self._all_goals():
+            return self.q_values(states, goals).max(axis=1, initial=-np.inf)
         return self._lookup(self.values, states, goals)
 
     def q_values(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """(B, n_actions) float32: Q(s, g, a) for each row of Discrete ``states`` and ``goals``;
-        -inf where g is not the refreshed goal or the model knows no path via a."""
+        -inf where the model knows no path via a (or, with goals='env', g is not the refreshed
+        goal)."""
+        if self._all_goals():
+            return self._all_goal_q(states, goals)
         return self._lookup(self.q, states, goals)
+
+    def _all_goals(self) -> bool:
+        if self.goals != "all":
+            return False
+        if self._graph is None:
+            self._snapshot()
+        return self._deterministic
+
+    def _snapshot(self) -> None:
+        """Take the model's graph as it is now for the searches until the next refresh (the
+        graph's exports cost O(model) each, once per episode rather than once per batch)."""
+        model = self.model
+        if self._graph is not None and self._version == model.n_transition_keys:
+            return
+        self._version = model.n_transition_keys
+        self._deterministic = model.is_deterministic()
+        self._successors = model.successors()
+        self._graph = model.graph(reverse=True)
+
+    def _all_goal_q(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """Q(s, g, a) = moves_return(1 + d(s_a, g)) from the cached per-goal distances."""
+        states = np.asarray(states, dtype=np.int64).reshape(-1)
+        goals = np.asarray(goals, dtype=np.int64).reshape(-1)
+        out = np.full((len(states), self.model.n_actions), -np.inf, dtype=np.float32)
+        dense = self._dense_index()
+        slot = self._slot[goals]  # (B,) row of _dist, -1: none
+        need = slot < 0
+        cached = np.flatnonzero(~need)
+        need[cached] = self._searched[slot[cached]] != self._version  # stale
+        n = len(self._successors)  # states in the graph of the last refresh
+        cap = max(4.0 * SEARCH_STATES_PER_BATCH, 2.0 * STALE_SEARCHES * n)
+        self._credit = min(self._credit + SEARCH_STATES_PER_BATCH, cap)
+        if need.any():  # search what the credit allows, then look the rows up again
+            unique = np.unique(goals[need])
+            self._goal_slots(unique, dense[unique])
+            slot = self._slot[goals]
+        s_index = dense[states]
+        rows = np.flatnonzero((s_index >= 0) & (s_index < n) & (slot >= 0) & (states != goals))
+        succ = self._successors[s_index[rows]]  # (R, n_actions) dense, -1: untried
+        d_next = self._dist[slot[rows][:, None], np.maximum(succ, 0)]  # (R, n_actions) int32
+        d_next[succ < 0] = self.n_states  # no known path
+        out[rows] = self._returns[d_next + 1]  # moves_return(1 + d), precomputed
+        return out
+
+    def _dense_index(self) -> np.ndarray:
+        """(n_states,) the model's dense index of each state, -1 where never seen; extended as
+        the model adds states (dense indices are only ever appended)."""
+        observations = self.model.observations()
+        if self._dense is None:
+            self._dense = np.full(self.n_states, -1, dtype=np.int64)
+            self._n_dense = 0
+        if len(observations) > self._n_dense:
+            new = np.arange(self._n_dense, len(observations))
+            self._dense[observations[self._n_dense :]] = new
+            self._n_dense = len(observations)
+        return self._dense
+
+    def _goal_slots(self, goals: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """The rows of the distance cache ``_dist`` holding the moves into each of ``goals``
+        (dense ``index``, -1: never seen); -1 where there is none yet.
+
+        Searches, within the credit of ``SEARCH_STATES_PER_BATCH`` visited states a batch:
+        first the goals never searched, then, ``STALE_SEARCHES`` or more at a time, those
+        searched on an older graph (the model has grown since). A stale row still holds the
+        lengths of walks the agent has made, so lower bounds on the values; a goal not searched
+        yet gets its TD target this batch."""
+        slots = self._slot[goals]
+        version, n = self._version, len(self._successors)
+        new = np.flatnonzero((slots < 0) & (index >= 0) & (index < n))
+        stale = np.flatnonzero(slots >= 0)
+        stale = stale[self._searched[slots[stale]] != version]
+        # New goals as soon as the credit allows; stale ones (they have values, lower bounds)
+        # in calls of STALE_SEARCHES at least, as scipy's call costs more than a small search.
+        affordable = int(self._credit // max(n, 1))
+        todo = new[:affordable]
+        left = affordable - todo.size
+        if stale.size and left >= min(stale.size, STALE_SEARCHES):
+            todo = np.concatenate([todo, stale[:left]])
+        if todo.size == 0:
+            return slots
+        self._credit -= todo.size * n
+        found = np.atleast_2d(  # (M, n): moves into each goal, by one BFS each
+            csgraph.shortest_path(self._graph, unweighted=True, indices=index[todo])
+        )
+        found = np.where(np.isfinite(found), found, self.n_states).astype(np.int32)
+        self.n_searches += todo.size
+        for j, i in enumerate(todo.tolist()):
+            slot = slots[i] if slots[i] >= 0 else self._take_slot(int(goals[i]))
+            self._dist[slot, :n] = found[j]
+            self._dist[slot, n:] = self.n_states  # states seen later: no known path yet
+            self._searched[slot] = version
+            slots[i] = slot
+        return slots
+
+    def _take_slot(self, goal: int) -> int:
+        """A row of the cache for ``goal``: a new one, or the one searched longest ago."""
+        capacity = max(1, _MAX_CACHED_DISTANCES // self.n_states)
+        if self._n_slots < capacity:
+            slot = self._n_slots
+            self._n_slots += 1
+            if slot >= len(self._dist):  # grow by doubling, up to the capacity
+                size = min(capacity, max(2 * len(self._dist), 64))
+                fills = (("_dist", self.n_states), ("_searched", -1), ("_goal_of", -1))
+                for name, fill in fills:
+                    old = getattr(self, name)
+                    grown = np.full((size, *old.shape[1:]), fill, dtype=old.dtype)
+                    grown[: len(old)] = old
+                    setattr(self, name, grown)
+        else:
+            slot = self._evict
+            self._evict = (slot + 1) % capacity
+            self._slot[self._goal_of[slot]] = -1
+        self._slot[goal] = slot
+        self._goal_of[slot] = goal
+        return slot
 
     def _lookup(self, table: np.ndarray, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """The rows of ``table`` (by state) for a batch, -inf in the rows of another goal."""

@@ -60,6 +60,8 @@ SUMMARY_COLUMNS = (
     "mean_length_last_100",
     "eval_success_rate",
     "eval_mean_length",
+    "goals_success",
+    "goals_excess",
     "n_updates",
     "wall_s",
     "sps",

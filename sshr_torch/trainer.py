@@ -41,6 +41,13 @@ from sshr_torch import runlog
 from sshr_torch.agents import Agent, DQNAgent, LinearSchedule, TabularAgent
 from sshr_torch.config import ConfigError, TrainConfig
 from sshr_torch.env import GridMazeEnv
+from sshr_torch.goal_reach import (
+    DEFAULT_EVAL_GOALS,
+    GoalReach,
+    maze_distances,
+    reach_from_start,
+    walk_stepper,
+)
 from sshr_torch.her import HerReplayBuffer
 from sshr_torch.interrupt import StopRequest
 from sshr_torch.maze import (
@@ -73,6 +80,8 @@ __all__ = [
 
 # Fields a resumed run may change: how long it runs and how much it prints.
 RESUME_OVERRIDABLE = ("episodes", "total_steps", "quiet", "resume")
+# The maze/goal_reach image walks to at most this many cells (the first in the run's goal order).
+MAX_IMAGE_WALKS = 4096
 LOSSES = {"huber": torch.nn.functional.smooth_l1_loss, "mse": torch.nn.functional.mse_loss}
 
 
@@ -546,6 +555,7 @@ class Trainer:
         self.maze = getattr(self.env.unwrapped, "maze", None)
         self.visits = np.zeros(self.maze.n_cells, dtype=np.int64) if self.maze else None
         self._shortest = shortest_path_length(self.maze) if self.maze else None
+        self.goal_reach = self._make_goal_reach()
         self.progress = runlog.Progress()
         self._env_seed = int(seeds[3])
         self._last_report: SmartStartReport | None = None
@@ -657,10 +667,46 @@ class Trainer:
             config.discount,
             goal_reward=arrival,
             step_reward=move,
+            goals=config.model_goals,
         )
         self.agent.model_values = values  # type: ignore[attr-defined]
         self.agent.model_mode = config.model_values  # type: ignore[attr-defined]
         return values
+
+    def _make_goal_reach(self) -> GoalReach | None:
+        """Goal reach (``eval_goals``) where the env allows it: goals that are its Discrete
+        states and a record of the visited ones (the maze's visit counts or the count model)."""
+        config = self.config
+        applies = self._goals_are_states() and (
+            self.visits is not None or self.controller is not None
+        )
+        n_goals = config.eval_goals
+        if n_goals is None:
+            n_goals = DEFAULT_EVAL_GOALS if applies else 0
+        if n_goals == 0:
+            return None
+        if not applies:
+            raise ConfigError(
+                f"--eval-goals {n_goals}: goal reach needs an env whose goals are its Discrete "
+                "states and a record of the visited ones (the maze, or Smart Start's count "
+                "model); use --eval-goals 0."
+            )
+        unwrapped = self.env.unwrapped
+        start = None if getattr(unwrapped, "random_start", True) else unwrapped.start
+        self._walks = walk_stepper(self.eval_env, n_goals)
+        return GoalReach(
+            n_goals,
+            int(self.env.observation_space["observation"].n),
+            config.seed,
+            None if start is None else int(start),
+            maze_distances(self.maze) if self.maze is not None else None,
+        )
+
+    def _visited(self) -> np.ndarray:
+        """The states the run has visited (goal reach draws its goals from them)."""
+        if self.visits is not None:
+            return np.flatnonzero(self.visits)
+        return np.asarray(self.controller.model.observations(), dtype=np.int64)  # type: ignore[union-attr]
 
     def _explore_at_random(self, goal: Any) -> bool:
         """``random_until_goal`` (or ``explore`` other than 'epsilon'): True while the episode's
@@ -914,6 +960,18 @@ class Trainer:
         if progress.solved_step is None and self.solves(rate, length):
             progress.solved_step = progress.env_steps
         self.logger.log_evaluation(rate, length, progress.env_steps)
+        if self.goal_reach is not None:
+            began = time.perf_counter()
+            report = self.goal_reach.evaluate(
+                self.agent,
+                self._walks,
+                self._visited(),
+                np.random.default_rng([_derived_seed(self.config, progress.episode), 20]),
+                self.controller.model if self.controller is not None else None,
+            )
+            progress.goals_success, progress.goals_excess = report.row().values()
+            self.logger.log_goal_reach(report.scalars(), progress.env_steps)
+            progress.goal_reach_s += time.perf_counter() - began
         for callback in self.callbacks:
             callback.on_evaluation(self, rate, length)
         return rate, length
@@ -935,6 +993,17 @@ class Trainer:
             target=None if target is None else int(target),
             path=[int(cell) for cell in path or ()],
         )
+        next_cell = getattr(self.env.unwrapped, "next_cell", None)
+        if self.goal_reach is not None and next_cell is not None:
+            began = time.perf_counter()
+            start = maze.cell_index(*maze.start)  # random starts too: the maze's own start
+            free = np.flatnonzero(~maze.walls.ravel())
+            # At most MAX_IMAGE_WALKS cells, the first in the run's goal order (big mazes).
+            cells = free[np.argsort(self.goal_reach.goal_rank[free])][:MAX_IMAGE_WALKS]
+            rng = np.random.default_rng([_derived_seed(self.config, self.progress.episode), 21])
+            moves, shortest = reach_from_start(self.agent, maze, next_cell, start, rng, cells)
+            self.logger.log_goal_reach_image(maze, moves, shortest, start, self.progress.env_steps)
+            self.progress.goal_reach_s += time.perf_counter() - began
 
     def _postfix(self) -> dict[str, str]:
         progress = self.progress
@@ -956,6 +1025,9 @@ class Trainer:
             "eval_success_rate": progress.eval_success_rate,
             "eval_mean_length": progress.eval_mean_length,
             "solved_step": progress.solved_step,
+            "goals_success": progress.goals_success,
+            "goals_excess": progress.goals_excess,
+            "goal_reach_s": round(progress.goal_reach_s, 3),
             "n_updates": progress.n_updates,
             "wall_s": round(progress.wall_s, 3),
             "sps": round(progress.env_steps / max(progress.wall_s, 1e-9), 1),

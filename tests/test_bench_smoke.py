@@ -171,5 +171,16 @@ def test_bench_dqn_defaults_compares_the_two_arms(capsys) -> None:
     assert bench.main(["--smoke"]) == 0
     out = capsys.readouterr().out
     rates = [float(line.split()[3]) for line in out.splitlines() if line.startswith("  round")]
-    assert len(rates) == 2 and all(rate > 0 for rate in rates)
-    assert f"now / before {rates[1] / rates[0]:.2f}" in out
+    assert len(rates) == 3 and all(rate > 0 for rate in rates)
+    assert f"now / before {rates[2] / rates[0]:.2f}" in out
+    assert f"now / env_goal {rates[2] / rates[1]:.2f}" in out
+
+
+def test_bench_model_goals_prints_the_cost_against_the_target(capsys) -> None:
+    bench = _load("bench_model_goals")
+    assert bench.main(["--smoke"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "ms a batch" in line]
+    assert len(lines) == 2  # keulen_hard, a fixed and a growing model
+    assert all(f"target <= {bench.TARGET_MS} ms" in line for line in lines)
+    assert all(int(line.split("(")[1].split()[0]) > 0 for line in lines)  # it searched
+    assert bench.main(["--batches", "0"]) == 2

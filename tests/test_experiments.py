@@ -239,3 +239,19 @@ def test_frontier_explorer_stays_within_every_action_once_plus_the_walks_back() 
     ]
     assert all(s is not None and 7 <= s <= 35 for s in steps) and len(set(steps)) > 1
     assert script.frontier_explorer("keulen_easy_unscaled", 1000, 0, 3) is None  # the budget
+
+
+def test_goal_reach_smoke(tmp_path: Path) -> None:
+    script = _script("goal_reach")
+    assert script.main(["--smoke", "--out", str(tmp_path), "--workers", "1"]) == 0
+    runs = _table(tmp_path / "goal_reach_runs.csv")
+    assert [row["arm"] for row in runs] == ["dqn", "tabular"]
+    assert all(0.0 <= float(row["goals_success"]) <= 1.0 for row in runs)
+    table = _table(tmp_path / "goal_reach.csv")
+    dqn = next(row for row in table if row["arm"] == "dqn")
+    assert dqn["target"].startswith("reach >= 0.95: ")  # measured against the main job's target
+    assert _markdown_rows(tmp_path / "goal_reach.md")[0][:2] == ["task", "arm"]
+    # A second call reads the finished runs instead of training them again.
+    before = (tmp_path / "runs" / "easy__dqn__s1" / "summary.json").stat().st_mtime
+    assert script.main(["--smoke", "--out", str(tmp_path), "--workers", "1"]) == 0
+    assert (tmp_path / "runs" / "easy__dqn__s1" / "summary.json").stat().st_mtime == before

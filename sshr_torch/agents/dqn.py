@@ -258,6 +258,22 @@ class DQNAgent:
                 out[start : start + _CHUNK] = self.q_network(chunk, goals).float().cpu().numpy()
         return out
 
+    def pair_q_values(self, states: Any, goals: Any) -> np.ndarray:
+        """Q(s_i, g_i, a) for each stacked (state, goal) row, (n, n_actions) float32: one forward
+        pass for all rows (in chunks of ``_CHUNK``), as goal reach walks many goals at once."""
+        states = _stack(states, self.obs_spec)
+        goals = _stack(goals, self.goal_spec)
+        if len(states) != len(goals):
+            raise ValueError(f"{len(states)} states but {len(goals)} goals.")
+        out = np.empty((len(states), self.n_actions), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(states), _CHUNK):
+                chunk = slice(start, start + _CHUNK)
+                state = self.tensors(states[chunk], self.obs_spec)
+                goal = self.tensors(goals[chunk], self.goal_spec)
+                out[chunk] = self.q_network(state, goal).float().cpu().numpy()
+        return out
+
     def max_q(self, states: Any, goal: Any) -> np.ndarray:
         """max_a Q(s, goal, a) for each stacked state, shape (n,) (Smart Start's Eq. 1)."""
         return self.q_values(states, goal).max(axis=1)

@@ -180,6 +180,26 @@ class TabularAgent:
             values[stored] = self._q[found[stored]]
         return values
 
+    def pair_q_values(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """Q(s_i, g_i, a) for each (state, goal) row, (n, n_actions) (a copy): one dictionary
+        look-up a row, as goal reach walks many goals at once."""
+        states, goals = _as_states(states), _as_states(goals)
+        if len(states) != len(goals):
+            raise ValueError(f"{len(states)} states but {len(goals)} goals.")
+        empty: dict[int, int] = {}
+        found = np.fromiter(
+            (
+                self._rows.get(g, empty).get(s, -1)
+                for s, g in zip(states.tolist(), goals.tolist(), strict=True)
+            ),
+            np.int64,
+            len(states),
+        )
+        values = np.full((len(states), self.n_actions), self.q_init)
+        stored = found >= 0
+        values[stored] = self._q[found[stored]]
+        return values
+
     def max_q(self, states: np.ndarray, goal: Any) -> np.ndarray:
         """max_a Q(s, goal, a) for each state, shape (n,)."""
         return self.q_values(states, goal).max(axis=1)
