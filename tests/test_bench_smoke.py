@@ -172,8 +172,11 @@ def test_bench_dqn_defaults_compares_the_two_arms(capsys) -> None:
     out = capsys.readouterr().out
     rates = [float(line.split()[3]) for line in out.splitlines() if line.startswith("  round")]
     assert len(rates) == 3 and all(rate > 0 for rate in rates)
-    assert f"now / before {rates[2] / rates[0]:.2f}" in out
-    assert f"now / env_goal {rates[2] / rates[1]:.2f}" in out
+    # The printed ratios are of the unrounded rates, the printed rates rounded to whole steps:
+    # compare within that rounding (a ratio of 0.915 may print as 0.91 or 0.92).
+    for label, ratio in (("before", rates[2] / rates[0]), ("env_goal", rates[2] / rates[1])):
+        printed = float(out.split(f"now / {label} ")[1].split()[0])
+        assert abs(printed - ratio) <= 0.006 + 1.0 / min(rates), (label, printed, ratio)
 
 
 def test_bench_model_goals_prints_the_cost_against_the_target(capsys) -> None:
