@@ -11,6 +11,7 @@ greedy evaluation of the env's goal; both are read from the run's summary.json.
 Tasks:
 - hard_random: keulen_hard, ``--random-goal``, 200-step episodes, 100,000 env steps;
 - hard_env: keulen_hard, the env's goal, the long-maze defaults (100-step episodes), 60,000;
+- maze_random, medium_random: keulen_maze and keulen_medium as hard_random;
 - easy: the main job, keulen_easy, 1000-step episodes, 50,000.
 
 Arms (Smart Start, eta 1, and HER 'future' k 4 unless stated; every other setting at its
@@ -75,6 +76,12 @@ TASKS = {
         "keulen_hard", {"random_goal": True, "max_episode_steps": 200}, 100_000, 0.9, False
     ),
     "hard_env": Task("keulen_hard", {"max_episode_steps": 100}, 60_000, 0.8, True),
+    "maze_random": Task(
+        "keulen_maze", {"random_goal": True, "max_episode_steps": 200}, 100_000, 0.9, False
+    ),
+    "medium_random": Task(
+        "keulen_medium", {"random_goal": True, "max_episode_steps": 200}, 100_000, 0.9, False
+    ),
     "easy": Task("keulen_easy", {"max_episode_steps": 1000}, 50_000, 0.95, True),
 }
 # The pure DQN's own target on hard_random (issue 20).
