@@ -255,3 +255,17 @@ def test_goal_reach_smoke(tmp_path: Path) -> None:
     before = (tmp_path / "runs" / "easy__dqn__s1" / "summary.json").stat().st_mtime
     assert script.main(["--smoke", "--out", str(tmp_path), "--workers", "1"]) == 0
     assert (tmp_path / "runs" / "easy__dqn__s1" / "summary.json").stat().st_mtime == before
+
+
+def test_path_agreement_follows_the_models_shortest_path(tmp_path: Path) -> None:
+    from sshr_torch import TrainConfig, train
+
+    script = _script("path_agreement")
+    run = train(TrainConfig(total_steps=4000, run_dir=str(tmp_path / "run"), quiet=True))
+    result = script.path_agreement(str(run.run_dir))
+    # keulen_easy's shortest path is 19 moves, and the model has found the goal by 4,000 steps
+    assert run.summary["first_success_step"] is not None
+    assert result.path_length == 19
+    assert 0.0 <= result.agree_share <= 1.0 and result.median_error >= 0.0
+    # the model ranks its actions on the path (an open room's two shortest moves tie: gap 0)
+    assert 0.0 <= result.min_gap <= result.median_gap and result.median_gap > 0.0

@@ -1,0 +1,85 @@
+"""Does the trained DQN walk the count model's greedy path? A diagnosis of long greedy paths.
+
+    python experiments/path_agreement.py RUN_DIR       # a finished maze run (its checkpoint)
+
+Follows the count model's greedy path (its Q(s, g, a) for the env's goal, the values the DQN's
+``--model-values q`` regresses onto) from the maze's start and, at each state, compares the
+network's greedy action and value with the model's. Prints: the path's length, the share of its
+states where the network's argmax is the model's, the median |Q_net - Q_model| at the model's
+action, and the model's gap between its best and second-best action (median and min). A greedy
+walk of d moves needs agreement on every state; it fails where the fit error exceeds the gap
+(docs/large_mazes.md, "What remains").
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from sshr_torch.trainer import Trainer, resume_config
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """What the network does along the model's greedy path."""
+
+    path_length: int
+    agree_share: float
+    median_error: float
+    median_gap: float
+    min_gap: float
+
+
+def path_agreement(run_dir: str, max_moves: int = 100_000) -> Agreement:
+    """Walk the count model's greedy path to the env's goal; compare the network on it."""
+    trainer = Trainer(resume_config(run_dir, quiet=True))
+    try:
+        env = trainer.env.unwrapped
+        obs, _ = trainer.env.reset(seed=0)
+        state, goal = int(obs["observation"]), int(obs["desired_goal"])
+        model = trainer.agent.model_values
+        if model is None:
+            raise SystemExit(f"{run_dir}: the run has no count-model values (--model-values).")
+        moves, agree, errors, gaps = 0, 0, [], []
+        while state != goal and moves < max_moves:
+            moves += 1
+            q_model = model.q_values(np.array([state]), np.array([goal]))[0]  # (n_actions,)
+            q_net = trainer.agent.q_values(np.array([state]), goal)[0]  # (n_actions,)
+            known = np.isfinite(q_model)
+            action = int(np.argmax(np.where(known, q_model, -np.inf)))
+            agree += int(np.argmax(q_net) == action)
+            errors.append(abs(float(q_net[action] - q_model[action])))
+            best = np.sort(q_model[known])
+            if len(best) > 1:
+                gaps.append(float(best[-1] - best[-2]))
+            state = int(env.next_cell[state, action])  # the maze is deterministic here
+        return Agreement(
+            moves,
+            agree / max(moves, 1),
+            float(np.median(errors)) if errors else 0.0,
+            float(np.median(gaps)) if gaps else 0.0,
+            float(np.min(gaps)) if gaps else 0.0,
+        )
+    finally:
+        trainer.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", help="a maze run of the DQN with --model-values")
+    args = parser.parse_args(argv)
+    result = path_agreement(args.run_dir)
+    print(
+        f"path {result.path_length} moves; network's argmax = model's on "
+        f"{result.agree_share:.1%} of its states; median |Q_net - Q_model| "
+        f"{result.median_error:.3f}; model's best-second gap median {result.median_gap:.3f}, "
+        f"min {result.min_gap:.3f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
