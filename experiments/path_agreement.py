@@ -43,6 +43,11 @@ def path_agreement(run_dir: str, max_moves: int = 100_000) -> Agreement:
         model = trainer.agent.model_values
         if model is None:
             raise SystemExit(f"{run_dir}: the run has no count-model values (--model-values).")
+        # The model searches goals within a credit of states per call (SEARCH_STATES_PER_BATCH):
+        # ask until the goal's distances are in (a search of a large maze spans a few calls).
+        for _ in range(1000):
+            if np.isfinite(model.q_values(np.array([state]), np.array([goal]))).any():
+                break
         moves, agree, errors, gaps = 0, 0, [], []
         while state != goal and moves < max_moves:
             moves += 1
