@@ -258,7 +258,9 @@ def test_goal_reach_smoke(tmp_path: Path) -> None:
 
 
 def test_path_agreement_follows_the_models_shortest_path(tmp_path: Path) -> None:
-    from sshr_torch import TrainConfig, train
+    # (sshr_torch.train, the command line module, shadows the package's train() once imported)
+    from sshr_torch.config import TrainConfig
+    from sshr_torch.trainer import train
 
     script = _script("path_agreement")
     run = train(TrainConfig(total_steps=4000, run_dir=str(tmp_path / "run"), quiet=True))
