@@ -31,13 +31,15 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from sshr_torch import cluster as cluster_module  # noqa: E402
 
-# Tabular runs of a few seconds each (so that a node can be removed while one is running), a
+# Tabular runs of a few seconds each (so that a node can be removed, or the driver killed, while
+# one is running: at 1000 episodes a run took about 1.2 s, within a second of the checkpoint
+# the killed-driver test waits for, and that test failed when every run ended first), a
 # checkpoint every 50 episodes: 2 settings x 3 seeds.
 BASE = TrainConfig(
     agent="tabular",
     maze="keulen_easy_unscaled",
     max_episode_steps=30,
-    episodes=1000,
+    episodes=3000,
     eval_interval=0,
     eval_episodes=1,
     image_interval=0,
@@ -101,7 +103,7 @@ def _check_runs_in_storage(out: Path, baseline: Path) -> None:
     baseline's; every run's episodes.csv holds episodes 0..n-1, each once."""
     results = _read_csv(out / "results.csv")
     assert len(results) == len(CONFIGS)
-    assert all(row["error"] == "" and row["episodes"] == "1000" for row in results)
+    assert all(row["error"] == "" and row["episodes"] == str(BASE.episodes) for row in results)
     assert _without_clock(results) == _without_clock(_read_csv(baseline / "results.csv"))
     assert _without_clock(_read_csv(out / "episodes.csv")) == _without_clock(
         _read_csv(baseline / "episodes.csv")
@@ -111,7 +113,7 @@ def _check_runs_in_storage(out: Path, baseline: Path) -> None:
         assert all((run_dir / name).is_file() for name in RUN_FILES)
         assert list(run_dir.glob("events.out.tfevents.*"))
         episodes = _read_csv(run_dir / runlog.EPISODES_FILE)
-        assert [int(episode["episode"]) for episode in episodes] == list(range(1000))
+        assert [int(episode["episode"]) for episode in episodes] == list(range(BASE.episodes))
         assert _without_clock(episodes) == _without_clock(
             _read_csv(baseline / row["run"] / runlog.EPISODES_FILE)
         )
@@ -188,7 +190,7 @@ def test_a_killed_driver_is_resumed_by_the_same_command(
     out = tmp_path / "storage" / "sweep"
     argv = ["--out", str(out), "--seeds", "3", "--grid", "her=none,future", "--backend", "ray"]
     argv += ["--address", cluster.address, "--", "--agent", "tabular"]
-    argv += ["--maze", BASE.maze, "--max-episode-steps", "30", "--episodes", "1000"]
+    argv += ["--maze", BASE.maze, "--max-episode-steps", "30", "--episodes", str(BASE.episodes)]
     argv += ["--eval-interval", "0", "--eval-episodes", "1", "--image-interval", "0"]
     argv += ["--checkpoint-interval", "50"]
     # Checkpoints every second (not back to back), and the kill half a second after a new one
