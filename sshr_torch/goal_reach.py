@@ -132,8 +132,7 @@ def walk_stepper(env: gym.Env, n_walks: int) -> StepperFactory:
     table = getattr(maze_env, "next_cell", None)
     maze = getattr(maze_env, "maze", None)
     if table is not None and maze is not None and getattr(maze_env, "slip", 0.0) == 0.0:
-        decoys = np.zeros(len(table), dtype=bool)
-        decoys[maze.decoy_indices] = True
+        decoys = _decoy_mask(maze)
         return lambda starts, goals: table_step(
             table, goals, np.array(starts, dtype=np.int64), stops=decoys
         )
@@ -225,21 +224,28 @@ def reach_from_start(
     start: int,
     rng: np.random.Generator,
     cells: np.ndarray | None = None,
+    shortest_from: ShortestFunction | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy walks from ``start`` to every free cell (or to ``cells``) on the maze's move
     table ``next_cell`` (``GridMazeEnv.next_cell``), budget 1.5x the shortest path, a walk
     ending on a decoy; (moves, shortest), each (n_cells,): moves -1 where the walk did not
     arrive or was not made, shortest inf where there is no path. A slip probability is
-    ignored (the walks are the intended moves)."""
-    shortest = maze_distances(maze)(start)
+    ignored (the walks are the intended moves). ``shortest_from``: the maze's shortest paths
+    (a run passes its cached ``maze_distances``; None computes them)."""
+    shortest = (shortest_from or maze_distances(maze))(start)
     if cells is None:
         cells = np.flatnonzero(np.isfinite(shortest))
     cells = np.asarray(cells, dtype=np.int64)
     cells = cells[np.isfinite(shortest[cells]) & (cells != start)]
     moves = np.full(maze.n_cells, -1, dtype=np.int64)
     starts = np.full(len(cells), start, dtype=np.int64)
-    decoys = np.zeros(maze.n_cells, dtype=bool)
-    decoys[maze.decoy_indices] = True
-    step = table_step(next_cell, cells, starts.copy(), stops=decoys)
+    step = table_step(next_cell, cells, starts.copy(), stops=_decoy_mask(maze))
     moves[cells] = greedy_walks(agent, starts, cells, budgets(shortest[cells]), step, rng)
     return moves, shortest
+
+
+def _decoy_mask(maze: Maze) -> np.ndarray:
+    """(n_cells,) bool: the maze's decoys, where a walk's episode ends."""
+    decoys = np.zeros(maze.n_cells, dtype=bool)
+    decoys[maze.decoy_indices] = True
+    return decoys

@@ -969,7 +969,11 @@ class Trainer:
                 np.random.default_rng([_derived_seed(self.config, progress.episode), 20]),
                 self.controller.model if self.controller is not None else None,
             )
-            progress.goals_success, progress.goals_excess = report.row().values()
+            row = report.row()
+            progress.goals_success, progress.goals_excess = (
+                row["goals_success"],
+                row["goals_excess"],
+            )
             self.logger.log_goal_reach(report.scalars(), progress.env_steps)
             progress.goal_reach_s += time.perf_counter() - began
         for callback in self.callbacks:
@@ -1001,7 +1005,9 @@ class Trainer:
             # At most MAX_IMAGE_WALKS cells, the first in the run's goal order (big mazes).
             cells = free[np.argsort(self.goal_reach.goal_rank[free])][:MAX_IMAGE_WALKS]
             rng = np.random.default_rng([_derived_seed(self.config, self.progress.episode), 21])
-            moves, shortest = reach_from_start(self.agent, maze, next_cell, start, rng, cells)
+            moves, shortest = reach_from_start(
+                self.agent, maze, next_cell, start, rng, cells, self.goal_reach.shortest
+            )
             self.logger.log_goal_reach_image(maze, moves, shortest, start, self.progress.env_steps)
             self.progress.goal_reach_s += time.perf_counter() - began
 
