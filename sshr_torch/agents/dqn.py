@@ -250,13 +250,7 @@ class DQNAgent:
         goal = _stack(goal, self.goal_spec)[:1]
         if len(goal) == 0:
             raise ValueError("q_values needs one goal.")
-        out = np.empty((len(states), self.n_actions), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(states), _CHUNK):
-                chunk = self.tensors(states[start : start + _CHUNK], self.obs_spec)
-                goals = self.tensors(goal, self.goal_spec).expand(len(chunk), *self.goal_spec.shape)
-                out[start : start + _CHUNK] = self.q_network(chunk, goals).float().cpu().numpy()
-        return out
+        return self.pair_q_values(states, np.repeat(goal, len(states), axis=0))
 
     def pair_q_values(self, states: Any, goals: Any) -> np.ndarray:
         """Q(s_i, g_i, a) for each stacked (state, goal) row, (n, n_actions) float32: one forward
