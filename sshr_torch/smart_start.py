@@ -1042,6 +1042,33 @@ class ModelGoalValues:
         self._goal_of[slot] = goal
         return slot
 
+    def state_dict(self) -> dict[str, Any]:
+        """The distance cache and its search schedule (goals='all'; copies), so that a resumed
+        run's batches get the values the uninterrupted run's got. The graph snapshot and the
+        env goal's values are not saved: the trainer refreshes them from the restored model,
+        whose version is the one they were taken at (both happen at an episode's end)."""
+        n = self._n_slots
+        return {
+            "slot": self._slot.copy(),
+            "dist": self._dist[:n].copy(),
+            "searched": self._searched[:n].copy(),
+            "goal_of": self._goal_of[:n].copy(),
+            "n_slots": n,
+            "evict": self._evict,
+            "credit": self._credit,
+            "n_searches": self.n_searches,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved."""
+        self._slot = np.asarray(state["slot"], dtype=np.int64).copy()
+        self._dist = np.asarray(state["dist"], dtype=np.int32).copy()
+        self._searched = np.asarray(state["searched"], dtype=np.int64).copy()
+        self._goal_of = np.asarray(state["goal_of"], dtype=np.int64).copy()
+        self._n_slots, self._evict = int(state["n_slots"]), int(state["evict"])
+        self._credit, self.n_searches = float(state["credit"]), int(state["n_searches"])
+        self._graph, self._dense = None, None  # taken again from the restored model
+
     def _lookup(self, table: np.ndarray, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """The rows of ``table`` (by state) for a batch, -inf in the rows of another goal."""
         states = np.asarray(states, dtype=np.int64).reshape(-1)

@@ -738,6 +738,8 @@ class Trainer:
         parts = {"agent": self.agent, "buffer": self.buffer, "controller": self.controller}
         if self.counts is not None:  # the count bonus's own model (no Smart Start)
             parts["counts"] = self.counts
+        if self.model_values is not None:  # its distance cache and search schedule
+            parts["model_values"] = self.model_values
         return parts
 
     def _open_run_dir(self) -> None:

@@ -616,3 +616,14 @@ def test_kill_9_then_resume_gives_the_uninterrupted_episodes(tmp_path, slow, kil
     else:
         assert main([*flags, "--run-dir", str(run_dir)]) == 0
     assert rows_without_wall_clock(run_dir) == rows_without_wall_clock(reference)
+
+
+def test_extending_the_default_dqn_equals_one_longer_run(tmp_path):
+    # The defaults' count-model values for every goal come from a cache of searches made
+    # within a credit per batch; a resume that lost that schedule gave other values, then
+    # other losses and moves (the issue's own case: 1537 steps, then 3000).
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert main(["--run-dir", str(whole), "--total-steps", "3000", "--quiet"]) == 0
+    assert main(["--run-dir", str(parts), "--total-steps", "1537", "--quiet"]) == 0
+    assert main(["--resume", str(parts), "--total-steps", "3000", "--quiet"]) == 0
+    assert rows_without_wall_clock(parts) == rows_without_wall_clock(whole)
