@@ -362,12 +362,15 @@ class DQNAgent:
         elif model_q is not None:
             known = (model_q > -np.inf).any(axis=1)
             metrics["model_share"] = np.count_nonzero(known) / len(known)
-        with warnings.catch_warnings():
-            # The fast path steps the optimizers' parameters without calling their step(),
-            # which a scheduler takes for a skipped step on its first call.
-            warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()`"))
-            for scheduler in self.schedulers:
-                scheduler.step()
+        if self.schedulers:
+            with warnings.catch_warnings():
+                # The fast path steps the optimizers' parameters without calling their step(),
+                # which a scheduler takes for a skipped step on its first call.
+                warnings.filterwarnings(
+                    "ignore", re.escape("Detected call of `lr_scheduler.step()`")
+                )
+                for scheduler in self.schedulers:
+                    scheduler.step()
         self.n_updates += 1
         if self.n_updates % self.target_update_interval == 0:
             self.refresh_target()

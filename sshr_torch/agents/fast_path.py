@@ -302,7 +302,10 @@ class FastUpdate:
             grad_rows = torch.mm(inputs.t(), grad_z, out=self.grad_rows)
             rows = self._every_row
 
-        grad_norm = torch.nn.utils.get_total_norm([*self.grads, grad_rows]).item()
+        # get_total_norm's arithmetic, the norm of the per-tensor norms (the same bits), without
+        # its grouping of the tensors by device and dtype (they share both).
+        norms = [torch.linalg.vector_norm(grad) for grad in (*self.grads, grad_rows)]
+        grad_norm = torch.linalg.vector_norm(torch.stack(norms)).item()
         if grad_norm > max_grad_norm:  # as clip_grad_norm_: scale by max / (norm + 1e-6)
             scale = max_grad_norm / (grad_norm + 1e-6)
             for grad in (*self.grads, grad_rows):
