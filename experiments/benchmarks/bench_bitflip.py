@@ -1,6 +1,6 @@
 """Side by side with Stable-Baselines3 on its own BitFlippingEnv (issue 22): throughput.
 
-    python experiments/benchmarks/bench_bitflip.py            # about two minutes
+    python experiments/benchmarks/bench_bitflip.py            # about five minutes
     python experiments/benchmarks/bench_bitflip.py --smoke    # seconds
 
 The env is SB3's ``BitFlippingEnv`` with 15 bits and its default observations: a Dict of three
