@@ -187,3 +187,21 @@ def test_bench_model_goals_prints_the_cost_against_the_target(capsys) -> None:
     assert all(f"target <= {bench.TARGET_MS} ms" in line for line in lines)
     assert all(int(line.split("(")[1].split()[0]) > 0 for line in lines)  # it searched
     assert bench.main(["--batches", "0"]) == 2
+
+
+def test_bench_bitflip_prints_both_arms_and_the_ratio(capsys) -> None:
+    pytest.importorskip("stable_baselines3")
+    bench = _load("bench_bitflip")
+    assert bench.main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    rates = {
+        line.split()[2]: float(line.split()[3])
+        for line in out.splitlines()
+        if line.startswith("  round")
+    }
+    assert rates.keys() == {"sb3", "ours"} and all(rate > 0 for rate in rates.values())
+    printed = float(out.split("ours / SB3 ")[1].split("x")[0])
+    ratio = rates["ours"] / rates["sb3"]
+    assert abs(printed - ratio) <= 0.006 + 1.0 / min(rates.values()), (printed, ratio)
+    assert f"target >= {bench.TARGET_RATIO}x" in out
+    assert bench.main(["--steps", "1000"]) == 2  # no update would run

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from gymnasium import spaces
 
 from sshr_torch.agents import DQNAgent
 from sshr_torch.agents import _row_kernels as kernels
@@ -68,6 +69,14 @@ def test_sum_rows_and_lazy_adam_rows_by_hand():
     np.testing.assert_array_equal(v[[1, 2]], 0.25)
 
 
+def test_relu_backward_by_hand():
+    grad = np.array([[1.0, -2.0, 3.0], [4.0, 5.0, -6.0]], dtype=np.float32)
+    hidden = np.array([[0.0, 0.5, 2.0], [1.0, 0.0, 0.0]], dtype=np.float32)  # relu(z) >= 0
+    kernels.relu_backward(grad, hidden)
+    np.testing.assert_array_equal(grad, [[0.0, -2.0, 3.0], [4.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(hidden, [[0.0, 0.5, 2.0], [1.0, 0.0, 0.0]])  # untouched
+
+
 def test_update_rejects_a_batch_outside_the_spaces():
     agent = DQNAgent(5, 4, 2)
     batch = Batch(
@@ -84,6 +93,13 @@ def test_update_rejects_a_batch_outside_the_spaces():
         agent.update(batch)
     assert agent.n_updates == 0
     assert (agent.q_network.first.weight == before).all()
+    # Dense mode (a MultiBinary goal): the Discrete state is checked as it is encoded.
+    mixed = DQNAgent(5, spaces.MultiBinary(3), 2)
+    assert mixed.fast is not None and not mixed.fast.index_mode
+    bits = np.array([[0, 1, 1], [1, 0, 0]], dtype=np.int8)
+    with pytest.raises(ValueError, match=r"outside Discrete\(5\)"):
+        mixed.update(batch._replace(obs=np.array([0, 5]), goal=bits))
+    assert mixed.n_updates == 0
 
 
 def test_kernels_compile_without_a_writable_cache(tmp_path):

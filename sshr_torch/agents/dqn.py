@@ -43,7 +43,6 @@ weights, moments and losses.
 from __future__ import annotations
 
 import copy
-import operator
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -57,7 +56,7 @@ from torch import nn
 from sshr_torch.agents import targets
 from sshr_torch.agents.base import LinearSchedule, Transition
 from sshr_torch.agents.fast_path import FastSpec, FastUpdate, why_not_fast
-from sshr_torch.agents.networks import InputSpec, OneHotMLP, QNetworkFactory
+from sshr_torch.agents.networks import InputSpec, OneHotMLP, QNetworkFactory, discrete_index
 from sshr_torch.agents.optim import RowAdam
 from sshr_torch.her import Batch, HerReplayBuffer
 from sshr_torch.smart_start import ModelMode
@@ -277,11 +276,13 @@ class DQNAgent:
         rng = self.rng
         if epsilon > 0.0 and rng.random() < epsilon:
             return int(rng.integers(self.n_actions))
-        if self.fast is not None:
-            s = _as_index(obs, self.obs_spec.size)
-            q = self.fast.q_one(s, _as_index(goal, self.goal_spec.size))  # (n_actions,)
-        else:
+        if self.fast is None:
             q = self.q_values(obs, goal)[0]  # (n_actions,)
+        elif self.fast.index_mode:
+            s = discrete_index(obs, self.obs_spec.size)
+            q = self.fast.q_one(s, discrete_index(goal, self.goal_spec.size))  # (n_actions,)
+        else:
+            q = self.fast.q_obs(obs, goal)  # (n_actions,)
         best = np.flatnonzero(q == q.max())
         return int(best[0]) if len(best) == 1 else int(rng.choice(best))
 
@@ -361,12 +362,15 @@ class DQNAgent:
         elif model_q is not None:
             known = (model_q > -np.inf).any(axis=1)
             metrics["model_share"] = np.count_nonzero(known) / len(known)
-        with warnings.catch_warnings():
-            # The fast path steps the optimizers' parameters without calling their step(),
-            # which a scheduler takes for a skipped step on its first call.
-            warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()`"))
-            for scheduler in self.schedulers:
-                scheduler.step()
+        if self.schedulers:
+            with warnings.catch_warnings():
+                # The fast path steps the optimizers' parameters without calling their step(),
+                # which a scheduler takes for a skipped step on its first call.
+                warnings.filterwarnings(
+                    "ignore", re.escape("Detected call of `lr_scheduler.step()`")
+                )
+                for scheduler in self.schedulers:
+                    scheduler.step()
         self.n_updates += 1
         if self.n_updates % self.target_update_interval == 0:
             self.refresh_target()
@@ -553,17 +557,6 @@ def _device(device: str | torch.device) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def _as_index(value: Any, size: int) -> int:
-    """A Discrete value as an int in [0, size); a clear error otherwise."""
-    try:
-        index = operator.index(value)
-    except TypeError:
-        index = int(np.asarray(value).reshape(-1)[0]) if np.size(value) == 1 else -1
-    if not 0 <= index < size:
-        raise ValueError(f"{value!r} is not a value of Discrete({size}).")
-    return index
 
 
 def _stack(values: Any, spec: InputSpec) -> np.ndarray:

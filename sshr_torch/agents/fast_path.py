@@ -14,8 +14,15 @@ the global-norm clip, and Adam steps taken in place by compiled kernels (``_row_
 ``lazy_adam_rows`` on the batch's unique rows of the first layer's weight, and on every row of
 the other (small) parameters.
 
+Inputs: with a Discrete state and goal (index mode) an entry reads two rows of the first
+layer's weight, and only the batch's rows get a gradient and an Adam step. With a MultiBinary
+input (dense mode: the module's lookup then runs over every unit, weighted by its value) the
+first layer is the dense product z1 = x W1 + b1 with x = one-hot(s) || one-hot(g) (bits as
+they are); its gradient x^T dz1 has every row (the module's sparse gradient lists every unit of
+every entry, so ``RowAdam`` steps every row there too), and the kernel steps them all.
+
 It applies when every part is the default one (``why_not_fast`` says which is not): an
-``OneHotMLP`` with Discrete state and goal, float32 on the CPU, Huber loss, the agent's own
+``OneHotMLP`` (Discrete or MultiBinary inputs), float32 on the CPU, Huber loss, the agent's own
 ``torch.optim.Adam`` (no weight decay, amsgrad or maximize) and ``RowAdam``. Learning rates
 are read from the optimizers at every update, so learning-rate schedulers work on both paths.
 
@@ -37,7 +44,7 @@ import torch
 from torch import nn
 
 from sshr_torch.agents import _row_kernels, targets
-from sshr_torch.agents.networks import OneHotMLP
+from sshr_torch.agents.networks import InputSpec, OneHotMLP, discrete_index
 from sshr_torch.agents.optim import RowAdam
 from sshr_torch.her import Batch
 from sshr_torch.smart_start import ModelMode
@@ -56,8 +63,6 @@ def why_not_fast(
     net = q_network
     if type(net) is not OneHotMLP:
         return "the Q-network is not the default OneHotMLP"
-    if not net.index_mode:
-        return "an input is MultiBinary (the fast path reads Discrete rows)"
     if device.type != "cpu":
         return "the device is not the CPU"
     if any(p.dtype != torch.float32 for p in net.parameters()):
@@ -104,6 +109,9 @@ class FastUpdate:
         self.target_layers = [(layer.weight, layer.bias) for layer in target.linear_layers()]
         self.n_states = net.obs_spec.size
         self.n_goals = net.goal_spec.size
+        self.index_mode = net.index_mode
+        # Each input's spec and its first row in w1: the state's units first, then the goal's.
+        self._inputs = ((net.obs_spec, 0), (net.goal_spec, self.n_states))
         dense, sparse = spec.adam, spec.row_adam
         self.adam, self.row_adam = dense, sparse
         # The dense parameters in backward order of their gradients' scratch: b1, then each
@@ -125,6 +133,7 @@ class FastUpdate:
             state["exp_avg_sq"].numpy(),
         )
         self._slot = np.zeros(net.n_inputs, dtype=np.int64)  # scratch of stage_rows
+        self._every_row = np.arange(net.n_inputs, dtype=np.int64)  # dense mode steps them all
         self._size = -1
         # numpy views of the online weights for act(): live, since every update is in place.
         self._numpy_layers = [(w.detach().numpy(), b.detach().numpy()) for w, b in self.layers]
@@ -135,7 +144,24 @@ class FastUpdate:
     def q_one(self, s: int, g: int) -> np.ndarray:
         """Q(s, g, .) for one Discrete state and goal, in numpy (a few us; torch takes tens)."""
         w1 = self._w1_tables[0]
-        z = w1[s] + w1[self.n_states + g] + self._numpy_b1  # (hidden_1,)
+        return self._q_from_z1(w1[s] + w1[self.n_states + g] + self._numpy_b1)
+
+    def q_obs(self, obs: Any, goal: Any) -> np.ndarray:
+        """Q(s, g, .) for one state and goal as the env gives them (a Discrete value or the
+        bits of a MultiBinary one), in numpy: z1 = b1 + the row of each Discrete input + bits
+        @ the rows of each MultiBinary one."""
+        w1 = self._w1_tables[0]
+        z = self._numpy_b1.copy()  # (hidden_1,)
+        for value, (spec, first) in zip((obs, goal), self._inputs, strict=True):
+            block = w1[first : first + spec.size]  # (size, hidden_1)
+            if spec.kind == "discrete":
+                z += block[discrete_index(value, spec.size)]
+            else:
+                z += np.asarray(value, dtype=np.float32).reshape(spec.size) @ block
+        return self._q_from_z1(z)
+
+    def _q_from_z1(self, z: np.ndarray) -> np.ndarray:
+        """The layers after the first on z1 (hidden_1,): Q (n_actions,)."""
         for weight, bias in self._numpy_layers:
             z = weight @ np.maximum(z, 0.0) + bias  # (out,)
         return z
@@ -151,11 +177,29 @@ class FastUpdate:
         self.unique = torch.zeros(2 * n, dtype=torch.int64)  # the batch's unique rows of w1
         self.action = torch.zeros((n, 1), dtype=torch.int64)
         self.floats = torch.zeros((2, n))  # rewards; bootstrap discounts
-        self.grad_rows = torch.zeros((2 * n, hidden))
+        if self.index_mode:
+            self.grad_rows = torch.zeros((2 * n, hidden))
+        else:
+            n_inputs = self.w1.shape[0]
+            self.dense_inputs = torch.zeros((2, n, n_inputs))  # x(s, g); x(s', g)
+            self.grad_rows = torch.zeros((n_inputs, hidden))  # every row of w1
 
-    def _forward(self, w1, b1, layers, pairs) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Q (B, n_actions) and the hidden activations after ReLU, first to last."""
-        z = nn.functional.embedding_bag(pairs, w1, mode="sum").add_(b1)  # (B, hidden_1)
+    def _stage_dense(self, batch: Batch) -> None:
+        """x(s, g) and x(s', g) of the batch into ``dense_inputs`` (dense mode)."""
+        x = self.dense_inputs.numpy()  # (2, B, n_inputs)
+        (obs_spec, _), (goal_spec, first) = self._inputs
+        _encode(batch.obs, obs_spec, x[0, :, :first])
+        _encode(batch.next_obs, obs_spec, x[1, :, :first])
+        _encode(batch.goal, goal_spec, x[0, :, first:])
+        x[1, :, first:] = x[0, :, first:]
+
+    def _forward(self, w1, b1, layers, inputs) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Q (B, n_actions) and the hidden activations after ReLU, first to last; ``inputs``:
+        the rows (B, 2) of each entry (index mode) or x (B, n_inputs) (dense mode)."""
+        if self.index_mode:
+            z = nn.functional.embedding_bag(inputs, w1, mode="sum").add_(b1)  # (B, hidden_1)
+        else:
+            z = torch.addmm(b1, inputs, w1)  # (B, hidden_1)
         hidden: list[torch.Tensor] = []
         for weight, bias in layers:
             h = z.relu_()  # (B, in); z is a fresh tensor, so in place saves an allocation
@@ -185,20 +229,25 @@ class FastUpdate:
         n = len(batch.action)
         if n != self._size:
             self._buffers(n)
-        n_rows = _row_kernels.stage_rows(
-            *(np.asarray(v, dtype=np.int64) for v in (batch.obs, batch.goal, batch.next_obs)),
-            self.n_states,
-            self.n_goals,
-            self.pairs.numpy(),
-            self._slot,
-            self.ranks.numpy(),
-            self.unique.numpy(),
-        )
-        if n_rows < 0:
-            raise ValueError(
-                f"a batch holds a state outside Discrete({self.n_states}) or a goal outside "
-                f"Discrete({self.n_goals})."
+        if self.index_mode:
+            n_rows = _row_kernels.stage_rows(
+                *(np.asarray(v, dtype=np.int64) for v in (batch.obs, batch.goal, batch.next_obs)),
+                self.n_states,
+                self.n_goals,
+                self.pairs.numpy(),
+                self._slot,
+                self.ranks.numpy(),
+                self.unique.numpy(),
             )
+            if n_rows < 0:
+                raise ValueError(
+                    f"a batch holds a state outside Discrete({self.n_states}) or a goal "
+                    f"outside Discrete({self.n_goals})."
+                )
+            inputs, next_inputs = self.pairs[0], self.pairs[1]
+        else:
+            self._stage_dense(batch)
+            inputs, next_inputs = self.dense_inputs[0], self.dense_inputs[1]
         self.action.numpy()[:, 0] = batch.action
         floats = self.floats.numpy()
         floats[0] = batch.reward
@@ -207,17 +256,17 @@ class FastUpdate:
 
         # y = r + discount * max_a Q_target(s', g, a) (Double DQN: the online argmax), clamped.
         q_next, _ = self._forward(
-            self.target_w1, self.target_b1, self.target_layers, self.pairs[1]
+            self.target_w1, self.target_b1, self.target_layers, next_inputs
         )  # (B, n_actions)
         online_next = None
         if double_dqn:
-            online_next, _ = self._forward(self.w1, self.b1, self.layers, self.pairs[1])
+            online_next, _ = self._forward(self.w1, self.b1, self.layers, next_inputs)
         value = targets.greedy_value(q_next, online_next)  # (B,)
         if model is not None:
             value = targets.bootstrap_value(value, torch.from_numpy(model), model_mode)
         target = targets.td_target(reward, discount_t, value, target_range)  # (B,)
 
-        q, hidden = self._forward(self.w1, self.b1, self.layers, self.pairs[0])
+        q, hidden = self._forward(self.w1, self.b1, self.layers, inputs)
         q_taken = q.gather(1, self.action).squeeze(1)  # (B,)
         if model_q is None:
             # d loss / d q_taken of the mean Huber loss (beta 1): clamp(q - y, -1, 1) / B.
@@ -239,25 +288,36 @@ class FastUpdate:
             h = hidden[index]  # (B, in)
             torch.mm(grad_z.t(), h, out=self.grads[1 + 2 * index])  # (out, in)
             torch.sum(grad_z, 0, out=self.grads[2 + 2 * index])  # (out,)
-            grad_z = torch.mm(grad_z, weight).masked_fill_(h <= 0.0, 0.0)  # (B, in)
+            grad_z = torch.mm(grad_z, weight)  # (B, in)
+            _row_kernels.relu_backward(grad_z.numpy(), h.numpy())
         torch.sum(grad_z, 0, out=self.grads[0])  # d loss / d b1
-        # Row r of w1 gets the sum of grad_z1 over the entries that use it (state or goal).
-        grad_rows = self.grad_rows[:n_rows]  # (R, hidden_1)
-        ranks = self.ranks.numpy()
-        _row_kernels.sum_rows(grad_z.numpy(), ranks[0], ranks[1], grad_rows.numpy())
+        if self.index_mode:
+            # Row r of w1 gets the sum of grad_z1 over the entries that use it (state or goal).
+            grad_rows = self.grad_rows[:n_rows]  # (R, hidden_1)
+            ranks = self.ranks.numpy()
+            _row_kernels.sum_rows(grad_z.numpy(), ranks[0], ranks[1], grad_rows.numpy())
+            rows = self.unique.numpy()[:n_rows]
+        else:
+            # dW1 = x^T dz1, every row of w1 (n_inputs, hidden_1).
+            grad_rows = torch.mm(inputs.t(), grad_z, out=self.grad_rows)
+            rows = self._every_row
 
-        grad_norm = torch.nn.utils.get_total_norm([*self.grads, grad_rows]).item()
+        # get_total_norm's arithmetic, the norm of the per-tensor norms (the same bits), without
+        # its grouping of the tensors by device and dtype (they share both).
+        norms = [torch.linalg.vector_norm(grad) for grad in (*self.grads, grad_rows)]
+        grad_norm = torch.linalg.vector_norm(torch.stack(norms)).item()
         if grad_norm > max_grad_norm:  # as clip_grad_norm_: scale by max / (norm + 1e-6)
             scale = max_grad_norm / (grad_norm + 1e-6)
             for grad in (*self.grads, grad_rows):
                 grad.mul_(scale)
         self._adam_steps()
-        # RowAdam's step on the batch's rows, on the views of w1 and its moments made once.
+        # RowAdam's step on the rows with a gradient (the batch's; every row in dense mode), on
+        # the views of w1 and its moments made once.
         group = self.row_adam.param_groups[0]
         step_size = self.row_adam.advance(self.w1, group)
         _row_kernels.lazy_adam_rows(
             *self._w1_tables,
-            self.unique.numpy()[:n_rows],
+            rows,
             grad_rows.numpy(),
             *group["betas"],
             step_size,
@@ -293,6 +353,20 @@ class FastUpdate:
             _row_kernels.lazy_adam_rows(
                 param, m, v, rows, grad, beta1, beta2, step_size, group["eps"] * root_c2
             )
+
+
+def _encode(values: Any, spec: InputSpec, out: np.ndarray) -> None:
+    """A batch of one input into ``out`` (B, spec.size) float32: one-hot rows of Discrete
+    values (ValueError naming the space when one is outside it), the bits of MultiBinary ones
+    as they are."""
+    if spec.kind == "binary":
+        out[:] = np.asarray(values).reshape(len(out), spec.size)
+        return
+    index = np.asarray(values, dtype=np.int64).reshape(-1)  # (B,)
+    if len(index) and (index.min() < 0 or index.max() >= spec.size):
+        raise ValueError(f"a batch holds a value outside Discrete({spec.size}).")
+    out[:] = 0.0
+    out[np.arange(len(out)), index] = 1.0
 
 
 def _adam_state(adam: torch.optim.Adam, param: torch.Tensor) -> dict[str, Any]:

@@ -24,8 +24,10 @@ uses the same lookup over all of its units, weighted by its bits (per-sample wei
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +35,7 @@ from gymnasium import spaces
 from torch import nn
 from torch.nn.utils import skip_init
 
-__all__ = ["InputSpec", "OneHotMLP", "QNetworkFactory", "one_hot_inputs"]
+__all__ = ["InputSpec", "OneHotMLP", "QNetworkFactory", "discrete_index", "one_hot_inputs"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,18 @@ class InputSpec:
 
 # (obs_spec, goal_spec, n_actions) -> a Q-network module; DQNAgent builds it on its device.
 QNetworkFactory = Callable[[InputSpec, InputSpec, int], nn.Module]
+
+
+def discrete_index(value: Any, size: int) -> int:
+    """One Discrete value (an int, or an array holding one) as an int in [0, size); a
+    ValueError naming the space otherwise."""
+    try:
+        index = operator.index(value)
+    except TypeError:
+        index = int(np.asarray(value).reshape(-1)[0]) if np.size(value) == 1 else -1
+    if not 0 <= index < size:
+        raise ValueError(f"{value!r} is not a value of Discrete({size}).")
+    return index
 
 
 def one_hot_inputs(
