@@ -96,6 +96,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Settings of the maze env (the --maze shortcut): an env named by --env brings its own.
+MAZE_FIELDS = ("maze", "slip", "random_start", "random_goal")
+
+
 class ConfigError(ValueError):
     """A configuration value a user gave is invalid; the message names the flag."""
 
@@ -155,8 +159,20 @@ class TrainConfig:
     with the 'directed' exploration (--explore, set or by default), off otherwise."""
 
     # --- environment -----------------------------------------------------------------------
+    env: str | None = None
+    """A gymnasium env id to train on instead of the maze: any registered id, 'module:Env-v0'
+    (imports the module that registers it), or a MiniGrid id ('MiniGrid-...', 'BabyAI-...';
+    the optional extra sshr_torch[minigrid]). It must follow the goal-env convention; what else
+    the run uses is the env protocol (docs/envs.md). Unset: the maze (--maze)."""
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """With --env: keyword arguments of the env's constructor, as a JSON object
+    ('{"size": 9}')."""
+    env_seed: int | None = None
+    """With --env: the env's seed (MiniGrid: its layout, given at construction; other envs:
+    the seed of the first reset). Unset: derived from the run's --seed."""
     maze: str = "keulen_easy"
-    """Maze: a built-in name, a path to a text file, or 'generated:HxW[:seed=N][:kind=K]'."""
+    """Maze: a built-in name, a path to a text file, or 'generated:HxW[:seed=N][:kind=K]'
+    (the shortcut for the maze env; with --env it is not used)."""
     max_episode_steps: int = 1000
     """Episode step limit (the paper uses 1000; Keulen's code 100). Guided steps count. An env
     passed to train() gets it as a TimeLimit (its own limit holds where shorter)."""
@@ -352,6 +368,25 @@ class TrainConfig:
             raise ConfigError(
                 f"--torch-threads must be at most {MAX_TORCH_THREADS}, got {self.torch_threads}."
             )
+        if self.env is not None and self.env.strip() == "":
+            raise ConfigError("--env needs a gymnasium env id, got an empty string.")
+        if any(not isinstance(key, str) for key in self.env_kwargs):
+            raise ConfigError(f"--env-kwargs must be a JSON object, got {self.env_kwargs!r}.")
+        if self.env is None and self.env_kwargs:
+            raise ConfigError("--env-kwargs needs --env (the maze takes its own flags).")
+        if self.env is None and self.env_seed is not None:
+            raise ConfigError("--env-seed needs --env (the maze's seed is --seed).")
+        if self.env_seed is not None and self.env_seed < 0:
+            raise ConfigError(f"--env-seed must be a non-negative integer, got {self.env_seed}.")
+        if self.env is not None:
+            defaults = TrainConfig()
+            given = [name for name in MAZE_FIELDS if getattr(self, name) != getattr(defaults, name)]
+            if given:
+                flags = ", ".join(f"--{flag(name)}" for name in given)
+                raise ConfigError(
+                    f"{flags}: settings of the maze env, which --env {self.env} does not use; "
+                    "leave them out (configure the env with --env-kwargs)."
+                )
         if self.resume is not None and self.resume.strip() == "":
             raise ConfigError("--resume needs a run directory, got an empty string.")
         if not self.hidden_sizes or any(size <= 0 for size in self.hidden_sizes):
@@ -494,6 +529,8 @@ def _has_type(value: Any, hint: Any) -> bool:
         return isinstance(value, str) and value in args
     if origin is tuple:
         return isinstance(value, (list, tuple)) and all(_has_type(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(key, str) for key in value)
     if hint is bool:
         return isinstance(value, bool)
     if hint is int:
@@ -511,6 +548,8 @@ def _describe(hint: Any) -> str:
         return "one of " + ", ".join(map(repr, args))
     if origin is tuple:
         return "a list of integers" if args[0] is int else f"a list of {_describe(args[0])}"
+    if origin is dict:
+        return "a JSON object"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
         hint, "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
     )

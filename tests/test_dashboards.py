@@ -7,6 +7,7 @@ from sshr_torch.env import Action
 from sshr_torch.maze import parse_maze
 
 MAZE = parse_maze("S..\n.#.\n..G\n")
+BOARD = dashboards.board_of_maze(MAZE)
 
 
 def cell(image: np.ndarray, row: int, col: int, px: int) -> np.ndarray:
@@ -14,10 +15,10 @@ def cell(image: np.ndarray, row: int, col: int, px: int) -> np.ndarray:
 
 
 def test_heatmap_marks_walls_endpoints_target_and_path():
-    px = dashboards.cell_pixels(MAZE)
+    px = dashboards.cell_pixels(BOARD)
     visits = np.zeros(MAZE.n_cells)
     visits[MAZE.cell_index(0, 2)] = 100  # the most visited cell gets the top of the colour map
-    image = dashboards.visit_heatmap(MAZE, visits, target=MAZE.cell_index(1, 2), path=[2, 5])
+    image = dashboards.visit_heatmap(BOARD, visits, target=MAZE.cell_index(1, 2), path=[2, 5])
     assert image.shape == (3 * px, 3 * px, 3) and image.dtype == np.uint8
     assert (cell(image, 1, 1, px) == dashboards.WALL).all()
     centre = px // 2
@@ -33,11 +34,11 @@ def test_heatmap_marks_walls_endpoints_target_and_path():
 
 
 def test_policy_strokes_point_along_the_greedy_action():
-    px = dashboards.cell_pixels(MAZE)
+    px = dashboards.cell_pixels(BOARD)
     q_values = np.zeros((MAZE.n_cells, len(Action)))
     q_values[:, Action.RIGHT] = 1.0
     q_values[MAZE.cell_index(1, 0), :] = [0.0, 0.0, 2.0, 0.0]  # DOWN at (1, 0)
-    image = dashboards.policy_map(MAZE, q_values)
+    image = dashboards.policy_map(BOARD, q_values)
     right = cell(image, 0, 1, px) == dashboards.STROKE
     down = cell(image, 1, 0, px) == dashboards.STROKE
     centre = px // 2
