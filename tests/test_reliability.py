@@ -28,10 +28,10 @@ import torch
 
 from sshr_torch import resources, rollout, runlog, trainer
 from sshr_torch.agents import DQNAgent, TabularAgent
-from sshr_torch.maze import load_maze
-from sshr_torch.train import main
 from sshr_torch.build import make_env
+from sshr_torch.maze import load_maze
 from sshr_torch.rollout import evaluate
+from sshr_torch.train import main
 
 train_module = sys.modules[main.__module__]  # (the package's `train` is the function)
 # The 4x3 unscaled Easy maze, 30-step episodes, a small DQN: a run of a few episodes in ~1 s.
