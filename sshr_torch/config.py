@@ -143,7 +143,7 @@ class TrainConfig:
     """Replan the walk to S_ss when a stochastic step leaves the planned path."""
     explore: ExploreName | None = None
     """What the learner does after the guided walk while the episode's goal has never been
-    reached (envs whose goals are their Discrete states, as the maze's): 'epsilon', the paper's
+    reached (envs that know the goal of a state: docs/envs.md): 'epsilon', the paper's
     epsilon-greedy (uniformly random moves: the tabular learner's values are then all 0, and
     the DQN's with random_until_goal); 'ucb1', UCB1 over Smart Start's counts C(s, a), untried
     actions first, then the least-tried (Keulen's UCB1 learner with the values of a goal never
@@ -239,7 +239,7 @@ class TrainConfig:
     """DQN: added to every reward the learner sees, real and relabelled (-1 with the maze's
     goal reward 1: 0 at the goal, -1 per other step, values like negative distances). <= 0."""
     model_values: ModelValuesName = "q"
-    """DQN with Smart Start, on envs whose goals are their Discrete states (the maze): use the
+    """DQN with Smart Start, on envs that know the goal of a state (docs/envs.md): use the
     values of Smart Start's count model for the env's goal (value iteration in the env's
     rewards, refreshed after each episode; where the model knows a path). 'q': regress the
     network's Q(s, g, .) onto the model's Q(s, g, a) for every action the model knows in the
@@ -257,7 +257,7 @@ class TrainConfig:
     the learner and the replay buffer see (#Exploration / MBIE-EB style; HER relabels get
     none); 0: off. A baseline to run without Smart Start (--no-smart-start)."""
     random_until_goal: bool = True
-    """DQN with Smart Start and --explore epsilon, on envs whose goals are their Discrete states:
+    """DQN with Smart Start and --explore epsilon, on envs that know the goal of a state:
     while an episode's goal has never been reached, explore after the guided walk with uniformly
     random moves, as the tabular learner does (its values for such a goal are all 0, its ties
     random), not with the network's argmax, which is then extrapolation (docs/long_mazes.md)."""
@@ -266,11 +266,11 @@ class TrainConfig:
     max_grad_norm: float = 10.0
     """DQN: gradient-norm clipping threshold."""
     clip_target: bool = True
-    """DQN on the maze env: clamp TD targets to its range of returns, [0, 1] with the default
-    rewards (the goal's reward 1, or a decoy's smaller one, ends the episode), as the HER paper
-    clips targets to its return range. Without it the Q-values of a goal never reached drift far
-    above 1 when gamma is near 1, and swamp the count bonus of Smart Start's Eq. 1. Other envs
-    passed to train() are never clamped (their reward range is not known)."""
+    """DQN: clamp TD targets to the env's range of returns (the env protocol's return_range:
+    the maze's is [0, 1] with the default rewards, the goal's reward 1, or a decoy's smaller
+    one, ends the episode), as the HER paper clips targets to its return range. Without it the
+    Q-values of a goal never reached drift far above 1 when gamma is near 1, and swamp the count
+    bonus of Smart Start's Eq. 1. Envs without return_range are never clamped."""
     epsilon_start: float = 1.0
     """DQN: epsilon of the linear exploration schedule at step 0."""
     epsilon_end: float = 0.05
@@ -295,7 +295,7 @@ class TrainConfig:
     its start at random); a goal counts as reached on arrival within 1.5x its shortest path
     (the env's own, else the count model's). Logged as eval/goals_success and
     eval/goals_excess, in summary.json and as the maze/goal_reach image. Unset: 50 on envs
-    whose goals are their Discrete states (the maze), off elsewhere; 0: off."""
+    that know the goal of a state (the maze; docs/envs.md), off elsewhere; 0: off."""
     image_interval: int = 100
     """Heatmap and policy images to TensorBoard every this many episodes (0: only at the end)."""
     checkpoint_interval: int = 50
@@ -304,8 +304,9 @@ class TrainConfig:
     """Stop the run at the first greedy evaluation whose success rate is at least this (unset:
     play the whole budget); summary.json's solved_step is its env step."""
     stop_path_factor: float | None = None
-    """With stop_success, on a maze: the evaluation must also have a mean episode length of at
-    most this times the shortest path (1.2: near-optimal paths)."""
+    """With stop_success: the evaluation must also have a mean episode length of at most this
+    times the mean shortest path of its episodes (1.2: near-optimal paths; needs the env's
+    shortest_path_lengths, docs/envs.md)."""
     stop_first_goal: bool = False
     """Stop the run after the first training episode that reaches the goal (first-goal
     measurements); summary.json's first_success_step is its env step."""

@@ -87,6 +87,11 @@ class Board:
         return out
 
 
+def as_board(board: Board | Any) -> Board:
+    """A Board as it is; a :class:`~sshr_torch.maze.Maze` as its board (``board_of_maze``)."""
+    return board if isinstance(board, Board) else board_of_maze(board)
+
+
 def board_of_maze(maze: Any) -> Board:
     """The board of a :class:`~sshr_torch.maze.Maze` (goal id = cell index), no background."""
     grid = np.arange(maze.n_cells, dtype=np.int64).reshape(maze.shape)
@@ -102,7 +107,7 @@ def cell_pixels(board: Any, max_side: int = 640) -> int:
 
 
 def visit_heatmap(
-    board: Board,
+    board: Board | Any,
     visits: np.ndarray,
     target: int | None = None,
     path: Sequence[int] = (),
@@ -110,11 +115,12 @@ def visit_heatmap(
     """Visit counts (log scale, viridis) with S_ss and its planned walk drawn.
 
     Args:
-        board: the grid.
+        board: the grid (a Board, or a Maze: ``as_board``).
         visits: ``(n_ids,)`` visit counts by goal id (a state's visits count for its goal).
         target: the goal id of the last Smart Start state S_ss's cell, if any.
         path: goal ids of the cells of the last planned walk to S_ss.
     """
+    board = as_board(board)
     px = cell_pixels(board)
     image = _draw(board, _colour(board, np.log1p(np.asarray(visits, dtype=float)), "viridis"), px)
     for goal in path:
@@ -125,15 +131,16 @@ def visit_heatmap(
     return image
 
 
-def policy_map(board: Board, q_values: np.ndarray, strokes: bool = True) -> np.ndarray:
+def policy_map(board: Board | Any, q_values: np.ndarray, strokes: bool = True) -> np.ndarray:
     """max_a Q(s, a) for the goal (magma); with ``strokes`` (a 4-action env whose goals are its
     states: the maze's moves), a blue stroke along the greedy action of each cell.
 
     Args:
-        board: the grid.
+        board: the grid (a Board, or a Maze: ``as_board``).
         q_values: ``(n_ids, n_actions)`` action values of each cell's state for the goal.
         strokes: draw the greedy actions (read as up, right, down, left).
     """
+    board = as_board(board)
     q_values = np.asarray(q_values, dtype=float)
     px = cell_pixels(board)
     image = _draw(board, _colour(board, q_values.max(axis=1), "magma"), px)
@@ -150,7 +157,7 @@ def policy_map(board: Board, q_values: np.ndarray, strokes: bool = True) -> np.n
 
 
 def goal_reach_map(
-    board: Board, moves: np.ndarray, shortest: np.ndarray, start: int | None = None
+    board: Board | Any, moves: np.ndarray, shortest: np.ndarray, start: int | None = None
 ) -> np.ndarray:
     """Where the greedy walk from the start arrives, and how directly (``maze/goal_reach``).
 
@@ -160,11 +167,12 @@ def goal_reach_map(
     white square.
 
     Args:
-        board: the grid.
+        board: the grid (a Board, or a Maze: ``as_board``).
         moves: ``(n_ids,)`` moves the walk to each goal took, -1 where it did not arrive.
         shortest: ``(n_ids,)`` the shortest path to each goal (inf where there is none).
         start: the goal id of the cell the walks started from (the board's start by default).
     """
+    board = as_board(board)
     moves = board.per_cell(np.asarray(moves, dtype=float), -1.0)
     shortest = board.per_cell(np.asarray(shortest, dtype=float), np.inf)
     colours = np.empty((*board.shape, 3), dtype=np.uint8)

@@ -122,6 +122,14 @@ class GridMazeEnv(gymnasium.Env):
     ``TimeLimit`` wrapper is needed (``gymnasium.make(..., max_episode_steps=n)`` still adds
     gymnasium's own wrapper on top). ``terminated`` and ``truncated`` are never both True.
 
+    ## Env protocol
+
+    It implements every method of the env protocol (:mod:`sshr_torch.protocol`,
+    docs/envs.md): ``goal_of_state`` (the identity), ``shortest_path_lengths`` (the maze's
+    breadth-first search), ``transition_table`` (:attr:`next_cell` and the decoys),
+    ``goal_grid``, ``background_image``, ``fingerprint`` (SHA-256 of the maze's text),
+    ``start`` (the fixed start, None with ``random_start``) and ``return_range``.
+
     ## Registered configurations
 
     - ``sshr_torch/GridMaze-v0``: any maze, e.g.

@@ -47,3 +47,26 @@ def test_policy_strokes_point_along_the_greedy_action():
     assert down[centre + px // 2 - 1, centre].all() and not down[0, centre].all()
     # No stroke on a wall.
     assert not (cell(image, 1, 1, px) == dashboards.STROKE).all(axis=-1).any()
+
+
+def test_a_maze_draws_as_its_board_and_a_background_shows_round_the_cells():
+    px = dashboards.cell_pixels(BOARD)
+    visits = np.arange(MAZE.n_cells, dtype=float)
+    assert np.array_equal(
+        dashboards.visit_heatmap(MAZE, visits), dashboards.visit_heatmap(BOARD, visits)
+    )
+    background = np.full((3 * px, 3 * px, 3), 77, dtype=np.uint8)
+    drawn = dashboards.Board(BOARD.grid, background, BOARD.start, BOARD.goal)
+    image = dashboards.visit_heatmap(drawn, visits)
+    # a cell with a goal: its colour inside, the background on its rim; the wall: background
+    corner = cell(image, 0, 1, px)
+    assert (corner[0, 0] == 77).all() and not (corner[px // 2, px // 2] == 77).all()
+    assert (cell(image, 1, 1, px) == 77).all()
+    # goal ids that are not cell indices: the grid says where each goal is drawn
+    shuffled = dashboards.Board(np.array([[2, -1], [0, 1]]), None, 0, 2)
+    values = np.array([0.0, 1.0, 2.0])  # by goal id
+    image = dashboards.visit_heatmap(shuffled, values)
+    side = dashboards.cell_pixels(shuffled)
+    top = dashboards._LUTS["viridis"][255]
+    assert (cell(image, 0, 0, side)[0, 0] == top).all()  # goal 2, the most visited, at (0, 0)
+    assert (cell(image, 0, 1, side) == dashboards.WALL).all()
