@@ -10,6 +10,13 @@ with the run's settings in front; an episode column named like a varying setting
     python -m sshr_torch.sweep --out runs/sweep_easy --seeds 10 \\
         --grid her=none,future --grid smart_start=true,false -- --agent tabular --episodes 300
     python -m sshr_torch.sweep --out s3://bucket/sweep_easy ... --backend ray --address head:6379
+    python -m sshr_torch.sweep --out runs/my_env --seeds 3 \
+        --grid 'env_kwargs={"size": 9},{"size": 13}' -- --env mypkg.envs:MyEnv-v0
+
+Every run builds its env from its config (``build.make_env``: the maze, or any gymnasium id
+given by ``--env``), on local processes and on Ray trials alike, so ``env`` and
+``env_kwargs`` are sweep axes like any other (a ``--grid`` axis of JSON objects is one JSON
+list without its brackets).
 
 With ``--backend ray`` the runs are Ray Tune trials and ``--out`` is Tune's storage path (a local
 path, or a URI such as ``s3://...`` on a cluster without a shared disk); a run whose node dies

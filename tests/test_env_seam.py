@@ -26,7 +26,6 @@ from sshr_torch.maze import load_maze, maze_to_text
 from sshr_torch.smart_start import CountModel, ModelGoalValues
 from sshr_torch.sweep import grid, run_sweep
 from sshr_torch.sweep import main as sweep_main
-from sshr_torch.train import main
 from sshr_torch.trainer import Trainer, resume_config, train
 
 ROOM = "goal_envs:HeadingRoom-v0"
@@ -58,6 +57,15 @@ def room_config(tmp_path, **settings) -> TrainConfig:
         run_dir=str(tmp_path / "run"),
     )
     return TrainConfig(**{**values, **settings})
+
+
+def main(argv: list[str]) -> int:
+    """The command line (imported here, not at collection: importing the module
+    sshr_torch.train binds the package's name ``train`` to it, which other test modules
+    import as the function)."""
+    from sshr_torch.train import main as train_main
+
+    return train_main(argv)
 
 
 def read_csv(path) -> list[dict[str, str]]:
