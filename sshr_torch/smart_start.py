@@ -1056,17 +1056,19 @@ class ModelGoalValues:
     def _search(self, goals: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
         """(M, n) float: the moves from each dense state into each goal on the graph of the
         last refresh, inf where none; one breadth-first search per goal (all in one scipy call
-        where goals are states; from every state achieving it, where they are not)."""
+        where goals are states; one search from all the states achieving it, where they are
+        not)."""
         if self.goal_of is None:
             return np.atleast_2d(csgraph.shortest_path(self._graph, unweighted=True, indices=index))
         achieved = self.goal_of[self.model.observations()[:n]]
-        rows = []
-        for goal in goals.tolist():
+        rows = np.empty((len(goals), n))
+        for row, goal in enumerate(goals.tolist()):
+            # one multi-source search: the moves into the nearest state that achieves the goal
             sources = np.flatnonzero(achieved == goal)
-            # a multi-source search: the nearest of the sources, min over their searches
-            d = csgraph.shortest_path(self._graph, unweighted=True, indices=sources)
-            rows.append(np.atleast_2d(d).min(axis=0)[:n])
-        return np.array(rows).reshape(len(goals), -1)
+            rows[row] = csgraph.dijkstra(
+                self._graph, directed=True, indices=sources, unweighted=True, min_only=True
+            )[:n]
+        return rows
 
     def _take_slot(self, goal: int) -> int:
         """A row of the cache for ``goal``: a new one, or the one searched longest ago."""

@@ -143,6 +143,32 @@ def test_model_values_of_a_goal_are_those_of_its_nearest_state():
         assert q[2].tolist() == pytest.approx([1.0, -np.inf])
 
 
+def test_the_searched_values_agree_with_value_iteration_over_goal_regions():
+    # a random deterministic model of 40 states and 3 actions, goal = state % 7: for the
+    # refreshed goal the reverse search from all its states ('all') gives what value
+    # iteration on the region gives ('env'), action by action
+    rng = np.random.default_rng(5)
+    model = CountModel(3)
+    nxt = rng.integers(0, 40, size=(40, 3))
+    for s in range(40):
+        for a in range(3):
+            if rng.random() < 0.8:
+                model.update(s, a, 0.0, int(nxt[s, a]), False)
+    goal_of = np.arange(40) % 7
+    states = np.arange(40)
+    for goal in range(7):
+        both = []
+        for goals in ("env", "all"):
+            values = ModelGoalValues(
+                model, 40, 0.9, goals=goals, goal_of=goal_of, n_goals=7, step_reward=-1.0
+            )
+            values.refresh(goal)
+            both.append(values.q_values(states, np.full(40, goal)))
+        region = goal_of == goal  # rows already at the goal: 'all' gives none (-inf)
+        assert np.isfinite(both[1][~region]).any()
+        np.testing.assert_allclose(both[1][~region], both[0][~region], rtol=1e-5)
+
+
 # --- --env on the command line ---------------------------------------------------------------
 
 
