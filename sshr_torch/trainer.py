@@ -66,6 +66,7 @@ __all__ = [
     "train",
 ]
 
+GOAL_KEYS = ("observation", "desired_goal")
 # Fields a resumed run may change: how long it runs and how much it prints.
 RESUME_OVERRIDABLE = ("episodes", "total_steps", "quiet", "resume")
 # The maze/goal_reach image walks to at most this many cells (the first in the run's goal order).
@@ -249,6 +250,9 @@ class Trainer:
         self._last_report: SmartStartReport | None = None
         # The state before the last episode, when the step budget cut that episode short.
         self._cut_before: dict[str, Any] | None = None
+        self.features_off = self._features_off()
+        if self.features_off and not config.quiet:
+            print(f"note: {features_off_line(self.features_off)}", file=sys.stderr)
         self._open_run_dir()
 
     # --- set-up ---------------------------------------------------------------------------
@@ -271,6 +275,42 @@ class Trainer:
             isinstance(space[key], spaces.Discrete) for key in ("observation", "desired_goal")
         )
         return discrete and protocol.has(self.env, protocol.GOAL_OF_STATE)
+
+    def _features_off(self) -> dict[str, str]:
+        """The features on by default that this env cannot have, each with what the env lacks
+        (an env-protocol method, or Discrete ids). Nothing is dropped silently: the run prints
+        them at start-up and summary.json lists them as ``features_off``; asked for explicitly,
+        the same features are refused (``_check_protocol``)."""
+        config, off = self.config, {}
+        goals = None
+        if not self._goals_known:
+            space = self.env.observation_space
+            discrete = all(isinstance(space[k], spaces.Discrete) for k in GOAL_KEYS)
+            goals = f"{protocol.GOAL_OF_STATE}()" if discrete else "Discrete state and goal ids"
+        if goals and config.smart_start:
+            if config.agent == "dqn" and config.model_values != "off":
+                off["count-model values (--model-values)"] = goals
+            if config.explore is None:
+                off["directed exploration (--explore)"] = goals
+            if config.agent == "dqn" and config.random_until_goal:
+                off["random moves until the goal (--random-until-goal)"] = goals
+        if goals and config.eval_goals is None:
+            off["goal reach (--eval-goals)"] = goals
+        if self._grid is None:
+            off["images (--image-interval)"] = goals or f"{protocol.GOAL_GRID}()"
+        elif self.goal_reach is not None and self._shortest_from is None:
+            off["the goal-reach image"] = f"{protocol.SHORTEST_PATH_LENGTHS}()"
+        if (
+            config.agent == "dqn"
+            and config.clip_target
+            and not protocol.has(self.env, protocol.RETURN_RANGE)
+        ):
+            off["clamped targets (--clip-target)"] = f"{protocol.RETURN_RANGE}()"
+        if not protocol.has(self.env, protocol.FINGERPRINT):
+            off["the resume's check of the world beyond id, kwargs and class"] = (
+                f"{protocol.FINGERPRINT}()"
+            )
+        return off
 
     def _check_protocol(self) -> None:
         """ConfigError in one line for a feature asked for whose env-protocol method the env
@@ -855,6 +895,7 @@ class Trainer:
             "sps": round(progress.env_steps / max(progress.wall_s, 1e-9), 1),
             "interrupted": interrupted,
             "run_dir": str(self.run_dir),
+            "features_off": self.features_off,
         }
 
     # --- checkpoints ----------------------------------------------------------------------
@@ -991,3 +1032,9 @@ def _target_label(report: SmartStartReport | None) -> Any:
 def _derived_seed(config: TrainConfig, episode: int) -> int:
     digest = hashlib.sha256(f"eval:{config.seed}:{episode}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
+
+
+def features_off_line(features_off: dict[str, str]) -> str:
+    """One line naming the features off on an env and the method each lacks."""
+    parts = [f"{feature}: no {lacking}" for feature, lacking in features_off.items()]
+    return "off on this env: " + "; ".join(parts) + " (docs/envs.md)."

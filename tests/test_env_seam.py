@@ -373,3 +373,37 @@ def test_the_sweep_command_line_takes_env_axes(tmp_path, capsys):
     table = read_csv(out / "results.csv")
     assert len(table) == 2 and {row["error"] for row in table} == {""}
     assert table[1]["run"] == "env_kwargs=max_episode_steps-40_size-6__seed=0"
+
+
+# --- features on by default that an env cannot have are reported, not dropped silently ----------
+
+
+def test_features_an_env_cannot_have_are_listed_at_start_and_in_the_summary(tmp_path, capsys):
+    lacking = ("goal_grid", "return_range", "fingerprint")
+    env = goal_envs.HeadingRoomEnv(without=lacking)
+    config = room_config(tmp_path, total_steps=300, quiet=False, env=None, env_kwargs={})
+    trainer = Trainer(config, env)
+    trainer.close()
+    off = trainer.features_off
+    assert off == {
+        "images (--image-interval)": "goal_grid()",
+        "clamped targets (--clip-target)": "return_range()",
+        "the resume's check of the world beyond id, kwargs and class": "fingerprint()",
+    }
+    printed = capsys.readouterr().err
+    assert printed.count("note: off on this env:") == 1
+    assert all(f"no {method}()" in printed for method in lacking)
+    # BitFlip has no Discrete state ids: every goal feature on by default is off, and said so.
+    bits_config = room_config(tmp_path / "bits", total_steps=300, env=None, env_kwargs={})
+    bits = Trainer(bits_config, goal_envs.BitFlipEnv(4))
+    bits.close()
+    goal_features = [name for name, why in bits.features_off.items() if "Discrete" in why]
+    assert {"count-model values (--model-values)", "goal reach (--eval-goals)"} <= set(
+        goal_features
+    )
+    # the maze has every method: nothing is off, and summary.json says so
+    result = train(
+        TrainConfig(total_steps=300, quiet=True, run_dir=str(tmp_path / "maze"), eval_interval=0)
+    )
+    assert result.summary["features_off"] == {}
+    assert json.loads((result.run_dir / "summary.json").read_text())["features_off"] == {}
