@@ -187,3 +187,13 @@ def test_bench_model_goals_prints_the_cost_against_the_target(capsys) -> None:
     assert all(f"target <= {bench.TARGET_MS} ms" in line for line in lines)
     assert all(int(line.split("(")[1].split()[0]) > 0 for line in lines)  # it searched
     assert bench.main(["--batches", "0"]) == 2
+
+
+def test_bench_minigrid_vs_sb3_runs_every_arm(capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("stable_baselines3", reason="needs pip install -e '.[bench]' (CI has it)")
+    bench = _load("bench_minigrid_vs_sb3")
+    assert bench.main(["--steps", "300", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    for arm in bench.ARMS:
+        assert f"round 1 {arm}" in out
+    assert "ours+ss" in out and "ratio to SB3" in out and "reference >= 2.5x" in out
