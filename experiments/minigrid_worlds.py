@@ -16,7 +16,7 @@ sees the full state, not MiniGrid's partial view; see docs/minigrid.md):
 | FourRooms | MiniGrid-FourRooms-v0 | 0, 1, 2 | 300k |
 | DoorKey16 | MiniGrid-DoorKey-16x16-v0 | 0, 1, 2 | 300k |
 | MultiRoomN6 | MiniGrid-MultiRoom-N6-v0 | 0, 1, 2 | 300k |
-| LavaCrossingS11N5 | MiniGrid-LavaCrossingS11N5-v0 | 0, 1, 2 | 300k |
+| LavaCrossingS11N5 | MiniGrid-LavaCrossingS11N5-v0, death_reward=-1000 | 0, 1, 2 | 300k |
 | MultiRoomN12S10 | MultiRoom-N6-v0, minNumRooms=maxNumRooms=12, maxRoomSize=10 (RIDE) | 0 | 1M |
 
 The 12-room task runs with ``one_way_doors`` (an open door stays open): with MiniGrid's own
@@ -36,8 +36,9 @@ the greedy policy walks to from the start within 1.5x the shortest path.
 Runs go one after another (``--workers`` > 1: that many processes); every finished run is
 appended to minigrid_runs_log.csv at once (with its evaluation curve), and a rerun skips the
 runs already there, so the table can be completed a piece at a time. Writes into --out:
-minigrid_runs.csv/.md (a row per run), minigrid.csv/.md (per task and arm) and minigrid.png
-(greedy success against env steps); the runs' own directories under runs/.
+minigrid_runs.csv/.md (a row per run), minigrid.csv/.md (per task and arm), minigrid.png
+(greedy success against env steps), minigrid_layouts.png (layout 0 of each task, MiniGrid's
+render, the start marked red); the runs' own directories under runs/.
 """
 
 from __future__ import annotations
@@ -79,7 +80,11 @@ TASKS: dict[str, Task] = {
     "FourRooms": Task("MiniGrid-FourRooms-v0", {}, 3, 300_000),
     "DoorKey16": Task("MiniGrid-DoorKey-16x16-v0", {}, 3, 300_000),
     "MultiRoomN6": Task("MiniGrid-MultiRoom-N6-v0", {}, 3, 300_000),
-    "LavaCrossingS11N5": Task("MiniGrid-LavaCrossingS11N5-v0", {}, 3, 300_000),
+    # A death costs what never reaching the goal costs the DQN's defaults (-1 per step, gamma
+    # 0.999): at MiniGrid's 0 it is their cheapest end of an episode (docs/minigrid.md).
+    "LavaCrossingS11N5": Task(
+        "MiniGrid-LavaCrossingS11N5-v0", {"death_reward": -1000.0}, 3, 300_000
+    ),
     "MultiRoomN12S10": Task(
         "MiniGrid-MultiRoom-N6-v0",
         {"minNumRooms": 12, "maxNumRooms": 12, "maxRoomSize": 10, "one_way_doors": True},
@@ -275,6 +280,20 @@ def plot(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     save(fig, path)
 
 
+def plot_layouts(path: Path, tasks: dict[str, Task]) -> None:
+    """Layout 0 of each task as MiniGrid draws it (the dashboards' background), the start's
+    cell marked red."""
+    fig, axes = plt.subplots(1, len(tasks), figsize=(2.6 * len(tasks), 3.3), squeeze=False)
+    for ax, (name, task) in zip(axes[0], tasks.items(), strict=True):
+        env = make_minigrid(task.env_id, 0, **task.kwargs)
+        ax.imshow(env.background_image(8))
+        x, y = env.goal_of_state(env.start) % env.width, env.goal_of_state(env.start) // env.width
+        ax.plot(x * 8 + 3.5, y * 8 + 3.5, "o", color="red", ms=4)  # the start cell
+        ax.set_title(f"{name}\n{env.n_states} states, {env.action_space.n} actions", fontsize=8)
+        ax.axis("off")
+    save(fig, path)
+
+
 def _extra_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tasks", nargs="+", choices=list(TASKS), default=list(TASKS),
@@ -345,6 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     write_table(out, "minigrid", summarise(rows), "MiniGrid: steps to greedy success", notes)
     plot(out / "minigrid.png", rows)
+    plot_layouts(out / "minigrid_layouts.png", tasks)
     print((out / "minigrid.md").read_text())
     return 0
 

@@ -37,7 +37,7 @@ DEFAULT_ACTIONS: tuple[str, ...] = ("left", "right", "forward", "pickup", "toggl
 #: Refuse layouts with more reachable states than this: the DQN's input is one-hot(state).
 DEFAULT_MAX_STATES = 300_000
 #: Keys of ``make_minigrid``'s env_kwargs that configure this wrapper, not the MiniGrid env.
-WRAPPER_KWARGS: tuple[str, ...] = ("actions", "one_way_doors", "max_states")
+WRAPPER_KWARGS: tuple[str, ...] = ("actions", "one_way_doors", "max_states", "death_reward")
 
 # MiniGrid's DIR_TO_VEC: direction 0 faces +x (right), 1 +y (down), 2 -x (left), 3 -y (up).
 _DIR_TO_VEC = ((1, 0), (0, 1), (-1, 0), (0, -1))
@@ -111,8 +111,12 @@ class MiniGridGoalEnv(gymnasium.Env):
 
     ## Rewards
 
-    1 on arriving at the desired goal cell, else 0 (:meth:`compute_reward`, vectorised);
-    MiniGrid's own reward (1 - 0.9 t / max_steps at its goal tile) is not used.
+    1 on arriving at the desired goal cell, ``death_reward`` (0, MiniGrid's) on stepping onto
+    lava, else 0 (:meth:`compute_reward`, vectorised: the lava is told by the achieved cell);
+    MiniGrid's own reward (1 - 0.9 t / max_steps at its goal tile) is not used. A learner that
+    pays a cost per step (the DQN's default ``step_reward`` -1) finds in a death at 0 the
+    cheapest end of an episode; ``death_reward`` -1 / (1 - gamma) (-1000 with gamma 0.999)
+    makes a death cost what never reaching the goal costs.
 
     ## Episode End
 
@@ -129,6 +133,7 @@ class MiniGridGoalEnv(gymnasium.Env):
         one_way_doors: toggling an open door does nothing (it cannot be closed again). Not
             MiniGrid's dynamics: it shrinks RIDE's 12-room MultiRoom from ~1.4M states to ~4.3k.
         max_states: refuse layouts with more reachable states (ValueError).
+        death_reward: the reward of stepping onto lava (which ends the episode).
         render_mode: None or "rgb_array" (MiniGrid's full render of the current state).
     """
 
@@ -144,6 +149,7 @@ class MiniGridGoalEnv(gymnasium.Env):
         actions: Sequence[str] | None = None,
         one_way_doors: bool = False,
         max_states: int = DEFAULT_MAX_STATES,
+        death_reward: float = 0.0,
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -154,6 +160,8 @@ class MiniGridGoalEnv(gymnasium.Env):
         self.env_kwargs = dict(env_kwargs or {})
         self.env_seed = int(env_seed)
         self.one_way_doors = bool(one_way_doors)
+        # float32, so that step() and the float32 compute_reward() agree exactly
+        self.death_reward = float(np.float32(death_reward))
         minigrid_env.reset(seed=self.env_seed)
         grid_env = minigrid_env.unwrapped
         self._grid_env = grid_env
@@ -192,6 +200,7 @@ class MiniGridGoalEnv(gymnasium.Env):
         # reach are none).
         self._is_goal_cell = np.zeros(self.n_cells, dtype=bool)
         self._is_goal_cell[cells[~terminal]] = True
+        self._cell_rewards = np.where(self._lava, self.death_reward, 0.0).astype(np.float32)
         # Plain containers for step(): indexing them is cheaper than numpy's and gives ints.
         self._next_rows = next_state.tolist()
         self._cell_list = cells.tolist()
@@ -396,16 +405,18 @@ class MiniGridGoalEnv(gymnasium.Env):
         terminated = success or self._terminal_list[state]
         truncated = not terminated and self._steps >= self.max_episode_steps
         obs = {"observation": state, "achieved_goal": cell, "desired_goal": self._goal}
-        return obs, 1.0 if success else 0.0, terminated, truncated, {"is_success": success}
+        reward = 1.0 if success else self.death_reward if self._lava[cell] else 0.0
+        return obs, reward, terminated, truncated, {"is_success": success}
 
     def compute_reward(self, achieved_goal: Any, desired_goal: Any, info: Any = None) -> np.ndarray:
-        """1.0 where achieved == desired, else 0.0 (float32, one per pair).
+        """1.0 where achieved == desired, else ``death_reward`` on a lava cell, else 0.0
+        (float32, one per pair).
 
         Goals are cell ids: a scalar, a batch ``(batch,)``, or a batch with a trailing goal axis
         of size 1 (how Stable-Baselines3 stores a Discrete goal), which is reduced.
         """
         achieved, desired = _goal_ids(achieved_goal), _goal_ids(desired_goal)
-        return (achieved == desired).astype(np.float32)
+        return np.where(achieved == desired, np.float32(1.0), self._cell_rewards[achieved])
 
     def render(self) -> np.ndarray | None:
         """MiniGrid's full render of the current state (agent drawn, no view highlight)."""
@@ -501,6 +512,7 @@ class MiniGridGoalEnv(gymnasium.Env):
             "env_seed": self.env_seed,
             "actions": list(self.actions),
             "one_way_doors": self.one_way_doors,
+            "death_reward": self.death_reward,
             "start": [int(v) for v in self._grid_env.agent_pos] + [int(self._grid_env.agent_dir)],
             "grid": grid.tolist(),
         }

@@ -170,6 +170,15 @@ def test_lava_ends_the_episode_whatever_the_goal() -> None:
     obs, reward, terminated, truncated, info = env.step(fwd)
     assert obs["achieved_goal"] == lava_cell
     assert (reward, terminated, truncated, info["is_success"]) == (0.0, True, False, False)
+    # death_reward: paid on the lava, by step() and compute_reward() alike (HER relabels)
+    costly = make_minigrid("MiniGrid-LavaGapS5-v0", 0, death_reward=-1000)
+    costly.reset(options={"start": before})
+    _, reward, terminated, _, _ = costly.step(fwd)
+    assert (reward, terminated) == (-1000.0, True)
+    goals = np.array([costly.default_goal, costly.default_goal])
+    rewards = costly.compute_reward(np.array([lava_cell, costly.default_goal]), goals, None)
+    assert rewards.tolist() == [-1000.0, 1.0]
+    assert costly.fingerprint() != env.fingerprint()
 
 
 def test_layout_is_seeded_by_env_seed() -> None:
