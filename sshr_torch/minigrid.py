@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, SupportsFloat
@@ -500,6 +501,19 @@ class MiniGridGoalEnv(gymnasium.Env):
             image.setflags(write=False)
             self._background[cell_px] = image
         return self._background[cell_px].copy()
+
+    def return_range(self, step_reward: float = 0.0, gamma: float = 1.0) -> tuple[float, float]:
+        """(lowest, highest) return of an episode, with ``step_reward`` added to every reward.
+
+        Every nonzero reward (the goal's 1, a death's ``death_reward``) ends the episode, so a
+        return is 0 or one of them; a step reward c <= 0 adds between c / (1 - gamma) (never
+        ending) and c (ending at once).
+        """
+        rewards = [0.0, self.goal_reward, self.death_reward]
+        if step_reward == 0.0:
+            return min(rewards), max(rewards)
+        low = -math.inf if gamma >= 1.0 else step_reward / (1.0 - gamma) + min(rewards)
+        return low, max(0.0, step_reward + max(rewards))
 
     def fingerprint(self) -> str:
         """sha256 of the env id, its kwargs, the env seed, the kept actions, the door rule and

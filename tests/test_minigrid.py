@@ -179,6 +179,9 @@ def test_lava_ends_the_episode_whatever_the_goal() -> None:
     rewards = costly.compute_reward(np.array([lava_cell, costly.default_goal]), goals, None)
     assert rewards.tolist() == [-1000.0, 1.0]
     assert costly.fingerprint() != env.fingerprint()
+    assert env.return_range() == (0.0, 1.0) and costly.return_range() == (-1000.0, 1.0)
+    low, high = costly.return_range(-1.0, 0.99)
+    assert (low, high) == pytest.approx((-1.0 / 0.01 - 1000.0, 0.0))
 
 
 def test_layout_is_seeded_by_env_seed() -> None:
