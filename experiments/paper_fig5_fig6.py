@@ -361,7 +361,7 @@ def greedy_all_goals(run_dir: Path) -> dict[str, float]:
         return json.loads(cache.read_text())
     import torch  # loads only here
 
-    from sshr_torch.trainer import make_agent, make_env
+    from sshr_torch.build import make_agent, make_env
 
     config = TrainConfig.from_dict(runlog.read_json(run_dir / runlog.CONFIG_FILE))
     torch.set_num_threads(config.torch_threads)  # as in training; more threads only contend

@@ -96,6 +96,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Settings of the maze env (the --maze shortcut): an env named by --env brings its own.
+MAZE_FIELDS = ("maze", "slip", "random_start", "random_goal")
+
+
 class ConfigError(ValueError):
     """A configuration value a user gave is invalid; the message names the flag."""
 
@@ -139,7 +143,7 @@ class TrainConfig:
     """Replan the walk to S_ss when a stochastic step leaves the planned path."""
     explore: ExploreName | None = None
     """What the learner does after the guided walk while the episode's goal has never been
-    reached (envs whose goals are their Discrete states, as the maze's): 'epsilon', the paper's
+    reached (envs that know the goal of a state: docs/envs.md): 'epsilon', the paper's
     epsilon-greedy (uniformly random moves: the tabular learner's values are then all 0, and
     the DQN's with random_until_goal); 'ucb1', UCB1 over Smart Start's counts C(s, a), untried
     actions first, then the least-tried (Keulen's UCB1 learner with the values of a goal never
@@ -155,8 +159,20 @@ class TrainConfig:
     with the 'directed' exploration (--explore, set or by default), off otherwise."""
 
     # --- environment -----------------------------------------------------------------------
+    env: str | None = None
+    """A gymnasium env id to train on instead of the maze: any registered id, 'module:Env-v0'
+    (imports the module that registers it), or a MiniGrid id ('MiniGrid-...', 'BabyAI-...';
+    the optional extra sshr_torch[minigrid]). It must follow the goal-env convention; what else
+    the run uses is the env protocol (docs/envs.md). Unset: the maze (--maze)."""
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """With --env: keyword arguments of the env's constructor, as a JSON object
+    ('{"size": 9}')."""
+    env_seed: int | None = None
+    """With --env: the env's seed (MiniGrid: its layout, given at construction; other envs:
+    the seed of the first reset). Unset: derived from the run's --seed."""
     maze: str = "keulen_easy"
-    """Maze: a built-in name, a path to a text file, or 'generated:HxW[:seed=N][:kind=K]'."""
+    """Maze: a built-in name, a path to a text file, or 'generated:HxW[:seed=N][:kind=K]'
+    (the shortcut for the maze env; with --env it is not used)."""
     max_episode_steps: int = 1000
     """Episode step limit (the paper uses 1000; Keulen's code 100). Guided steps count. An env
     passed to train() gets it as a TimeLimit (its own limit holds where shorter)."""
@@ -223,7 +239,7 @@ class TrainConfig:
     """DQN: added to every reward the learner sees, real and relabelled (-1 with the maze's
     goal reward 1: 0 at the goal, -1 per other step, values like negative distances). <= 0."""
     model_values: ModelValuesName = "q"
-    """DQN with Smart Start, on envs whose goals are their Discrete states (the maze): use the
+    """DQN with Smart Start, on envs that know the goal of a state (docs/envs.md): use the
     values of Smart Start's count model for the env's goal (value iteration in the env's
     rewards, refreshed after each episode; where the model knows a path). 'q': regress the
     network's Q(s, g, .) onto the model's Q(s, g, a) for every action the model knows in the
@@ -241,7 +257,7 @@ class TrainConfig:
     the learner and the replay buffer see (#Exploration / MBIE-EB style; HER relabels get
     none); 0: off. A baseline to run without Smart Start (--no-smart-start)."""
     random_until_goal: bool = True
-    """DQN with Smart Start and --explore epsilon, on envs whose goals are their Discrete states:
+    """DQN with Smart Start and --explore epsilon, on envs that know the goal of a state:
     while an episode's goal has never been reached, explore after the guided walk with uniformly
     random moves, as the tabular learner does (its values for such a goal are all 0, its ties
     random), not with the network's argmax, which is then extrapolation (docs/long_mazes.md)."""
@@ -250,11 +266,11 @@ class TrainConfig:
     max_grad_norm: float = 10.0
     """DQN: gradient-norm clipping threshold."""
     clip_target: bool = True
-    """DQN on the maze env: clamp TD targets to its range of returns, [0, 1] with the default
-    rewards (the goal's reward 1, or a decoy's smaller one, ends the episode), as the HER paper
-    clips targets to its return range. Without it the Q-values of a goal never reached drift far
-    above 1 when gamma is near 1, and swamp the count bonus of Smart Start's Eq. 1. Other envs
-    passed to train() are never clamped (their reward range is not known)."""
+    """DQN: clamp TD targets to the env's range of returns (the env protocol's return_range:
+    the maze's is [0, 1] with the default rewards, the goal's reward 1, or a decoy's smaller
+    one, ends the episode), as the HER paper clips targets to its return range. Without it the
+    Q-values of a goal never reached drift far above 1 when gamma is near 1, and swamp the count
+    bonus of Smart Start's Eq. 1. Envs without return_range are never clamped."""
     epsilon_start: float = 1.0
     """DQN: epsilon of the linear exploration schedule at step 0."""
     epsilon_end: float = 0.05
@@ -279,7 +295,7 @@ class TrainConfig:
     its start at random); a goal counts as reached on arrival within 1.5x its shortest path
     (the env's own, else the count model's). Logged as eval/goals_success and
     eval/goals_excess, in summary.json and as the maze/goal_reach image. Unset: 50 on envs
-    whose goals are their Discrete states (the maze), off elsewhere; 0: off."""
+    that know the goal of a state (the maze; docs/envs.md), off elsewhere; 0: off."""
     image_interval: int = 100
     """Heatmap and policy images to TensorBoard every this many episodes (0: only at the end)."""
     checkpoint_interval: int = 50
@@ -288,8 +304,9 @@ class TrainConfig:
     """Stop the run at the first greedy evaluation whose success rate is at least this (unset:
     play the whole budget); summary.json's solved_step is its env step."""
     stop_path_factor: float | None = None
-    """With stop_success, on a maze: the evaluation must also have a mean episode length of at
-    most this times the shortest path (1.2: near-optimal paths)."""
+    """With stop_success: the evaluation must also have a mean episode length of at most this
+    times the mean shortest path of its episodes (1.2: near-optimal paths; needs the env's
+    shortest_path_lengths, docs/envs.md)."""
     stop_first_goal: bool = False
     """Stop the run after the first training episode that reaches the goal (first-goal
     measurements); summary.json's first_success_step is its env step."""
@@ -352,6 +369,25 @@ class TrainConfig:
             raise ConfigError(
                 f"--torch-threads must be at most {MAX_TORCH_THREADS}, got {self.torch_threads}."
             )
+        if self.env is not None and self.env.strip() == "":
+            raise ConfigError("--env needs a gymnasium env id, got an empty string.")
+        if any(not isinstance(key, str) for key in self.env_kwargs):
+            raise ConfigError(f"--env-kwargs must be a JSON object, got {self.env_kwargs!r}.")
+        if self.env is None and self.env_kwargs:
+            raise ConfigError("--env-kwargs needs --env (the maze takes its own flags).")
+        if self.env is None and self.env_seed is not None:
+            raise ConfigError("--env-seed needs --env (the maze's seed is --seed).")
+        if self.env_seed is not None and self.env_seed < 0:
+            raise ConfigError(f"--env-seed must be a non-negative integer, got {self.env_seed}.")
+        if self.env is not None:
+            defaults = TrainConfig()
+            given = [name for name in MAZE_FIELDS if getattr(self, name) != getattr(defaults, name)]
+            if given:
+                flags = ", ".join(f"--{flag(name)}" for name in given)
+                raise ConfigError(
+                    f"{flags}: settings of the maze env, which --env {self.env} does not use; "
+                    "leave them out (configure the env with --env-kwargs)."
+                )
         if self.resume is not None and self.resume.strip() == "":
             raise ConfigError("--resume needs a run directory, got an empty string.")
         if not self.hidden_sizes or any(size <= 0 for size in self.hidden_sizes):
@@ -494,6 +530,8 @@ def _has_type(value: Any, hint: Any) -> bool:
         return isinstance(value, str) and value in args
     if origin is tuple:
         return isinstance(value, (list, tuple)) and all(_has_type(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(key, str) for key in value)
     if hint is bool:
         return isinstance(value, bool)
     if hint is int:
@@ -511,6 +549,8 @@ def _describe(hint: Any) -> str:
         return "one of " + ", ".join(map(repr, args))
     if origin is tuple:
         return "a list of integers" if args[0] is int else f"a list of {_describe(args[0])}"
+    if origin is dict:
+        return "a JSON object"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
         hint, "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
     )

@@ -6,6 +6,8 @@ Importing this module registers ``"sshr_torch/GridMaze-v0"`` (and
 
 from __future__ import annotations
 
+import hashlib
+import math
 from array import array
 from enum import IntEnum
 from typing import Any, SupportsFloat
@@ -14,7 +16,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from sshr_torch.maze import Maze, load_maze, maze_to_text
+from sshr_torch.maze import Maze, bfs_distances, load_maze, maze_to_text
 
 __all__ = ["ENV_ID", "MISLEADING_ENV_ID", "MISLEADING_REWARDS", "Action", "GridMazeEnv"]
 
@@ -119,6 +121,14 @@ class GridMazeEnv(gymnasium.Env):
     paper's limit) pass without termination; the limit is counted inside the environment, no
     ``TimeLimit`` wrapper is needed (``gymnasium.make(..., max_episode_steps=n)`` still adds
     gymnasium's own wrapper on top). ``terminated`` and ``truncated`` are never both True.
+
+    ## Env protocol
+
+    It implements every method of the env protocol (:mod:`sshr_torch.protocol`,
+    docs/envs.md): ``goal_of_state`` (the identity), ``shortest_path_lengths`` (the maze's
+    breadth-first search), ``transition_table`` (:attr:`next_cell` and the decoys),
+    ``goal_grid``, ``background_image``, ``fingerprint`` (SHA-256 of the maze's text),
+    ``start`` (the fixed start, None with ``random_start``) and ``return_range``.
 
     ## Registered configurations
 
@@ -321,7 +331,14 @@ class GridMazeEnv(gymnasium.Env):
         return self._pos
 
     @property
-    def start(self) -> int:
+    def start(self) -> int | None:
+        """The fixed start cell index (the maze's start), None with ``random_start`` (the env
+        protocol's ``start``: goal reach walks from it); :attr:`episode_start` is this
+        episode's."""
+        return None if self.random_start else self.maze.start_index
+
+    @property
+    def episode_start(self) -> int:
         """The current episode's start cell index."""
         return self._start
 
@@ -340,6 +357,66 @@ class GridMazeEnv(gymnasium.Env):
         """Side in pixels of one cell in the rgb_array image."""
         side = max(self.maze.n_rows, self.maze.n_cols)
         return max(1, min(_MAX_CELL_PX, _TARGET_IMAGE_PX // side))
+
+    # ----------------------------------------------------------------------------------------
+    # the env protocol (sshr_torch.protocol, docs/envs.md)
+
+    def goal_of_state(self, states: Any) -> np.ndarray:
+        """The achieved goal of each state: the cell itself (goals are cells), int64."""
+        return np.asarray(states, dtype=np.int64)
+
+    def shortest_path_lengths(self, state: int) -> np.ndarray:
+        """(n_cells,) float64: the fewest moves from cell ``state`` to every cell (the maze's
+        breadth-first search; decoys are reached but not passed through), inf at walls and
+        unreachable cells."""
+        d = bfs_distances(self.maze, divmod(int(state), self.maze.n_cols)).ravel()
+        out = d.astype(np.float64)
+        out[d < 0] = np.inf
+        return out
+
+    def transition_table(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(next, terminal): :attr:`next_cell` (n_cells, 4) and the decoys (n_cells,) bool,
+        where an episode ends; None with ``slip`` > 0 (the moves are not deterministic)."""
+        if self.slip > 0.0:
+            return None
+        terminal = np.zeros(self.n_cells, dtype=bool)
+        terminal[self.maze.decoy_indices] = True
+        return self.next_cell, terminal
+
+    def goal_grid(self) -> np.ndarray:
+        """(n_rows, n_cols) int64: the goal (cell) id of each cell, -1 at walls."""
+        grid = np.arange(self.n_cells, dtype=np.int64).reshape(self.maze.shape)
+        grid[self.maze.walls] = -1
+        return grid
+
+    def background_image(self, cell_px: int) -> np.ndarray:
+        """(n_rows * cell_px, n_cols * cell_px, 3) uint8: walls, free cells and decoys."""
+        cells = np.empty((*self.maze.shape, 3), dtype=np.uint8)
+        cells[:] = COLOURS["free"]
+        cells[self.maze.walls] = COLOURS["wall"]
+        for r, c in self.maze.decoys:
+            cells[r, c] = COLOURS["decoy"]
+        return np.repeat(np.repeat(cells, cell_px, axis=0), cell_px, axis=1)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the maze's text (layout, start, goal, decoys): a resume refuses another."""
+        return hashlib.sha256(maze_to_text(self.maze).encode()).hexdigest()
+
+    def return_range(self, step_reward: float = 0.0, gamma: float = 1.0) -> tuple[float, float]:
+        """(lowest, highest) return of an episode, with ``step_reward`` added to every reward.
+
+        Every nonzero reward (the goal's, a decoy's, a blocked move's when it is set) ends the
+        episode, so a return is 0 or one of them: [0, 1] with the default rewards. A step
+        reward c <= 0 on every step adds between c / (1 - gamma) (never ending) and c (ending
+        at once): [-1 / (1 - gamma), 0] for c = -1 with the default rewards.
+        """
+        rewards = [0.0, self.goal_reward, self.decoy_reward]
+        if self.wall_reward is not None:
+            rewards.append(self.wall_reward)
+        if step_reward == 0.0:
+            return min(rewards), max(rewards)
+        low = -math.inf if gamma >= 1.0 else step_reward / (1.0 - gamma) + min(rewards)
+        return low, max(0.0, step_reward + max(rewards))
 
     # ----------------------------------------------------------------------------------------
     # helpers
@@ -387,12 +464,7 @@ class GridMazeEnv(gymnasium.Env):
         """Cached walls/free/decoys image, with start, goal and agent painted on a copy."""
         px = self.cell_px
         if self._background is None:
-            cells = np.empty((*self.maze.shape, 3), dtype=np.uint8)
-            cells[:] = COLOURS["free"]
-            cells[self.maze.walls] = COLOURS["wall"]
-            for r, c in self.maze.decoys:
-                cells[r, c] = COLOURS["decoy"]
-            self._background = np.repeat(np.repeat(cells, px, axis=0), px, axis=1)
+            self._background = self.background_image(px)
         image = self._background.copy()
         inset = 1 if px >= 4 else 0  # a margin lets the start/goal colour show round the agent
         for cell, colour, margin in (

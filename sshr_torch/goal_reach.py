@@ -18,17 +18,15 @@ numpy only (the learner is called through ``rollout.pair_q_values``).
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import gymnasium as gym
 import numpy as np
 
 from sshr_torch.agents.base import Agent
 from sshr_torch.maze import Maze, bfs_distances
-from sshr_torch.rollout import StepFunction, env_step, greedy_walks, table_step
+from sshr_torch.rollout import StepperFactory, greedy_walks, table_step, walk_stepper
 from sshr_torch.smart_start import CountModel, known_distances
 
 __all__ = [
@@ -36,7 +34,9 @@ __all__ = [
     "GOAL_REACH_FACTOR",
     "GoalReach",
     "GoalReachReport",
+    "cached_distances",
     "maze_distances",
+    "reach_from",
     "reach_from_start",
     "walk_stepper",
 ]
@@ -46,9 +46,7 @@ GOAL_REACH_FACTOR = 1.5
 DEFAULT_EVAL_GOALS = 50
 """Goals per evaluation when ``TrainConfig.eval_goals`` is unset, on envs that allow it."""
 
-# (starts, goals) -> the step function of walks between them
-StepperFactory = Callable[[np.ndarray, np.ndarray], StepFunction]
-# start state -> (n_states,) shortest moves to every state, inf where unreachable
+# start state -> (n_goals,) shortest moves to every goal, inf where unreachable
 ShortestFunction = Callable[[int], np.ndarray]
 
 
@@ -111,39 +109,38 @@ def maze_distances(maze: Maze) -> ShortestFunction:
     return distances
 
 
-def model_distances(model: CountModel, n_states: int) -> ShortestFunction:
+def cached_distances(shortest: ShortestFunction) -> ShortestFunction:
+    """``shortest`` (an env's ``shortest_path_lengths``) cached per start."""
+    cache: dict[int, np.ndarray] = {}
+
+    def distances(start: int) -> np.ndarray:
+        if start not in cache:
+            cache[start] = np.asarray(shortest(int(start)), dtype=np.float64)
+        return cache[start]
+
+    return distances
+
+
+def model_distances(
+    model: CountModel, n_states: int, goal_of: np.ndarray | None = None, n_goal_ids: int = 0
+) -> ShortestFunction:
     """The fewest moves the count model has seen from a start state to every state, (n_states,)
-    float64 (inf where it knows no path), for envs without a shortest path of their own."""
+    float64 (inf where it knows no path), for envs without a shortest path of their own; with
+    ``goal_of`` (the goal of each state) to every goal, (n_goal_ids,), the fewest to any state
+    achieving it."""
 
     def distances(start: int) -> np.ndarray:
         out = np.full(n_states, np.inf)
         index = model.index(int(start))
         if index is not None:
             out[model.observations()] = known_distances(model, np.array([index]))[0]
-        return out
+        if goal_of is None:
+            return out
+        by_goal = np.full(n_goal_ids, np.inf)
+        np.minimum.at(by_goal, goal_of, out)
+        return by_goal
 
     return distances
-
-
-def walk_stepper(env: gym.Env, n_walks: int) -> StepperFactory:
-    """How walks move on ``env``: by the maze's move table where it is deterministic (slip 0),
-    else on ``n_walks`` copies of the env (made once), reset to each walk's start and goal."""
-    maze_env = env.unwrapped
-    table = getattr(maze_env, "next_cell", None)
-    maze = getattr(maze_env, "maze", None)
-    if table is not None and maze is not None and getattr(maze_env, "slip", 0.0) == 0.0:
-        decoys = _decoy_mask(maze)
-        return lambda starts, goals: table_step(
-            table, goals, np.array(starts, dtype=np.int64), stops=decoys
-        )
-    copies: list[gym.Env] = []
-
-    def make(starts: np.ndarray, goals: np.ndarray) -> StepFunction:
-        while len(copies) < len(goals):
-            copies.append(copy.deepcopy(env))
-        return env_step(copies[: len(goals)], starts, goals)
-
-    return make
 
 
 class GoalReach:
@@ -151,11 +148,16 @@ class GoalReach:
 
     Args:
         n_goals: goals per evaluation (N).
-        n_states: the size of the env's Discrete state space (its goals are its states).
+        n_states: the size of the env's Discrete state space.
         seed: the run's seed; the goal and start orders are drawn from it once.
         start: the env's fixed start state, or None where the env draws its start at random.
-        shortest: the env's own shortest paths (``maze_distances``), or None to take them
-            from the count model passed to :meth:`evaluate`.
+        shortest: the env's own shortest paths (its ``shortest_path_lengths``, the maze's
+            ``maze_distances``), or None to take them from the count model passed to
+            :meth:`evaluate`.
+        goal_of: (n_states,) the achieved goal of each state (the env protocol's
+            ``goal_of_state``), None where goals are the states themselves; the goals are
+            then the achieved goals of the visited states.
+        n_goal_ids: with ``goal_of``, the size of the goal space.
     """
 
     def __init__(
@@ -165,27 +167,37 @@ class GoalReach:
         seed: int,
         start: int | None,
         shortest: ShortestFunction | None = None,
+        goal_of: np.ndarray | None = None,
+        n_goal_ids: int | None = None,
     ) -> None:
         self.n_goals, self.n_states, self.start = int(n_goals), int(n_states), start
         self.shortest = shortest
+        self.goal_of = goal_of
+        self.n_goal_ids = self.n_states if goal_of is None else int(n_goal_ids or 0)
         rng = np.random.default_rng([seed, 20])
-        # rank[s]: where state s comes in the run's order (goals first, then starts)
-        self.goal_rank = rng.permutation(self.n_states)
+        # rank[g]: where goal g comes in the run's goal order; rank[s]: state s in the starts'
+        self.goal_rank = rng.permutation(self.n_goal_ids)
         self.start_rank = rng.permutation(self.n_states)
 
+    def _achieved(self, states: np.ndarray) -> np.ndarray:
+        return states if self.goal_of is None else self.goal_of[states]
+
     def pairs(self, visited: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(starts, goals): the N visited states first in the goal order, each with a start
-        (the fixed one, or the visited states first in the start order, never its goal)."""
+        """(starts, goals): the N goals of visited states first in the goal order, each with a
+        start (the fixed one, or the visited states first in the start order, never one that
+        achieves its goal)."""
         visited = np.unique(np.asarray(visited, dtype=np.int64))
-        candidates = visited if self.start is None else visited[visited != self.start]
-        goals = candidates[np.argsort(self.goal_rank[candidates], kind="stable")][: self.n_goals]
+        reached = visited if self.goal_of is None else np.unique(self.goal_of[visited])
+        if self.start is not None:
+            reached = reached[reached != self._achieved(np.array([self.start]))[0]]
+        goals = reached[np.argsort(self.goal_rank[reached], kind="stable")][: self.n_goals]
         if self.start is not None:
             return np.full(len(goals), self.start, dtype=np.int64), goals
         if len(visited) < 2:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         order = visited[np.argsort(self.start_rank[visited], kind="stable")]
         starts = order[np.arange(len(goals)) % len(order)]
-        clash = starts == goals  # take the next one in the order instead
+        clash = self._achieved(starts) == goals  # take the next one in the order instead
         starts[clash] = order[(np.flatnonzero(clash) + 1) % len(order)]
         return starts, goals
 
@@ -202,7 +214,7 @@ class GoalReach:
         if self.shortest is not None:
             shortest_from = self.shortest
         elif model is not None:
-            shortest_from = model_distances(model, self.n_states)
+            shortest_from = model_distances(model, self.n_states, self.goal_of, self.n_goal_ids)
         else:
             raise ValueError("goal reach needs the env's shortest paths or a count model.")
         shortest = np.empty(len(goals))
@@ -215,6 +227,24 @@ class GoalReach:
             return score(np.zeros(0), np.zeros(0))
         moves = greedy_walks(agent, starts, goals, budgets(shortest), stepper(starts, goals), rng)
         return score(moves, shortest)
+
+
+def reach_from(
+    agent: Agent,
+    stepper: StepperFactory,
+    start: int,
+    goals: np.ndarray,
+    shortest: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Greedy walks from ``start`` to each of ``goals`` (``shortest`` moves away, > 0 and
+    finite), budget 1.5x the shortest path, on ``stepper`` (``rollout.walk_stepper``); the
+    moves each took, (len(goals),) int64, -1 where it did not arrive (the goal-reach image)."""
+    goals = np.asarray(goals, dtype=np.int64)
+    starts = np.full(len(goals), start, dtype=np.int64)
+    if len(goals) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return greedy_walks(agent, starts, goals, budgets(shortest), stepper(starts, goals), rng)
 
 
 def reach_from_start(

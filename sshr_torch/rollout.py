@@ -16,18 +16,28 @@ One episode, as in the paper's Algorithm 1 read with the corrections of docs/des
 
 It talks to any env that follows the goal-env convention (Dict observation with
 ``observation``, ``achieved_goal``, ``desired_goal``; ``info["is_success"]``).
+
+Every env loop lives here: the training episode (``play_episode``), the greedy evaluation
+(``evaluate``, in ``evaluation_streams`` that leave the training's random streams alone), and
+goal reach's greedy walks to many goals at once (``greedy_walks``, stepped on the env's
+transition table or on copies of the env: ``walk_stepper``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
+from sshr_torch import protocol
 from sshr_torch.agents.base import Agent, Transition
 from sshr_torch.her import HerReplayBuffer
 from sshr_torch.smart_start import CountModel, SmartStartController, SmartStartReport
@@ -35,11 +45,14 @@ from sshr_torch.smart_start import CountModel, SmartStartController, SmartStartR
 __all__ = [
     "EpisodeResult",
     "env_step",
+    "evaluate",
+    "evaluation_streams",
     "greedy_choice",
     "greedy_walks",
     "pair_q_values",
     "play_episode",
     "table_step",
+    "walk_stepper",
 ]
 
 
@@ -248,27 +261,36 @@ def table_step(
     goals: np.ndarray,
     states: np.ndarray,
     stops: np.ndarray | None = None,
+    goal_of: np.ndarray | None = None,
 ) -> StepFunction:
     """A ``greedy_walks`` step of a deterministic env given as a table ``next_state[s, a]``
-    (the maze's ``next_cell``): walk i is at ``states[i]`` (updated in place), arrives on
-    ``goals[i]`` and ends on a state of ``stops`` (bool by state: the maze's decoys)."""
+    (the protocol's ``transition_table``, the maze's ``next_cell``): walk i is at
+    ``states[i]`` (updated in place), arrives on a state whose goal (``goal_of[s]``; the state
+    itself where None) is ``goals[i]`` and ends on a state of ``stops`` (bool by state: the
+    maze's decoys)."""
 
     def step(index: np.ndarray, actions: np.ndarray):
         nxt = next_state[states[index], actions]
         states[index] = nxt
-        arrived = nxt == goals[index]
+        arrived = (nxt if goal_of is None else goal_of[nxt]) == goals[index]
         ended = np.zeros_like(arrived) if stops is None else stops[nxt] & ~arrived
         return nxt, arrived, ended
 
     return step
 
 
-def env_step(envs: list[gym.Env], starts: np.ndarray, goals: np.ndarray) -> StepFunction:
+def env_step(
+    envs: list[gym.Env], starts: np.ndarray, goals: np.ndarray, fixed_start: int | None = None
+) -> StepFunction:
     """A ``greedy_walks`` step on copies of an env, one per walk, each reset with
-    ``options={"start": starts[i], "goal": goals[i]}`` (the maze's reset options); a walk
-    arrives when ``info["is_success"]`` and ends when its episode does."""
+    ``options={"start": starts[i], "goal": goals[i]}`` (the maze's reset options; "start" left
+    out where it is the env's ``fixed_start``); a walk arrives when ``info["is_success"]`` and
+    ends when its episode does."""
     for env, start, goal in zip(envs, starts, goals, strict=True):
-        env.reset(options={"start": int(start), "goal": int(goal)})
+        options = {"goal": int(goal)}
+        if fixed_start is None or int(start) != fixed_start:
+            options["start"] = int(start)
+        env.reset(options=options)
 
     def step(index: np.ndarray, actions: np.ndarray):
         nxt = np.empty(len(index), dtype=np.int64)
@@ -282,3 +304,96 @@ def env_step(envs: list[gym.Env], starts: np.ndarray, goals: np.ndarray) -> Step
         return nxt, arrived, ended
 
     return step
+
+
+# (starts, goals) -> the step function of walks between them
+StepperFactory = Callable[[np.ndarray, np.ndarray], StepFunction]
+
+
+def walk_stepper(env: gym.Env, n_walks: int) -> StepperFactory:
+    """How goal reach's walks move on ``env``: by its ``transition_table`` (the env protocol)
+    where it has one (None: not deterministic, as the maze with slip), else on copies of the env
+    (made as needed, kept for the next walks), reset to each walk's start and goal.
+    ``n_walks``: the walks one call will ask for (copies are made up to it lazily)."""
+    method = protocol.method(env, protocol.TRANSITION_TABLE)
+    table = None if method is None else method()
+    if table is not None:
+        next_state, terminal = table
+        goal_of = protocol.goal_of_state_table(env)
+        return lambda starts, goals: table_step(
+            next_state, goals, np.array(starts, dtype=np.int64), stops=terminal, goal_of=goal_of
+        )
+    copies: list[gym.Env] = []
+    fixed_start = protocol.fixed_start(env)
+
+    def make(starts: np.ndarray, goals: np.ndarray) -> StepFunction:
+        while len(copies) < len(goals):
+            copies.append(copy.deepcopy(env))
+        return env_step(copies[: len(goals)], starts, goals, fixed_start)
+
+    return make
+
+
+# ---- greedy evaluation -------------------------------------------------------------------------
+
+
+def evaluate(
+    agent: Agent,
+    env: gym.Env,
+    n_episodes: int,
+    seed: int,
+    episodes: list[tuple[Any, Any]] | None = None,
+) -> tuple[float, float]:
+    """Greedy (epsilon 0) episodes; returns (success rate, mean episode length).
+
+    It draws nothing from the training's random streams: the agent's tie-breaks use a
+    generator seeded from ``seed`` (see ``evaluation_streams``). ``episodes``: a list to
+    append each episode's (start state, desired goal) to (the path-factor stop's shortest
+    paths).
+    """
+    with evaluation_streams(agent, seed):
+        successes, lengths = 0, 0
+        for index in range(n_episodes):
+            obs, _ = env.reset(seed=seed if index == 0 else None)
+            state, goal = obs["observation"], obs["desired_goal"]
+            if episodes is not None:
+                episodes.append((state, goal))
+            length, done = 0, False
+            while not done:
+                obs, _, terminated, truncated, info = env.step(agent.act(state, goal, 0.0))
+                state, length = obs["observation"], length + 1
+                done = terminated or truncated
+            successes += bool(info.get("is_success", False))
+            lengths += length
+        return successes / n_episodes, lengths / n_episodes
+
+
+@contextlib.contextmanager
+def evaluation_streams(agent: Any, seed: int) -> Iterator[None]:
+    """While it lasts, each numpy Generator attribute of ``agent`` (the DQN's and the tabular
+    learner's ``rng``) is replaced by one seeded from ``seed``; its torch.Generator and
+    random.Random attributes and torch's global random state are put back after it. An
+    evaluation so leaves the training's random streams as it found them: a run interrupted and
+    resumed (or extended) plays the episodes an uninterrupted run plays.
+    """
+    attributes = getattr(agent, "__dict__", {})
+    swapped = {k: v for k, v in attributes.items() if isinstance(v, np.random.Generator)}
+    restored = [
+        (value, value.get_state() if isinstance(value, torch.Generator) else value.getstate())
+        for value in attributes.values()
+        if isinstance(value, (torch.Generator, random.Random))
+    ]
+    torch_state = torch.get_rng_state()
+    try:
+        for index, name in enumerate(swapped):
+            setattr(agent, name, np.random.default_rng([seed, index]))
+        yield
+    finally:
+        for name, value in swapped.items():
+            setattr(agent, name, value)
+        for generator, state in restored:
+            if isinstance(generator, torch.Generator):
+                generator.set_state(state)
+            else:
+                generator.setstate(state)
+        torch.set_rng_state(torch_state)

@@ -553,30 +553,32 @@ class RunLogger:
             self.writer.add_scalar(tag, value, step)
 
     def log_goal_reach_image(
-        self, maze: Any, moves: np.ndarray, shortest: np.ndarray, start: int, step: int
+        self, board: Any, moves: np.ndarray, shortest: np.ndarray, start: int, step: int
     ) -> None:
         """``maze/goal_reach``: each cell coloured by whether and how directly the greedy walk
-        from ``start`` reaches it (``dashboards.goal_reach_map``)."""
+        from ``start`` reaches it (``dashboards.goal_reach_map`` on a ``dashboards.Board``)."""
         from sshr_torch import dashboards
 
-        image = dashboards.goal_reach_map(maze, moves, shortest, start)
+        image = dashboards.goal_reach_map(board, moves, shortest, start)
         self.writer.add_image("maze/goal_reach", image, step, dataformats="HWC")
 
     def log_maze_images(
         self,
-        maze: Any,
+        board: Any,
         visits: np.ndarray,
         q_values: np.ndarray,
         step: int,
         target: int | None = None,
         path: Sequence[int] = (),
+        strokes: bool = True,
     ) -> None:
-        """``maze/visits`` (heatmap, S_ss and the planned walk) and ``maze/policy`` images."""
+        """``maze/visits`` (heatmap, S_ss and the planned walk) and ``maze/policy`` images of
+        any env with a grid of goals (a ``dashboards.Board``; values by goal id)."""
         from sshr_torch import dashboards  # matplotlib loads only once images are drawn
 
-        heatmap = dashboards.visit_heatmap(maze, visits, target=target, path=list(path))
+        heatmap = dashboards.visit_heatmap(board, visits, target=target, path=list(path))
         self.writer.add_image("maze/visits", heatmap, step, dataformats="HWC")
-        policy = dashboards.policy_map(maze, q_values)
+        policy = dashboards.policy_map(board, q_values, strokes=strokes)
         self.writer.add_image("maze/policy", policy, step, dataformats="HWC")
 
     def flush(self) -> None:
@@ -590,7 +592,10 @@ class RunLogger:
 
 
 def hparam_value(value: Any) -> Any:
-    """A setting as TensorBoard's HParams take it: None and lists (or tuples) as text."""
+    """A setting as TensorBoard's HParams take it: None and lists (or tuples) as text, a dict
+    (``env_kwargs``) as its JSON."""
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
     if value is None or isinstance(value, (list, tuple)):
         return str(list(value) if isinstance(value, tuple) else value)
     return value

@@ -824,6 +824,11 @@ class ModelGoalValues:
     :func:`moves_return` (1 + d(s_a, g)), s_a the state a leads to. These are the returns of
     walks the agent has made, so lower bounds on the optimal values, also when stale. On a
     stochastic model it answers for the refreshed goal only (value iteration, as with 'env').
+
+    Goals need not be states: with ``goal_of`` (the achieved goal of each state, the env
+    protocol's ``goal_of_state``: MiniGrid's full state and its cell) the target region of
+    goal g is every state the model knows with goal_of[s] == g (value iteration on that
+    region; the reverse breadth-first search from all of it at once).
     """
 
     def __init__(
@@ -837,6 +842,8 @@ class ModelGoalValues:
         tol: float = 1e-6,
         max_iter: int = 1000,
         goals: ModelGoals = "env",
+        goal_of: np.ndarray | None = None,
+        n_goals: int | None = None,
     ) -> None:
         if goals not in get_args(ModelGoals):
             raise ValueError(f"goals must be one of {get_args(ModelGoals)}, got {goals!r}.")
@@ -849,6 +856,15 @@ class ModelGoalValues:
                 f"{goal_reward} and step_reward {step_reward} at gamma {gamma}."
             )
         self.model, self.n_states, self.gamma = model, int(n_states), float(gamma)
+        self.goal_of = None if goal_of is None else np.asarray(goal_of, dtype=np.int64)
+        """(n_states,) the achieved goal of each state; None: goals are the states."""
+        if self.goal_of is not None and self.goal_of.shape != (self.n_states,):
+            raise ValueError(
+                f"goal_of must have shape ({self.n_states},), got {self.goal_of.shape}."
+            )
+        self.n_goals = self.n_states if self.goal_of is None else int(n_goals or 0)
+        if self.goal_of is not None and self.goal_of.size and self.goal_of.max() >= self.n_goals:
+            raise ValueError(f"goal_of holds goal ids beyond n_goals {self.n_goals}.")
         self.goal_reward, self.step_reward = float(goal_reward), float(step_reward)
         self.tol, self.max_iter = float(tol), int(max_iter)
         self.goal: int | None = None
@@ -867,7 +883,7 @@ class ModelGoalValues:
         # goals='all': _dist[_slot[g], i] the moves from dense state i into goal state g, found
         # on the graph of version _searched[_slot[g]]; _goal_of the inverse of _slot; _dense
         # the dense index of each state
-        self._slot = np.full(self.n_states, -1, dtype=np.int64)
+        self._slot = np.full(self.n_goals, -1, dtype=np.int64)
         self._dist = np.empty((0, self.n_states), dtype=np.int32)  # n_states: no known path
         self._searched = np.empty(0, dtype=np.int64)
         self._goal_of = np.empty(0, dtype=np.int64)
@@ -894,12 +910,17 @@ class ModelGoalValues:
         self.values.fill(-np.inf)
         self.goal = int(goal)
         model = self.model
-        target = model.index(self.goal)
-        if target is None:  # never seen: no state has a known path to it
-            return
+        if self.goal_of is None:
+            target = model.index(self.goal)
+            if target is None:  # never seen: no state has a known path to it
+                return
+            mask = np.zeros(model.n_states, dtype=bool)
+            mask[target] = True
+        else:  # every known state that achieves the goal
+            mask = self.goal_of[model.observations()] == self.goal
+            if not mask.any():
+                return
         P, _ = model.transition_model()
-        mask = np.zeros(model.n_states, dtype=bool)
-        mask[target] = True
         Q = value_iteration(
             P, mask, self.gamma, self.tol, self.max_iter, terminal_mask=model.terminal_mask
         )
@@ -960,10 +981,11 @@ class ModelGoalValues:
         self._credit = min(self._credit + SEARCH_STATES_PER_BATCH, cap)
         if need.any():  # search what the credit allows, then look the rows up again
             unique = np.unique(goals[need])
-            self._goal_slots(unique, dense[unique])
+            self._goal_slots(unique, self._goal_sources(unique, dense, n))
             slot = self._slot[goals]
         s_index = dense[states]
-        rows = np.flatnonzero((s_index >= 0) & (s_index < n) & (slot >= 0) & (states != goals))
+        achieved = states if self.goal_of is None else self.goal_of[states]
+        rows = np.flatnonzero((s_index >= 0) & (s_index < n) & (slot >= 0) & (achieved != goals))
         succ = self._successors[s_index[rows]]  # (R, n_actions) dense, -1: untried
         d_next = self._dist[slot[rows][:, None], np.maximum(succ, 0)]  # (R, n_actions) int32
         d_next[succ < 0] = self.n_states  # no known path
@@ -1007,9 +1029,7 @@ class ModelGoalValues:
         if todo.size == 0:
             return slots
         self._credit -= todo.size * n
-        found = np.atleast_2d(  # (M, n): moves into each goal, by one BFS each
-            csgraph.shortest_path(self._graph, unweighted=True, indices=index[todo])
-        )
+        found = self._search(goals[todo], index[todo], n)
         found = np.where(np.isfinite(found), found, self.n_states).astype(np.int32)
         self.n_searches += todo.size
         for j, i in enumerate(todo.tolist()):
@@ -1020,9 +1040,39 @@ class ModelGoalValues:
             slots[i] = slot
         return slots
 
+    def _goal_sources(self, goals: np.ndarray, dense: np.ndarray, n: int) -> np.ndarray:
+        """Per goal, the dense index of a state of the graph (the first n) that achieves it,
+        -1 where none: the goal's own with goals that are states; with ``goal_of``, any one
+        (the search then starts from all of them, ``_search``)."""
+        if self.goal_of is None:
+            return dense[goals]
+        observations = self.model.observations()[:n]
+        achieved = self.goal_of[observations]  # (n,) goal of each dense state
+        first = np.full(self.n_goals, -1, dtype=np.int64)
+        # the first dense state of each goal: assign in reverse so the lowest index wins
+        first[achieved[::-1]] = np.arange(n - 1, -1, -1)
+        return first[goals]
+
+    def _search(self, goals: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
+        """(M, n) float: the moves from each dense state into each goal on the graph of the
+        last refresh, inf where none; one breadth-first search per goal (all in one scipy call
+        where goals are states; one search from all the states achieving it, where they are
+        not)."""
+        if self.goal_of is None:
+            return np.atleast_2d(csgraph.shortest_path(self._graph, unweighted=True, indices=index))
+        achieved = self.goal_of[self.model.observations()[:n]]
+        rows = np.empty((len(goals), n))
+        for row, goal in enumerate(goals.tolist()):
+            # one multi-source search: the moves into the nearest state that achieves the goal
+            sources = np.flatnonzero(achieved == goal)
+            rows[row] = csgraph.dijkstra(
+                self._graph, directed=True, indices=sources, unweighted=True, min_only=True
+            )[:n]
+        return rows
+
     def _take_slot(self, goal: int) -> int:
         """A row of the cache for ``goal``: a new one, or the one searched longest ago."""
-        capacity = max(1, _MAX_CACHED_DISTANCES // self.n_states)
+        capacity = max(1, _MAX_CACHED_DISTANCES // self.n_states)  # rows of n_states
         if self._n_slots < capacity:
             slot = self._n_slots
             self._n_slots += 1

@@ -10,6 +10,13 @@ with the run's settings in front; an episode column named like a varying setting
     python -m sshr_torch.sweep --out runs/sweep_easy --seeds 10 \\
         --grid her=none,future --grid smart_start=true,false -- --agent tabular --episodes 300
     python -m sshr_torch.sweep --out s3://bucket/sweep_easy ... --backend ray --address head:6379
+    python -m sshr_torch.sweep --out runs/my_env --seeds 3 \
+        --grid 'env_kwargs={"size": 9},{"size": 13}' -- --env mypkg.envs:MyEnv-v0
+
+Every run builds its env from its config (``build.make_env``: the maze, or any gymnasium id
+given by ``--env``), on local processes and on Ray trials alike, so ``env`` and
+``env_kwargs`` are sweep axes like any other (a ``--grid`` axis of JSON objects is one JSON
+list without its brackets).
 
 With ``--backend ray`` the runs are Ray Tune trials and ``--out`` is Tune's storage path (a local
 path, or a URI such as ``s3://...`` on a cluster without a shared disk); a run whose node dies
@@ -450,6 +457,9 @@ def _varying_fields(configs: Sequence[TrainConfig]) -> list[str]:
 def _label(value: Any) -> Any:
     if isinstance(value, tuple):
         return "-".join(map(str, value))
+    if isinstance(value, dict):  # env_kwargs: k-v pairs, safe in a directory name
+        text = "_".join(f"{key}-{value[key]}" for key in sorted(value)) or "none"
+        return "".join(char if char.isalnum() or char in "._=-" else "-" for char in text)
     return value
 
 
@@ -475,6 +485,8 @@ def _parse_axis(text: str, types: Mapping[str, Callable[[str], Any]]) -> tuple[s
     if not values or name not in types or name in ("seed", "run_dir", "resume"):
         raise ConfigError(f"--grid {text!r} must be FIELD=V1,V2,... with a TrainConfig field.")
     try:
+        if types[name] is _json_objects:  # JSON objects hold commas: parse them as one list
+            return name, _json_objects(values)
         return name, [types[name](value.strip()) for value in values.split(",")]
     except ValueError:
         raise ConfigError(f"--grid {text!r}: a value is not a valid {name}.") from None
@@ -540,6 +552,8 @@ def _caster(hint: Any) -> Callable[[str], Any]:
     optional = type(None) in args
     if optional:
         (hint,) = [arg for arg in args if arg is not type(None)]
+    if get_origin(hint) is dict:
+        return _json_objects
     if get_origin(hint) is Literal:
         parse: Callable[[str], Any] = str  # 'none' is a value of --her, not None
     elif get_origin(hint) is tuple:
@@ -551,6 +565,14 @@ def _caster(hint: Any) -> Callable[[str], Any]:
     if not optional:
         return parse
     return lambda text: None if text.lower() == "none" else parse(text)
+
+
+def _json_objects(text: str) -> list[dict[str, Any]]:
+    """The values of a --grid axis of JSON objects (``env_kwargs``): '{"size": 5},{"size": 7}'."""
+    values = json.loads(f"[{text}]")  # a JSONDecodeError is a ValueError
+    if not all(isinstance(value, dict) for value in values):
+        raise ValueError("not JSON objects")
+    return values
 
 
 def _boolean(text: str) -> bool:

@@ -4,6 +4,7 @@
     python -m sshr_torch.train --preset paper                # the paper's setting as written
     python -m sshr_torch.train --maze keulen_extreme --episodes 300
     python -m sshr_torch.train --maze generated:101x101:seed=3 --total-steps 200000
+    python -m sshr_torch.train --env mypkg.envs:MyEnv-v0 --env-kwargs '{"size": 9}'
     python -m sshr_torch.train --resume runs/keulen_easy__dqn__her-future__ss-1__s0__...
 
 Every error a user can cause ends with one line on stderr naming the problem and exit status 2.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import sys
 import textwrap
 import types
@@ -41,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m sshr_torch.train",
         description=textwrap.fill(
             "Train a goal-conditioned learner with Smart Start and Hindsight Experience Replay "
-            "on a maze (or resume a run). Flags left out keep their defaults (the end of this "
-            "help says which are the paper's).",
+            "on a maze or any goal env (--env), or resume a run. Flags left out keep their "
+            "defaults (the end of this help says which are the paper's).",
             78,
         ),
         epilog=defaults_note(),
@@ -62,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs["help"] += f" (default: {config_field.default})"
         else:
             kwargs.update(_value_kwargs(hint))
-            kwargs["help"] += f" (default: {_show(config_field.default)})"
+            default = config_field.default
+            if default is dataclasses.MISSING:  # a field with a default_factory (env_kwargs)
+                default = config_field.default_factory()  # type: ignore[misc]
+            kwargs["help"] += f" (default: {_show(default)})"
         parser.add_argument(f"--{flag(name)}", **kwargs)
     return parser
 
@@ -98,11 +103,27 @@ def _value_kwargs(hint: Any) -> dict[str, Any]:
         return {"choices": list(args), "metavar": "{" + ",".join(args) + "}"}
     if origin is tuple:
         return {"type": args[0], "nargs": "+", "metavar": "N"}
+    if origin is dict:
+        return {"type": json_object, "metavar": "JSON"}
     return {"type": hint, "metavar": hint.__name__.upper()}
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return json.dumps(value)
     return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A JSON object given on the command line (``--env-kwargs``); argparse reports the
+    ArgumentTypeError in one line."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid JSON ({error.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object ({{...}})")
+    return value
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:

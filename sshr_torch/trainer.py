@@ -10,26 +10,25 @@ The loop, top to bottom (``Trainer.run``):
         every checkpoint_interval episodes: checkpoint
     final evaluation, images, checkpoint, summary.json
 
-Process-wide settings (torch threads, flush-to-zero of subnormal floats) are settings of the
-run, applied here once (``apply_process_settings``) and recorded in config.json; building an
-agent or an env changes nothing outside itself.
+The parts come from ``build`` (env, learner, buffer), the machine's checks and the process
+settings from ``resources`` (applied here once, recorded in config.json), every env loop
+(training episode, evaluation, goal reach's walks) from ``rollout``. Beyond the goal-env
+convention the trainer asks the env only through the env protocol (``protocol``,
+docs/envs.md); a feature that needs a method the env lacks is refused at start-up.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import hashlib
 import math
-import os
-import random
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -37,26 +36,16 @@ import torch
 from gymnasium import spaces
 from tqdm import tqdm
 
-from sshr_torch import runlog
-from sshr_torch.agents import Agent, DQNAgent, LinearSchedule, TabularAgent
+from sshr_torch import build, protocol, resources, rollout, runlog
+from sshr_torch.agents import Agent, LinearSchedule
 from sshr_torch.config import ConfigError, TrainConfig
-from sshr_torch.env import GridMazeEnv
 from sshr_torch.goal_reach import (
     DEFAULT_EVAL_GOALS,
     GoalReach,
-    maze_distances,
-    reach_from_start,
-    walk_stepper,
+    cached_distances,
+    reach_from,
 )
-from sshr_torch.her import HerReplayBuffer
 from sshr_torch.interrupt import StopRequest
-from sshr_torch.maze import (
-    BUILTIN_MAZES,
-    GENERATED_PREFIX,
-    load_maze,
-    maze_to_text,
-    shortest_path_length,
-)
 from sshr_torch.rollout import EpisodeResult, play_episode
 from sshr_torch.smart_start import (
     CountModel,
@@ -66,14 +55,13 @@ from sshr_torch.smart_start import (
     ucb1_action,
 )
 
+if TYPE_CHECKING:
+    from sshr_torch.dashboards import Board
+
 __all__ = [
     "Callback",
     "Trainer",
     "TrainResult",
-    "apply_process_settings",
-    "evaluate",
-    "make_agent",
-    "make_env",
     "resume_config",
     "train",
 ]
@@ -82,7 +70,6 @@ __all__ = [
 RESUME_OVERRIDABLE = ("episodes", "total_steps", "quiet", "resume")
 # The maze/goal_reach image walks to at most this many cells (the first in the run's goal order).
 MAX_IMAGE_WALKS = 4096
-LOSSES = {"huber": torch.nn.functional.smooth_l1_loss, "mse": torch.nn.functional.mse_loss}
 
 
 @dataclass
@@ -125,9 +112,10 @@ def train(
     Args:
         config: the run's settings. With ``config.resume`` set, the run in that directory
             continues from its last checkpoint (build the config with ``resume_config``).
-        env: a goal-env with Discrete or MultiBinary spaces; None builds the maze env of
-            ``config``. It runs under a TimeLimit of ``config.max_episode_steps``; the maze's
-            other settings (slip, random start and goal, stop_path_factor) are refused with it.
+        env: a goal-env with Discrete or MultiBinary spaces; None builds the env ``config``
+            names (``--env``, or the maze). It runs under a TimeLimit of
+            ``config.max_episode_steps``; the settings of the env a config builds (the maze's,
+            ``env``, ``env_kwargs``, ``env_seed``) are refused with it.
         callbacks: hooks called during the run (see ``Callback``).
         q_network: the DQN's Q-network, a module or a factory (see ``DQNAgent``); None: the
             default ``OneHotMLP`` with ``config.hidden_sizes``.
@@ -174,305 +162,6 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
         ) from None
 
 
-def apply_process_settings(config: TrainConfig) -> None:
-    """The run's process-wide settings: torch's CPU threads and flush-to-zero of subnormals.
-
-    Subnormal floats: in a real run many gradients are tiny and Adam's second moments decay
-    below 1.2e-38, where x86 CPUs compute several times slower; values that small change
-    nothing that Adam or the TD targets can see, so by default they are flushed to zero.
-    """
-    torch.set_num_threads(config.torch_threads)
-    torch.set_flush_denormal(config.flush_denormal)
-
-
-def check_device(device: str) -> None:
-    """ConfigError unless ``device`` exists on this machine ('cpu' and 'auto' always do)."""
-    if device in ("cpu", "auto"):
-        return
-    if not torch.cuda.is_available():
-        raise ConfigError(
-            f"--device {device}: this machine has no CUDA device that torch can use; "
-            "use --device cpu or auto."
-        )
-    index = int(device.partition(":")[2] or 0)
-    if index >= torch.cuda.device_count():
-        raise ConfigError(
-            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-            f"numbered from 0."
-        )
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (Linux MemAvailable), None if unknown."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def memory_estimates(
-    config: TrainConfig, env: gym.Env, q_network: Any = None
-) -> list[tuple[str, str, int]]:
-    """What the run will allocate, as (flag and value, what, bytes), before allocating it.
-
-    Upper bounds where the size depends on the run: the tabular Q table stores one entry per
-    (state, goal) pair updated, at most 1 + k per env step and never more than states x goals.
-    """
-    space = env.observation_space
-    obs_bytes = _item_bytes(space["observation"])
-    goal_bytes = _item_bytes(space["desired_goal"])
-    # obs, next_obs, goal, next achieved goal; action, reward, flags, episode bounds.
-    per_transition = 2 * obs_bytes + 2 * goal_bytes + 8 + 4 + 2 + 16
-    estimates = [
-        (
-            f"--buffer-size {config.buffer_size}",
-            f"the replay buffer ({per_transition} bytes a transition)",
-            config.buffer_size * per_transition,
-        )
-    ]
-    relabels = config.her_k if config.her != "none" else 0
-    if config.agent == "tabular":
-        if not isinstance(space["observation"], spaces.Discrete):
-            return estimates  # make_agent refuses it
-        # episode_relabels(): k rows per step of an episode (obs, goal, action, reward, ...).
-        per_row = 2 * obs_bytes + goal_bytes + 8 + 4 + 4 + 1
-        estimates.append(
-            (
-                f"--her-k {config.her_k}",
-                f"the HER relabels of one episode ({per_row} bytes a row)",
-                relabels * config.max_episode_steps * per_row,
-            )
-        )
-        episodes, steps = config.run_length
-        budget = min(
-            steps if steps is not None else math.inf,
-            config.max_episode_steps * episodes if episodes is not None else math.inf,
-        )
-        length = f"--total-steps {steps}" if budget == steps else f"--episodes {episodes}"
-        n_states = int(space["observation"].n)
-        n_goals = int(getattr(space["desired_goal"], "n", n_states))
-        entries = int(min(budget * (1 + relabels), n_states * n_goals))
-        per_entry = TabularAgent.bytes_per_entry(int(env.action_space.n))
-        estimates.append(
-            (
-                f"--agent tabular with {length} and --her-k {config.her_k}",
-                f"the Q table (up to {entries:,} (state, goal) entries x {per_entry} bytes)",
-                entries * per_entry,
-            )
-        )
-    elif q_network is None:
-        n_in = _input_size(space["observation"]) + _input_size(space["desired_goal"])
-        sizes = [n_in, *config.hidden_sizes, int(env.action_space.n)]
-        n_params = sum((a + 1) * b for a, b in zip(sizes, sizes[1:], strict=False))
-        hidden = " ".join(map(str, config.hidden_sizes))
-        # weights, target network, gradients and Adam's two moments, float32.
-        estimates.append(
-            (f"--hidden-sizes {hidden}", f"the Q-network ({n_params:,} weights)", 20 * n_params)
-        )
-        # activations and their gradients for the online and target networks, float32.
-        per_sample = 4 * 4 * sum(sizes[1:]) + per_transition
-        estimates.append(
-            (f"--batch-size {config.batch_size}", "one minibatch", config.batch_size * per_sample)
-        )
-    if config.agent == "dqn" and config.n_step > 1:
-        # The HER buffer's n-step windows: (batch, n) positions, slots, rewards, flags and
-        # relabelled goals per minibatch, and its own (n,) offsets and powers of gamma.
-        per_step = 8 + 8 + 8 + 4 + 4 + 1 + 1 + 1 + goal_bytes
-        estimates.append(
-            (
-                f"--n-step {config.n_step} with --batch-size {config.batch_size}",
-                f"the n-step windows of one minibatch ({per_step} bytes a step of a row)",
-                (config.batch_size * per_step + 12) * config.n_step,
-            )
-        )
-    return estimates
-
-
-def check_memory(config: TrainConfig, env: gym.Env, q_network: Any = None) -> None:
-    """ConfigError naming the flag when an allocation of the run cannot fit in memory."""
-    available = available_memory()
-    if available is None:
-        return
-    for flags, what, size in memory_estimates(config, env, q_network):
-        if size > available:
-            raise ConfigError(
-                f"{flags}: {what} would need about {_gigabytes(size)}, more than the "
-                f"{_gigabytes(available)} of memory available."
-            )
-
-
-def _gigabytes(n_bytes: float) -> str:
-    return f"{n_bytes / 1e9:,.2f} GB"
-
-
-def _item_bytes(space: spaces.Space) -> int:
-    return 8 if isinstance(space, spaces.Discrete) else int(np.prod(space.shape))
-
-
-def _input_size(space: spaces.Space) -> int:
-    return int(space.n) if isinstance(space, spaces.Discrete) else int(np.prod(space.shape))
-
-
-def portable_maze_spec(spec: str) -> str:
-    """The maze spec to save with a run: a file's absolute path (so that the run resumes from
-    any working directory); built-in names and generator specs as they are."""
-    if spec.startswith(GENERATED_PREFIX) or spec in BUILTIN_MAZES:
-        return spec
-    return str(Path(spec).resolve())
-
-
-def make_env(config: TrainConfig) -> GridMazeEnv:
-    """The maze env a config describes."""
-    return GridMazeEnv(
-        load_maze(config.maze),
-        max_episode_steps=config.max_episode_steps,
-        slip=config.slip,
-        random_start=config.random_start,
-        random_goal=config.random_goal,
-    )
-
-
-def make_agent(
-    config: TrainConfig,
-    env: gym.Env,
-    seed: int,
-    q_network: torch.nn.Module | Callable[..., torch.nn.Module] | None = None,
-) -> Agent:
-    """The learner a config describes, sized for ``env``'s spaces."""
-    observation_space = env.observation_space["observation"]
-    goal_space = env.observation_space["desired_goal"]
-    n_actions = int(env.action_space.n)
-    if config.agent == "tabular":
-        if not isinstance(observation_space, spaces.Discrete):
-            raise ConfigError("--agent tabular needs a Discrete observation space; use dqn.")
-        return TabularAgent(
-            int(observation_space.n),
-            n_actions,
-            alpha=config.alpha,
-            gamma=config.discount,
-            seed=seed,
-        )
-    return DQNAgent(
-        observation_space,
-        goal_space,
-        n_actions,
-        q_network=q_network,
-        hidden_sizes=config.hidden_sizes,
-        learning_rate=config.learning_rate,
-        gamma=config.discount,
-        loss=LOSSES[config.loss],
-        batch_size=config.batch_size,
-        learning_starts=config.learning_starts,
-        train_freq=config.train_freq,
-        target_update_interval=config.target_update_interval,
-        tau=config.tau,
-        double_dqn=config.double_dqn,
-        max_grad_norm=config.max_grad_norm,
-        target_range=_return_range(env, config.step_reward, config.discount)
-        if config.clip_target
-        else None,
-        device=config.device,
-        seed=seed,
-        fast_path=config.fast_path,
-    )
-
-
-def _return_range(
-    env: gym.Env, step_reward: float = 0.0, gamma: float = 1.0
-) -> tuple[float, float] | None:
-    """(lowest, highest) return of an episode of the maze env, None for any other env.
-
-    Every nonzero reward of the maze (the goal's, a decoy's, a blocked move's when it is set)
-    ends the episode, so a return is 0 or one of them: [0, 1] with the default rewards. A step
-    reward c <= 0 on every step adds between c / (1 - gamma) (never ending) and c (ending at
-    once): [-1 / (1 - gamma), 0] for c = -1 with the default rewards.
-    """
-    maze = env.unwrapped
-    if not isinstance(maze, GridMazeEnv):
-        return None
-    rewards = [0.0, float(maze.goal_reward), float(maze.decoy_reward)]
-    if maze.wall_reward is not None:
-        rewards.append(float(maze.wall_reward))
-    if step_reward == 0.0:
-        return min(rewards), max(rewards)
-    low = -math.inf if gamma >= 1.0 else step_reward / (1.0 - gamma) + min(rewards)
-    return low, max(0.0, step_reward + max(rewards))
-
-
-def _n_step_settings(config: TrainConfig) -> dict[str, Any]:
-    """The HER buffer's settings for the DQN's targets: n-step returns and the step reward.
-
-    With n_step 1 the buffer hands out plain 1-step batches (no discount column).
-    """
-    if config.agent != "dqn":
-        return {}
-    gamma = config.discount if config.n_step > 1 else None
-    return {"n_step": config.n_step, "gamma": gamma, "step_reward": config.step_reward}
-
-
-def evaluate(agent: Agent, env: gym.Env, n_episodes: int, seed: int) -> tuple[float, float]:
-    """Greedy (epsilon 0) episodes; returns (success rate, mean episode length).
-
-    It draws nothing from the training's random streams: the agent's tie-breaks use a
-    generator seeded from ``seed`` (see ``evaluation_streams``).
-    """
-    with evaluation_streams(agent, seed):
-        return _evaluate(agent, env, n_episodes, seed)
-
-
-@contextlib.contextmanager
-def evaluation_streams(agent: Any, seed: int) -> Iterator[None]:
-    """While it lasts, each numpy Generator attribute of ``agent`` (the DQN's and the tabular
-    learner's ``rng``) is replaced by one seeded from ``seed``; its torch.Generator and
-    random.Random attributes and torch's global random state are put back after it. An
-    evaluation so leaves the training's random streams as it found them: a run interrupted and
-    resumed (or extended) plays the episodes an uninterrupted run plays.
-    """
-    attributes = getattr(agent, "__dict__", {})
-    swapped = {k: v for k, v in attributes.items() if isinstance(v, np.random.Generator)}
-    restored = [
-        (value, value.get_state() if isinstance(value, torch.Generator) else value.getstate())
-        for value in attributes.values()
-        if isinstance(value, (torch.Generator, random.Random))
-    ]
-    torch_state = torch.get_rng_state()
-    try:
-        for index, name in enumerate(swapped):
-            setattr(agent, name, np.random.default_rng([seed, index]))
-        yield
-    finally:
-        for name, value in swapped.items():
-            setattr(agent, name, value)
-        for generator, state in restored:
-            if isinstance(generator, torch.Generator):
-                generator.set_state(state)
-            else:
-                generator.setstate(state)
-        torch.set_rng_state(torch_state)
-
-
-def _evaluate(agent: Agent, env: gym.Env, n_episodes: int, seed: int) -> tuple[float, float]:
-    successes, lengths = 0, 0
-    for index in range(n_episodes):
-        obs, _ = env.reset(seed=seed if index == 0 else None)
-        state, goal = obs["observation"], obs["desired_goal"]
-        length, done = 0, False
-        while not done:
-            obs, _, terminated, truncated, info = env.step(agent.act(state, goal, 0.0))
-            state, length = obs["observation"], length + 1
-            done = terminated or truncated
-        successes += bool(info.get("is_success", False))
-        lengths += length
-    return successes / n_episodes, lengths / n_episodes
-
-
 class Trainer:
     """One run's parts; ``run()`` plays episodes until the budget, a callback or a Ctrl-C."""
 
@@ -483,61 +172,54 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         q_network: torch.nn.Module | Callable[..., torch.nn.Module] | None = None,
     ) -> None:
-        self._run_name_maze = config.maze
+        self._run_name_env = build.env_name(config)
+        self._env_from_config = env is None
         self._reward_per_row = False  # see _compute_reward
-        if env is None:
-            config = dataclasses.replace(config, maze=portable_maze_spec(config.maze))
+        if env is None and config.env is None:
+            config = dataclasses.replace(config, maze=build.portable_maze_spec(config.maze))
         self.config = config
         self.callbacks = list(callbacks)
-        check_device(config.device)
-        apply_process_settings(config)
+        resources.check_device(config.device)
+        resources.apply_process_settings(config)
         if env is not None:
-            _check_maze_settings(config, env)
+            build.check_env_settings(config, env)
             # The run's episode limit holds for any env (its own limit may be shorter).
             env = gym.wrappers.TimeLimit(env, config.max_episode_steps)
-        self.env = make_env(config) if env is None else env
-        _check_spaces(self.env)
+        self.env = build.make_env(config) if env is None else env
+        build.check_spaces(self.env)
         self._check_n_step()
-        check_memory(config, self.env, q_network)
-        self.eval_env = make_env(config) if env is None else copy.deepcopy(env)
+        resources.check_memory(config, self.env, q_network)
+        self.eval_env = build.make_env(config) if env is None else copy.deepcopy(env)
         seeds = np.random.SeedSequence(config.seed).generate_state(4)
-        self.agent = make_agent(config, self.env, int(seeds[0]), q_network)
-        if q_network is not None:
-            _check_q_network(self.agent)  # type: ignore[arg-type]
-        space = self.env.observation_space
-        self.buffer = HerReplayBuffer(
-            config.buffer_size,
-            self._compute_reward,
-            strategy=config.her,
-            k=config.her_k,
-            obs_shape=_shape(space["observation"]),
-            goal_shape=_shape(space["desired_goal"]),
-            obs_dtype=_dtype(space["observation"]),
-            goal_dtype=_dtype(space["desired_goal"]),
-            rng=np.random.default_rng(seeds[1]),
-            # The DQN's batches carry n-step sums and their bootstrap discounts (her.py).
-            **_n_step_settings(config),
+        # The env protocol, looked up once: the achieved goal of each state (None: goals are
+        # the states themselves, or the env cannot say), and whether goal features apply.
+        self._goal_of = protocol.goal_of_state_table(self.env)
+        self._goals_known = self._goal_features_apply()
+        self._check_protocol()
+        self.buffer = build.make_buffer(
+            config, self.env, self._compute_reward, np.random.default_rng(seeds[1])
         )
         # The exploration after the guided walk: the config's, or by default 'directed' where
-        # it applies (Smart Start, goals that are states), the paper's epsilon-greedy elsewhere.
-        directed_applies = config.smart_start and self._goals_are_states()
+        # it applies (Smart Start, goals known by state), the paper's epsilon-greedy elsewhere.
+        directed_applies = config.smart_start and self._goals_known
         self.exploration = config.explore or ("directed" if directed_applies else "epsilon")
         self.controller = self._make_controller(np.random.default_rng(seeds[2]))
         self.model_values = self._make_model_values()
+        self.agent = build.make_agent(
+            config, self.env, int(seeds[0]), q_network, model_values=self.model_values
+        )
+        if q_network is not None:
+            build.check_q_network(self.agent)  # type: ignore[arg-type]
         self._random_until_goal = (
             config.agent == "dqn"
             and config.random_until_goal
             and self.controller is not None
-            and self._goals_are_states()
+            and self._goals_known
         )
+        self._reached = np.zeros(0, dtype=bool)  # goals reached, by id (see _goal_reached)
+        self._n_seen = 0
         self._explorer: Callable[[Any], int] | None = None
         if self.exploration != "epsilon":
-            if not self._goals_are_states():
-                raise ConfigError(
-                    f"--explore {self.exploration} explores while the episode's goal was never "
-                    "reached; it needs an env whose goals are its Discrete states (the maze); "
-                    "use --explore epsilon."
-                )
             self._random_until_goal = True
             self._explorer = self._ucb1_action
         # The count bonus reads Smart Start's count model, or one of its own without it.
@@ -552,18 +234,78 @@ class Trainer:
             )
         else:
             self.epsilon = LinearSchedule(config.tabular_epsilon, config.tabular_epsilon, 1)
-        self.maze = getattr(self.env.unwrapped, "maze", None)
-        self.visits = np.zeros(self.maze.n_cells, dtype=np.int64) if self.maze else None
-        self._shortest = shortest_path_length(self.maze) if self.maze else None
+        grid = protocol.method(self.env, protocol.GOAL_GRID)
+        self._grid = np.asarray(grid(), dtype=np.int64) if grid and self._goals_known else None
+        n_states = self._n_states()
+        self.visits = np.zeros(n_states, dtype=np.int64) if self._grid is not None else None
+        shortest = protocol.method(self.env, protocol.SHORTEST_PATH_LENGTHS)
+        self._shortest_from = None if shortest is None else cached_distances(shortest)
+        self._eval_shortest: float | None = None  # mean shortest path of the last evaluation
+        self._board: Board | None = None  # the images' grid (_image_board)
+        self._last_goal: Any = None
         self.goal_reach = self._make_goal_reach()
         self.progress = runlog.Progress()
-        self._env_seed = int(seeds[3])
+        self._env_seed = int(seeds[3]) if config.env_seed is None else config.env_seed
         self._last_report: SmartStartReport | None = None
         # The state before the last episode, when the step budget cut that episode short.
         self._cut_before: dict[str, Any] | None = None
         self._open_run_dir()
 
     # --- set-up ---------------------------------------------------------------------------
+
+    def _n_states(self) -> int:
+        """The size of the env's Discrete state space (0 for another space)."""
+        space = self.env.observation_space["observation"]
+        return int(space.start + space.n) if isinstance(space, spaces.Discrete) else 0
+
+    def _n_goal_ids(self) -> int:
+        """The size of the env's Discrete goal space (0 for another space)."""
+        space = self.env.observation_space["desired_goal"]
+        return int(space.start + space.n) if isinstance(space, spaces.Discrete) else 0
+
+    def _goal_features_apply(self) -> bool:
+        """Whether the features that ask for the goal of a state apply: Discrete states and
+        goals, and the env's ``goal_of_state`` (the identity where goals are states)."""
+        space = self.env.observation_space
+        discrete = all(
+            isinstance(space[key], spaces.Discrete) for key in ("observation", "desired_goal")
+        )
+        return discrete and protocol.has(self.env, protocol.GOAL_OF_STATE)
+
+    def _check_protocol(self) -> None:
+        """ConfigError in one line for a feature asked for whose env-protocol method the env
+        lacks (features left at their defaults are off where the env cannot have them)."""
+        config, defaults = self.config, TrainConfig()
+        needs_goals: list[str] = []
+        if config.explore in ("ucb1", "directed"):
+            needs_goals.append(f"--explore {config.explore}")
+        if config.agent == "dqn" and config.smart_start:
+            if config.model_values not in ("off", defaults.model_values):
+                needs_goals.append(f"--model-values {config.model_values}")
+            elif config.model_values != "off" and config.model_goals != defaults.model_goals:
+                needs_goals.append(f"--model-goals {config.model_goals}")
+        if config.eval_goals:
+            needs_goals.append(f"--eval-goals {config.eval_goals}")
+        if config.stop_path_factor is not None:
+            protocol.require(
+                self.env, f"--stop-path-factor {config.stop_path_factor}", "shortest_path_lengths"
+            )
+        for feature in needs_goals:
+            self._require_goals(feature)
+
+    def _require_goals(self, feature: str) -> None:
+        """ConfigError unless the goal of a state is known (Discrete states and goals, and
+        ``goal_of_state``), naming ``feature``."""
+        if self._goals_known:
+            return
+        space = self.env.observation_space
+        for key in ("observation", "desired_goal"):
+            if not isinstance(space[key], spaces.Discrete):
+                raise ConfigError(
+                    f"{feature} needs an env whose states and goals are Discrete ids; its "
+                    f"{key} space is {type(space[key]).__name__}."
+                )
+        protocol.require(self.env, feature, protocol.GOAL_OF_STATE)
 
     def _check_n_step(self) -> None:
         """ConfigError when the DQN's n-step window is longer than an episode can be."""
@@ -619,24 +361,19 @@ class Trainer:
             rng=rng,
         )
 
-    def _goals_are_states(self) -> bool:
-        """Whether the env's goals are its Discrete states (the maze's cells)."""
-        space = self.env.observation_space
-        goal, state = space["desired_goal"], space["observation"]
-        return isinstance(goal, spaces.Discrete) and goal == state
-
     def _make_model_values(self) -> ModelGoalValues | None:
         """Smart Start's count-model values for the DQN's targets (``model_values``), or None
-        where it does not apply (another learner, no Smart Start, goals that are not states)."""
+        where they do not apply (another learner, no Smart Start, the goal of a state unknown);
+        the learner gets them at construction."""
         config = self.config
         if not (
             config.agent == "dqn"
             and config.model_values != "off"
             and self.controller is not None
-            and self._goals_are_states()
+            and self._goals_known
         ):
             return None
-        state_space = self.env.observation_space["observation"]
+        goal_space = self.env.observation_space["desired_goal"]
         modes = f"--model-values {config.model_values}"
         if not config.discount < 1.0:
             raise ConfigError(
@@ -645,14 +382,14 @@ class Trainer:
             )
         # The env's rewards as the learner sees them (step_reward added): on arrival at the goal,
         # and on every other move (the maze pays 1 and 0; an env that pays -1 per step, 0 and -1).
-        first = int(state_space.start)
+        first = int(goal_space.start)
         goal = np.array([first])
         goal_reward = getattr(self.env.unwrapped, "goal_reward", None)
-        if goal_reward is None:  # another env: the reward of achieving a goal, as it computes it
-            goal_reward = float(self._compute_reward(goal, goal)[0])
         move_reward = 0.0
-        if int(state_space.n) > 1 and not isinstance(self.env.unwrapped, GridMazeEnv):
-            move_reward = float(self._compute_reward(np.array([first + 1]), goal)[0])
+        if goal_reward is None:  # the reward of achieving a goal, and another, as it computes them
+            goal_reward = float(self._compute_reward(goal, goal)[0])
+            if int(goal_space.n) > 1:
+                move_reward = float(self._compute_reward(np.array([first + 1]), goal)[0])
         arrival, move = float(goal_reward) + config.step_reward, move_reward + config.step_reward
         if not arrival > move / (1.0 - config.discount):
             raise ConfigError(
@@ -661,25 +398,22 @@ class Trainer:
                 "more than never reaching it and the count model's values cannot guide the "
                 "learner; set --step-reward below 0 or --model-values off."
             )
-        values = ModelGoalValues(
+        return ModelGoalValues(
             self.controller.model,
-            int(state_space.start + state_space.n),
+            self._n_states(),
             config.discount,
             goal_reward=arrival,
             step_reward=move,
             goals=config.model_goals,
+            goal_of=self._goal_of,
+            n_goals=self._n_goal_ids(),
         )
-        self.agent.model_values = values  # type: ignore[attr-defined]
-        self.agent.model_mode = config.model_values  # type: ignore[attr-defined]
-        return values
 
     def _make_goal_reach(self) -> GoalReach | None:
-        """Goal reach (``eval_goals``) where the env allows it: goals that are its Discrete
-        states and a record of the visited ones (the maze's visit counts or the count model)."""
+        """Goal reach (``eval_goals``) where the env allows it: the goal of a state known and a
+        record of the visited states (the visit counts or the count model)."""
         config = self.config
-        applies = self._goals_are_states() and (
-            self.visits is not None or self.controller is not None
-        )
+        applies = self._goals_known and (self.visits is not None or self.controller is not None)
         n_goals = config.eval_goals
         if n_goals is None:
             n_goals = DEFAULT_EVAL_GOALS if applies else 0
@@ -687,19 +421,18 @@ class Trainer:
             return None
         if not applies:
             raise ConfigError(
-                f"--eval-goals {n_goals}: goal reach needs an env whose goals are its Discrete "
-                "states and a record of the visited ones (the maze, or Smart Start's count "
-                "model); use --eval-goals 0."
+                f"--eval-goals {n_goals}: goal reach needs a record of the visited states "
+                "(Smart Start's count model, or an env with a goal_grid()); use --eval-goals 0."
             )
-        unwrapped = self.env.unwrapped
-        start = None if getattr(unwrapped, "random_start", True) else unwrapped.start
-        self._walks = walk_stepper(self.eval_env, n_goals)
+        self._walks = rollout.walk_stepper(self.eval_env, n_goals)
         return GoalReach(
             n_goals,
-            int(self.env.observation_space["observation"].n),
+            self._n_states(),
             config.seed,
-            None if start is None else int(start),
-            maze_distances(self.maze) if self.maze is not None else None,
+            protocol.fixed_start(self.env),
+            self._shortest_from,
+            goal_of=self._goal_of,
+            n_goal_ids=self._n_goal_ids(),
         )
 
     def _visited(self) -> np.ndarray:
@@ -711,7 +444,22 @@ class Trainer:
     def _explore_at_random(self, goal: Any) -> bool:
         """``random_until_goal`` (or ``explore`` other than 'epsilon'): True while the episode's
         goal has never been reached."""
-        return self.controller.model.index(goal) is None  # type: ignore[union-attr]
+        return not self._goal_reached(goal)
+
+    def _goal_reached(self, goal: Any) -> bool:
+        """Whether a state the count model has seen achieves ``goal`` (its ``goal_of_state``;
+        the state itself where goals are states)."""
+        model = self.controller.model  # type: ignore[union-attr]
+        if self._goal_of is None:
+            return model.index(goal) is not None
+        if len(self._reached) == 0:
+            self._reached = np.zeros(self._n_goal_ids(), dtype=bool)
+        observations = model.observations()
+        if len(observations) > self._n_seen:  # states seen since the last call
+            new = np.asarray(observations[self._n_seen :], dtype=np.int64)
+            self._reached[self._goal_of[new]] = True
+            self._n_seen = len(observations)
+        return bool(self._reached[int(goal)])
 
     def _ucb1_action(self, state: Any) -> int:
         """``explore`` 'ucb1': UCB1 over Smart Start's C(s, a), untried actions first; with
@@ -726,12 +474,6 @@ class Trainer:
             if action is not None:
                 return action
         return ucb1_action(counts, controller.rng)
-
-    def _maze_digest(self) -> str | None:
-        """SHA-256 of the maze's layout (None for another env): a resume refuses a changed maze."""
-        if self.maze is None:
-            return None
-        return hashlib.sha256(maze_to_text(self.maze).encode()).hexdigest()
 
     def _parts(self) -> dict[str, Any]:
         """What a checkpoint holds the state of, by name."""
@@ -751,7 +493,7 @@ class Trainer:
             self._lock = runlog.lock_run_dir(self.run_dir)
         else:
             name = runlog.default_run_name(
-                self._run_name_maze if self.maze else type(self.env.unwrapped).__name__,
+                self._run_name_env if self._env_from_config else type(self.env.unwrapped).__name__,
                 config.agent,
                 config.her,
                 config.smart_start,
@@ -875,13 +617,17 @@ class Trainer:
         return self.config.stop_success is not None and self.progress.solved_step is not None
 
     def solves(self, success_rate: float, mean_length: float) -> bool:
-        """Whether an evaluation meets ``stop_success`` (and ``stop_path_factor`` on a maze)."""
+        """Whether an evaluation meets ``stop_success`` (and ``stop_path_factor``: a mean
+        length within that factor of the mean shortest path of its episodes, from the env's
+        ``shortest_path_lengths``)."""
         config = self.config
         if config.stop_success is None or not success_rate >= config.stop_success:
             return False
-        if config.stop_path_factor is None or self._shortest is None:
+        if config.stop_path_factor is None:
             return True
-        return mean_length <= config.stop_path_factor * self._shortest
+        if self._eval_shortest is None:
+            return False
+        return mean_length <= config.stop_path_factor * self._eval_shortest
 
     def _callback_stop(self) -> bool:
         return any(callback.should_stop(self) for callback in self.callbacks)
@@ -894,6 +640,7 @@ class Trainer:
             self._last_report = report
         if self.model_values is not None:
             self.model_values.refresh(result.goal)
+        self._last_goal = result.goal
         progress.env_steps += result.length
         progress.n_updates += result.n_learned
         if result.first_success_step is not None and progress.first_success_step is None:
@@ -952,12 +699,15 @@ class Trainer:
         """Greedy evaluation now (``eval_episodes`` episodes); logged, kept in the progress,
         and passed to the callbacks. Returns (success rate, mean length)."""
         progress = self.progress
-        rate, length = evaluate(
+        episodes: list[tuple[Any, Any]] = []
+        rate, length = rollout.evaluate(
             self.agent,
             self.eval_env,
             self.config.eval_episodes,
             _derived_seed(self.config, progress.episode),
+            episodes,
         )
+        self._eval_shortest = self._mean_shortest(episodes)
         progress.eval_success_rate, progress.eval_mean_length = rate, length
         if progress.solved_step is None and self.solves(rate, length):
             progress.solved_step = progress.env_steps
@@ -982,36 +732,100 @@ class Trainer:
             callback.on_evaluation(self, rate, length)
         return rate, length
 
+    def _mean_shortest(self, episodes: list[tuple[Any, Any]]) -> float | None:
+        """The mean shortest path of evaluation episodes (start state, goal) where the path
+        factor stop needs it (the env's ``shortest_path_lengths``)."""
+        if self.config.stop_path_factor is None or self._shortest_from is None or not episodes:
+            return None
+        return float(np.mean([self._shortest_from(int(s))[int(g)] for s, g in episodes]))
+
+    def _image_board(self) -> Board:
+        """The board the images are drawn on (built once): the env's goal grid, its
+        background where it draws one, its start and the goal of the run's last episode."""
+        if self._board is None:
+            from sshr_torch.dashboards import Board, cell_pixels  # matplotlib: only for images
+
+            assert self._grid is not None
+            start = protocol.fixed_start(self.env)
+            background = protocol.method(self.env, protocol.BACKGROUND_IMAGE)
+            px = cell_pixels(self._grid)
+            self._board = Board(
+                self._grid,
+                None if background is None else np.asarray(background(px), dtype=np.uint8),
+                None if start is None else int(self._goal_ids(np.array([start]))[0]),
+            )
+        if self._last_goal is not None:
+            self._board.goal = int(self._last_goal)
+        return self._board
+
+    def _goal_ids(self, states: np.ndarray) -> np.ndarray:
+        """The achieved goal of each state (the states themselves where goals are states)."""
+        states = np.asarray(states, dtype=np.int64)
+        return states if self._goal_of is None else self._goal_of[states]
+
+    def _image_q_values(self, goal: int) -> np.ndarray:
+        """(n_goal_ids, n_actions) Q-values for ``goal`` of a state of each goal's cell: the
+        state itself where goals are states; else the visited state of that goal with the
+        highest max_a Q (cells of no visited state get the lowest value drawn)."""
+        if self._goal_of is None:
+            return np.asarray(self.agent.q_values(np.arange(self._n_states()), goal))
+        out = np.full((self._n_goal_ids(), int(self.env.action_space.n)), np.nan)
+        states = self._visited()
+        if len(states):
+            q = np.asarray(self.agent.q_values(states, goal), dtype=np.float64)
+            order = np.argsort(q.max(axis=1), kind="stable")  # the best state of a goal last
+            out[self._goal_of[states[order]]] = q[order]
+        return np.where(np.isnan(out), np.nanmin(out, initial=0.0), out)
+
     def _write_images(self) -> None:
-        if self.maze is None:
+        """The visit, policy and goal-reach images, on envs with a goal grid."""
+        if self._grid is None or self.visits is None:
             return
-        maze, report = self.maze, self._last_report
+        board, report = self._image_board(), self._last_report
+        if board.goal is None:
+            return  # no episode yet: no goal to draw the values for
         target = path = None
         if report is not None and self.controller is not None:
             target = self.controller.target_observation
             path = self.controller.planned_path
-        goal = maze.cell_index(*maze.goal)
+        visits = self.visits
+        if self._goal_of is not None:  # a state's visits count for its goal's cell
+            visits = np.bincount(self._goal_of, weights=visits, minlength=self._n_goal_ids())
         self.logger.log_maze_images(
-            maze,
-            self.visits,
-            self.agent.q_values(np.arange(maze.n_cells), goal),
+            board,
+            visits,
+            self._image_q_values(board.goal),
             self.progress.env_steps,
-            target=None if target is None else int(target),
-            path=[int(cell) for cell in path or ()],
+            target=None if target is None else int(self._goal_ids(np.array([target]))[0]),
+            path=[int(g) for g in self._goal_ids(np.array(list(path or ()), dtype=np.int64))],
+            strokes=self._goal_of is None,
         )
-        next_cell = getattr(self.env.unwrapped, "next_cell", None)
-        if self.goal_reach is not None and next_cell is not None:
+        if self.goal_reach is not None and self._shortest_from is not None:
             began = time.perf_counter()
-            start = maze.cell_index(*maze.start)  # random starts too: the maze's own start
-            free = np.flatnonzero(~maze.walls.ravel())
-            # At most MAX_IMAGE_WALKS cells, the first in the run's goal order (big mazes).
-            cells = free[np.argsort(self.goal_reach.goal_rank[free])][:MAX_IMAGE_WALKS]
-            rng = np.random.default_rng([_derived_seed(self.config, self.progress.episode), 21])
-            moves, shortest = reach_from_start(
-                self.agent, maze, next_cell, start, rng, cells, self.goal_reach.shortest
-            )
-            self.logger.log_goal_reach_image(maze, moves, shortest, start, self.progress.env_steps)
+            start = protocol.fixed_start(self.env)
+            visited = self._visited()
+            if start is None and len(visited):  # drawn starts: the first in the run's order
+                start = int(visited[np.argmin(self.goal_reach.start_rank[visited])])
+            if start is not None:
+                self._goal_reach_image(board, int(start))
             self.progress.goal_reach_s += time.perf_counter() - began
+
+    def _goal_reach_image(self, board: Board, start: int) -> None:
+        """``maze/goal_reach``: greedy walks from ``start`` to the grid's goals (at most
+        MAX_IMAGE_WALKS, the first in the run's goal order)."""
+        assert self.goal_reach is not None and self._shortest_from is not None
+        shortest = self._shortest_from(start)
+        goals = np.unique(board.grid[board.grid >= 0])
+        goals = goals[np.isfinite(shortest[goals]) & (shortest[goals] > 0)]
+        goals = goals[np.argsort(self.goal_reach.goal_rank[goals], kind="stable")]
+        goals = goals[:MAX_IMAGE_WALKS]
+        rng = np.random.default_rng([_derived_seed(self.config, self.progress.episode), 21])
+        moves = np.full(len(shortest), -1, dtype=np.int64)
+        moves[goals] = reach_from(self.agent, self._walks, start, goals, shortest[goals], rng)
+        start_goal = int(self._goal_ids(np.array([start]))[0])
+        self.logger.log_goal_reach_image(
+            board, moves, shortest, start_goal, self.progress.env_steps
+        )
 
     def _postfix(self) -> dict[str, str]:
         progress = self.progress
@@ -1060,7 +874,8 @@ class Trainer:
         state = runlog.run_state(
             self.config.to_dict(), self.progress, self._parts(), self.env, self.visits
         )
-        state["maze_sha256"] = self._maze_digest()
+        # The world the run trains in (the env protocol's fingerprint): a resume refuses another.
+        state["fingerprint"] = protocol.fingerprint(self.env)
         env_class = type(self.env.unwrapped)
         state["env"] = f"{env_class.__module__}.{env_class.__qualname__}"
         # The count model's values are recomputed on resume, for the goal they were last for.
@@ -1095,24 +910,7 @@ class Trainer:
                 f"the checkpoint in {self.config.resume} was written with other settings "
                 f"({', '.join(mismatched)})."
             )
-        saved_env, resume = state.get("env", "its own env"), self.config.resume
-        if state.get("maze_sha256") is None and self.maze is not None:
-            raise runlog.RunError(
-                f"the run in {resume} was trained on an env passed to train() ({saved_env}), "
-                "not a maze; resume it from Python with the same env: "
-                f"train(resume_config({str(resume)!r}), env=...)."
-            )
-        if state.get("maze_sha256") is not None and self.maze is None:
-            raise runlog.RunError(
-                f"the run in {resume} was trained on the maze {self.config.maze}, not on the "
-                f"env passed to train(); resume it without env=, or with "
-                f"python -m sshr_torch.train --resume {resume}."
-            )
-        if state.get("maze_sha256") != self._maze_digest():
-            raise runlog.RunError(
-                f"the maze {self.config.maze} is not the one the run in {self.config.resume} "
-                "started with (its layout changed); put the original back or start a new run."
-            )
+        self._check_same_world(state)
         before_cut = state.get("before_cut")
         if isinstance(before_cut, dict) and saved_config.run_length[1] != self.config.run_length[1]:
             # Another step budget: the episode the old one cut is played again, to the new end.
@@ -1124,6 +922,43 @@ class Trainer:
         goal = state.get("model_values_goal")
         if self.model_values is not None and isinstance(goal, int):
             self.model_values.refresh(goal)
+
+    def _check_same_world(self, state: dict[str, Any]) -> None:
+        """RunError unless the checkpoint's env is this run's: built the same way (from the
+        config, or passed to train()), of the same class, with the same fingerprint."""
+        saved_env, resume = state.get("env", "its own env"), self.config.resume
+        # Checkpoints before the env protocol saved the maze's digest under this name.
+        saved = state.get("fingerprint", state.get("maze_sha256"))
+        mine = protocol.fingerprint(self.env)
+        env_class = type(self.env.unwrapped)
+        current = f"{env_class.__module__}.{env_class.__qualname__}"
+        if saved is None and mine is not None and self._env_from_config:
+            raise runlog.RunError(
+                f"the run in {resume} was trained on an env passed to train() ({saved_env}), "
+                f"not on {self._run_name_env}; resume it from Python with the same env: "
+                f"train(resume_config({str(resume)!r}), env=...)."
+            )
+        if saved is not None and mine is None and not self._env_from_config:
+            raise runlog.RunError(
+                f"the run in {resume} was trained on {self._run_name_env}, not on the env "
+                f"passed to train(); resume it without env=, or with "
+                f"python -m sshr_torch.train --resume {resume}."
+            )
+        if "env" in state and saved_env != current:
+            raise runlog.RunError(
+                f"the run in {resume} was trained on {saved_env}, not on {current}; resume it "
+                "with the env it started with."
+            )
+        if saved != mine:
+            what = (
+                f"the maze {self.config.maze}"
+                if self.config.env is None
+                else (f"the env {self.config.env}")
+            )
+            raise runlog.RunError(
+                f"{what} is not the one the run in {resume} started with (its layout changed: "
+                "another fingerprint); put the original back or start a new run."
+            )
 
     def _check_budget_reaches(self, progress: runlog.Progress) -> None:
         """RunError when a resume's budget ends before the checkpoint it resumes from (the
@@ -1139,84 +974,6 @@ class Trainer:
                     f"{self.config.resume} (at {done} {unit}); a resume can shorten a run only "
                     "to a point after its last checkpoint."
                 )
-
-
-# Settings of the maze that make_env builds: an env passed to train() brings its own.
-MAZE_SETTINGS = ("slip", "random_start", "random_goal")
-
-
-def _check_maze_settings(config: TrainConfig, env: gym.Env) -> None:
-    """ConfigError when a setting of the maze env is given with an env passed to train(): it
-    would be recorded in config.json but not applied."""
-    defaults = TrainConfig()
-    given = [name for name in MAZE_SETTINGS if getattr(config, name) != getattr(defaults, name)]
-    if config.stop_path_factor is not None and not isinstance(env.unwrapped, GridMazeEnv):
-        given.append("stop_path_factor")  # it needs the maze's shortest path
-    if given:
-        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
-        raise ConfigError(
-            f"{flags}: settings of the maze env, which an env passed to train() does not use; "
-            "leave them out (configure the env itself)."
-        )
-
-
-def _check_q_network(agent: DQNAgent) -> None:
-    """ConfigError unless the Q-network maps a batch of (state, goal) to finite float32
-    Q-values of shape (B, n_actions); checked on two rows of the spaces' first values."""
-    states = np.zeros((2, *agent.obs_spec.shape), dtype=np.int64)
-    goals = np.zeros((2, *agent.goal_spec.shape), dtype=np.int64)
-    wanted = f"a finite float32 tensor of shape (B, n_actions) = (2, {agent.n_actions})"
-    torch_state = torch.get_rng_state()  # a network that draws (dropout) draws nothing here
-    try:
-        with torch.no_grad():
-            q = agent.q_network(
-                agent.tensors(states, agent.obs_spec), agent.tensors(goals, agent.goal_spec)
-            )
-    except Exception as error:  # any failure of a user's network, named in one line
-        raise ConfigError(
-            f"q_network: forward(state, goal) on a batch of 2 failed ({type(error).__name__}: "
-            f"{error}); it must return {wanted}."
-        ) from None
-    finally:
-        torch.set_rng_state(torch_state)
-    if not isinstance(q, torch.Tensor):
-        got = type(q).__name__
-    elif tuple(q.shape) != (2, agent.n_actions):
-        got = f"shape {tuple(q.shape)}"
-    elif q.dtype != torch.float32:
-        got = f"dtype {q.dtype}"
-    elif not bool(torch.isfinite(q).all()):
-        got = "values that are not finite (NaN or inf)"
-    else:
-        return
-    raise ConfigError(f"q_network: forward(state, goal) returned {got}; it must return {wanted}.")
-
-
-def _check_spaces(env: gym.Env) -> None:
-    """ConfigError unless ``env`` is a goal-env with Discrete / MultiBinary parts."""
-    space = env.observation_space
-    keys = ("observation", "achieved_goal", "desired_goal")
-    if not isinstance(space, spaces.Dict) or not set(keys) <= set(space.spaces):
-        raise ConfigError(
-            "the env must follow the goal-env convention: a Dict observation with "
-            "observation, achieved_goal and desired_goal."
-        )
-    for key in keys:
-        if not isinstance(space[key], (spaces.Discrete, spaces.MultiBinary)):
-            raise ConfigError(
-                f"observation['{key}'] is {type(space[key]).__name__}; only Discrete and "
-                "MultiBinary spaces are supported."
-            )
-    if not isinstance(env.action_space, spaces.Discrete):
-        raise ConfigError("the env's action space must be Discrete.")
-
-
-def _shape(space: spaces.Space) -> tuple[int, ...]:
-    return () if isinstance(space, spaces.Discrete) else (int(np.prod(space.shape)),)
-
-
-def _dtype(space: spaces.Space) -> type:
-    return np.int64 if isinstance(space, spaces.Discrete) else np.uint8
 
 
 def _row(value: np.ndarray) -> Any:

@@ -273,3 +273,35 @@ def test_bad_cluster_input_is_one_line_and_exit_2(
     assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
     assert time.monotonic() - started < 30
     assert not ray.is_initialized()
+
+
+def test_a_sweep_over_the_cluster_builds_envs_named_by_id(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --env: a gymnasium id and its kwargs, a sweep axis; every trial builds its env from them
+    base = TrainConfig(
+        agent="tabular",
+        env="sshr_torch/GridMaze-v0",
+        max_episode_steps=30,
+        episodes=40,
+        eval_interval=0,
+        eval_episodes=1,
+        image_interval=0,
+    )
+    mazes = [{"maze": "keulen_easy_unscaled"}, {"maze": "keulen_medium_unscaled"}]
+    configs = grid(base, {"env_kwargs": mazes}, 1)
+    local = tmp_path / "local"
+    run_sweep(configs, local, workers=1, progress=False)
+    monkeypatch.chdir(tmp_path.joinpath("driver").mkdir() or tmp_path / "driver")
+    out = tmp_path / "storage"
+    rows = run_sweep(configs, out, backend="ray", address=cluster.address, progress=False)
+    assert [row["error"] for row in rows] == ["", ""]
+    results = _read_csv(out / "results.csv")
+    assert [row["run"] for row in results] == [
+        "env_kwargs=maze-keulen_easy_unscaled__seed=0",
+        "env_kwargs=maze-keulen_medium_unscaled__seed=0",
+    ]
+    assert _without_clock(results) == _without_clock(_read_csv(local / "results.csv"))
+    # two mazes, two worlds: the runs differ
+    episodes = [_read_csv(out / row["run"] / runlog.EPISODES_FILE) for row in results]
+    assert _without_clock(episodes[0]) != _without_clock(episodes[1])

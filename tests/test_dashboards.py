@@ -7,6 +7,7 @@ from sshr_torch.env import Action
 from sshr_torch.maze import parse_maze
 
 MAZE = parse_maze("S..\n.#.\n..G\n")
+BOARD = dashboards.board_of_maze(MAZE)
 
 
 def cell(image: np.ndarray, row: int, col: int, px: int) -> np.ndarray:
@@ -14,10 +15,10 @@ def cell(image: np.ndarray, row: int, col: int, px: int) -> np.ndarray:
 
 
 def test_heatmap_marks_walls_endpoints_target_and_path():
-    px = dashboards.cell_pixels(MAZE)
+    px = dashboards.cell_pixels(BOARD)
     visits = np.zeros(MAZE.n_cells)
     visits[MAZE.cell_index(0, 2)] = 100  # the most visited cell gets the top of the colour map
-    image = dashboards.visit_heatmap(MAZE, visits, target=MAZE.cell_index(1, 2), path=[2, 5])
+    image = dashboards.visit_heatmap(BOARD, visits, target=MAZE.cell_index(1, 2), path=[2, 5])
     assert image.shape == (3 * px, 3 * px, 3) and image.dtype == np.uint8
     assert (cell(image, 1, 1, px) == dashboards.WALL).all()
     centre = px // 2
@@ -33,11 +34,11 @@ def test_heatmap_marks_walls_endpoints_target_and_path():
 
 
 def test_policy_strokes_point_along_the_greedy_action():
-    px = dashboards.cell_pixels(MAZE)
+    px = dashboards.cell_pixels(BOARD)
     q_values = np.zeros((MAZE.n_cells, len(Action)))
     q_values[:, Action.RIGHT] = 1.0
     q_values[MAZE.cell_index(1, 0), :] = [0.0, 0.0, 2.0, 0.0]  # DOWN at (1, 0)
-    image = dashboards.policy_map(MAZE, q_values)
+    image = dashboards.policy_map(BOARD, q_values)
     right = cell(image, 0, 1, px) == dashboards.STROKE
     down = cell(image, 1, 0, px) == dashboards.STROKE
     centre = px // 2
@@ -46,3 +47,26 @@ def test_policy_strokes_point_along_the_greedy_action():
     assert down[centre + px // 2 - 1, centre].all() and not down[0, centre].all()
     # No stroke on a wall.
     assert not (cell(image, 1, 1, px) == dashboards.STROKE).all(axis=-1).any()
+
+
+def test_a_maze_draws_as_its_board_and_a_background_shows_round_the_cells():
+    px = dashboards.cell_pixels(BOARD)
+    visits = np.arange(MAZE.n_cells, dtype=float)
+    assert np.array_equal(
+        dashboards.visit_heatmap(MAZE, visits), dashboards.visit_heatmap(BOARD, visits)
+    )
+    background = np.full((3 * px, 3 * px, 3), 77, dtype=np.uint8)
+    drawn = dashboards.Board(BOARD.grid, background, BOARD.start, BOARD.goal)
+    image = dashboards.visit_heatmap(drawn, visits)
+    # a cell with a goal: its colour inside, the background on its rim; the wall: background
+    corner = cell(image, 0, 1, px)
+    assert (corner[0, 0] == 77).all() and not (corner[px // 2, px // 2] == 77).all()
+    assert (cell(image, 1, 1, px) == 77).all()
+    # goal ids that are not cell indices: the grid says where each goal is drawn
+    shuffled = dashboards.Board(np.array([[2, -1], [0, 1]]), None, 0, 2)
+    values = np.array([0.0, 1.0, 2.0])  # by goal id
+    image = dashboards.visit_heatmap(shuffled, values)
+    side = dashboards.cell_pixels(shuffled)
+    top = dashboards._LUTS["viridis"][255]
+    assert (cell(image, 0, 0, side)[0, 0] == top).all()  # goal 2, the most visited, at (0, 0)
+    assert (cell(image, 0, 1, side) == dashboards.WALL).all()

@@ -194,8 +194,8 @@ def test_reach_map_colours_by_hand():
     )
     assert moves[MAZE.goal_index] == shortest[MAZE.goal_index]
     assert (moves[free_cells(MAZE)] > 0).sum() == 1
-    image = dashboards.goal_reach_map(MAZE, moves, shortest)
-    px = dashboards.cell_pixels(MAZE)
+    image = dashboards.goal_reach_map(dashboards.board_of_maze(MAZE), moves, shortest)
+    px = dashboards.cell_pixels(dashboards.board_of_maze(MAZE))
     row, col = MAZE.goal
     centre = image[row * px + px // 2, col * px + px // 2]
     assert centre[1] > 2 * centre[0] and centre[1] > centre[2]  # green: on a shortest path

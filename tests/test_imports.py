@@ -108,6 +108,23 @@ def test_the_package_has_no_import_circle():
     assert find_cycles(graph) == []
 
 
+def test_the_trainer_talks_to_envs_through_the_protocol_and_the_seam_points_down():
+    graph = import_graph(PACKAGE)
+    # the run is built from the parts of build, checked by resources, played by rollout
+    assert {"sshr_torch.build", "sshr_torch.resources", "sshr_torch.rollout"} <= graph[
+        "sshr_torch.trainer"
+    ]
+    assert "sshr_torch.protocol" in graph["sshr_torch.trainer"]
+    assert "sshr_torch.protocol" in graph["sshr_torch.rollout"]
+    # no maze inside the trainer: the maze is one env behind the protocol
+    assert not {"sshr_torch.maze", "sshr_torch.env"} & graph["sshr_torch.trainer"]
+    # the seam's modules sit below the trainer: none imports it (or the command line)
+    seam = ("protocol", "build", "resources", "rollout", "goal_reach", "dashboards")
+    for name in seam:
+        assert not {"sshr_torch.trainer", "sshr_torch.train"} & graph[f"sshr_torch.{name}"]
+    assert not graph["sshr_torch.protocol"] - {"sshr_torch.config"}
+
+
 @pytest.mark.parametrize(
     ("files", "expected"),
     [

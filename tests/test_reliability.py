@@ -26,11 +26,12 @@ import numpy as np
 import pytest
 import torch
 
-from sshr_torch import runlog, trainer
+from sshr_torch import resources, rollout, runlog, trainer
 from sshr_torch.agents import DQNAgent, TabularAgent
+from sshr_torch.build import make_env
 from sshr_torch.maze import load_maze
+from sshr_torch.rollout import evaluate
 from sshr_torch.train import main
-from sshr_torch.trainer import evaluate, make_env
 
 train_module = sys.modules[main.__module__]  # (the package's `train` is the function)
 # The 4x3 unscaled Easy maze, 30-step episodes, a small DQN: a run of a few episodes in ~1 s.
@@ -243,7 +244,7 @@ def test_tabular_memory_grows_with_what_was_visited(tmp_path):
 
 
 def test_a_tabular_run_that_cannot_fit_fails_at_start_up(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(trainer, "available_memory", lambda: 50_000_000)
+    monkeypatch.setattr(resources, "available_memory", lambda: 50_000_000)
     flags = ["--agent", "tabular", "--maze", "generated:201x201", "--total-steps", "1000000"]
     flags += ["--episodes", "1000000"]  # 30-step episodes: the step budget binds
     status = main([*TINY, *flags, "--run-dir", str(tmp_path / "run")])
@@ -305,7 +306,7 @@ def test_n_step_is_in_the_memory_estimate(tmp_path):
     config = trainer.TrainConfig(n_step=10_000, max_episode_steps=100_000)
     env = make_env(config)
     small, large = (
-        [size for flags, _, size in trainer.memory_estimates(c, env) if "--n-step" in flags]
+        [size for flags, _, size in resources.memory_estimates(c, env) if "--n-step" in flags]
         for c in (config, trainer.TrainConfig(n_step=20_000, max_episode_steps=100_000))
     )
     assert small and large and large[0] == 2 * small[0] >= 128 * 10_000 * 8
@@ -498,13 +499,13 @@ def _ctrl_c() -> None:
 
 
 def test_one_ctrl_c_during_start_up_ends_with_a_checkpoint(tmp_path, capsys, monkeypatch):
-    original = trainer.apply_process_settings
+    original = resources.apply_process_settings
 
     def interrupted(config):
         _ctrl_c()
         original(config)
 
-    monkeypatch.setattr(trainer, "apply_process_settings", interrupted)
+    monkeypatch.setattr(resources, "apply_process_settings", interrupted)
     run_dir = tmp_path / "run"
     assert main([*TINY, "--agent", "tabular", "--run-dir", str(run_dir)]) == 0
     captured = capsys.readouterr()
@@ -532,13 +533,13 @@ def test_one_ctrl_c_while_the_flags_are_read_ends_with_a_checkpoint(tmp_path, ca
 def test_one_ctrl_c_during_the_final_evaluation_ends_with_a_checkpoint(
     tmp_path, capsys, monkeypatch, agent
 ):
-    original = trainer.evaluate
+    original = rollout.evaluate
 
     def evaluate_interrupted(*args, **kwargs):
         _ctrl_c()  # every evaluation: the final one included
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "evaluate", evaluate_interrupted)
+    monkeypatch.setattr(rollout, "evaluate", evaluate_interrupted)
     run_dir = tmp_path / "run"
     status = main([*TINY, "--agent", agent, "--eval-interval", "0", "--run-dir", str(run_dir)])
     captured = capsys.readouterr()
@@ -549,14 +550,14 @@ def test_one_ctrl_c_during_the_final_evaluation_ends_with_a_checkpoint(
 
 
 def test_a_second_ctrl_c_says_so_on_stderr(tmp_path, capsys, monkeypatch):
-    original = trainer.evaluate
+    original = rollout.evaluate
 
     def evaluate_interrupted_twice(*args, **kwargs):
         _ctrl_c()
         _ctrl_c()
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "evaluate", evaluate_interrupted_twice)
+    monkeypatch.setattr(rollout, "evaluate", evaluate_interrupted_twice)
     status = main([*TINY, "--agent", "tabular", "--run-dir", str(tmp_path / "run")])
     captured = capsys.readouterr()
     assert status == 130

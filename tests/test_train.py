@@ -22,10 +22,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from sshr_torch import runlog
 from sshr_torch.agents import DQNAgent
+from sshr_torch.build import make_agent, make_env
 from sshr_torch.config import ConfigError, TrainConfig
 from sshr_torch.maze import shortest_path_length
 from sshr_torch.train import main
-from sshr_torch.trainer import Trainer, make_agent, make_env, resume_config, train
+from sshr_torch.trainer import Trainer, resume_config, train
 
 # A tiny, quick configuration: the 4x3 unscaled Easy maze, 30-step episodes.
 TINY = [
