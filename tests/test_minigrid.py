@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import json
 import warnings
 from pathlib import Path
 
 import gymnasium
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
 from sshr_torch.config import TrainConfig
 from sshr_torch.minigrid import ACTION_NAMES, MiniGridGoalEnv, is_minigrid_id, make_minigrid
-from sshr_torch.trainer import train
+from sshr_torch.trainer import Trainer, train
 
 # Empty-5x5: interior cells x, y in 1..3, the agent starts at (1, 1) facing right (+x), the
 # goal tile is at (3, 3); cells are x + 5 y.
@@ -265,3 +268,38 @@ def test_smart_start_her_dqn_learns_a_small_minigrid(tmp_path: Path) -> None:
     # solved: every greedy episode of an evaluation reached the goal within the budget
     assert result.summary["eval_success_rate"] == 1.0
     assert result.summary["solved_step"] is not None and result.summary["solved_step"] <= 5000
+
+
+def test_minigrid_from_the_command_line_with_every_feature(tmp_path: Path, capsys) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from sshr_torch.train import main
+
+    run_dir = tmp_path / "run"
+    flags = [
+        "--env", "MiniGrid-Empty-6x6-v0", "--env-seed", "0", "--total-steps", "2000",
+        "--learning-starts", "300", "--eval-interval", "10", "--eval-episodes", "2",
+        "--image-interval", "10", "--max-episode-steps", "144", "--quiet",
+    ]  # fmt: skip
+    assert main([*flags, "--run-dir", str(run_dir)]) == 0, capsys.readouterr().err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["env"] == "MiniGrid-Empty-6x6-v0" and config["env_seed"] == 0
+    assert summary["eval_success_rate"] == 1.0  # Smart Start + HER + model values learn it
+    assert summary["goals_success"] is not None and summary["goals_success"] > 0.5
+    events = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    events.Reload()
+    assert {"maze/visits", "maze/policy", "maze/goal_reach"} <= set(events.Tags()["images"])
+    image = plt.imread(io.BytesIO(events.Images("maze/visits")[-1].encoded_image_string))
+    pixels = (image[..., :3] * 255).round().astype(np.uint8).reshape(-1, 3)
+    # MiniGrid's walls (grey 100, 100, 100) are the background of the dashboard images
+    assert (pixels == np.array([100, 100, 100], dtype=np.uint8)).all(axis=1).mean() > 0.1
+    # the trainer got every part of the protocol
+    trainer = Trainer(TrainConfig(**{**config, "run_dir": str(tmp_path / "t")}))
+    try:
+        assert trainer.model_values is not None and trainer.exploration == "directed"
+    finally:
+        trainer.close()
+    # a resume rebuilds the same layout and continues
+    assert main(["--resume", str(run_dir), "--total-steps", "2300", "--quiet"]) == 0
+    assert json.loads((run_dir / "summary.json").read_text())["env_steps"] >= 2300
