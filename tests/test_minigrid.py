@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import warnings
@@ -303,3 +304,22 @@ def test_minigrid_from_the_command_line_with_every_feature(tmp_path: Path, capsy
     # a resume rebuilds the same layout and continues
     assert main(["--resume", str(run_dir), "--total-steps", "2300", "--quiet"]) == 0
     assert json.loads((run_dir / "summary.json").read_text())["env_steps"] >= 2300
+
+
+def test_a_sweep_over_minigrid_layouts(tmp_path: Path, capsys) -> None:
+    from sshr_torch.sweep import main as sweep_main
+
+    out = tmp_path / "sweep"
+    argv = [
+        "--out", str(out), "--seeds", "1", "--workers", "1", "--grid", "env_seed=0,1",
+        "--", "--env", "MiniGrid-FourRooms-v0", "--total-steps", "300", "--quiet",
+        "--learning-starts", "100", "--eval-episodes", "1", "--max-episode-steps", "100",
+    ]  # fmt: skip
+    assert sweep_main(argv) == 0, capsys.readouterr().err
+    with (out / "results.csv").open() as file:
+        table = list(csv.DictReader(file))
+    assert [row["error"] for row in table] == ["", ""]
+    configs = [json.loads((out / row["run"] / "config.json").read_text()) for row in table]
+    assert [config["env_seed"] for config in configs] == [0, 1]
+    summaries = [json.loads((out / row["run"] / "summary.json").read_text()) for row in table]
+    assert all(summary["env_steps"] == 300 for summary in summaries)
