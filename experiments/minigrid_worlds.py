@@ -35,7 +35,8 @@ the greedy policy walks to from the start within 1.5x the shortest path.
 
 Runs go one after another (``--workers`` > 1: that many processes); every finished run is
 appended to minigrid_runs_log.csv at once (with its evaluation curve), and a rerun skips the
-runs already there, so the table can be completed a piece at a time. Writes into --out:
+runs already there (with at least its budget, or solved within it), so the table can be
+completed a piece at a time. Writes into --out:
 minigrid_runs.csv/.md (a row per run), minigrid.csv/.md (per task and arm), minigrid.png
 (greedy success against env steps), minigrid_layouts.png (layout 0 of each task, MiniGrid's
 render, the start marked red); the runs' own directories under runs/.
@@ -234,6 +235,18 @@ def append_run(path: Path, row: dict[str, Any]) -> None:
         writer.writerow(row)
 
 
+def _covered(
+    finished: Sequence[dict[str, Any]], task: str, layout: int, arm: str, budget: int
+) -> bool:
+    """Whether a finished run answers this one: same task, layout and arm, with at least this
+    budget or solved within it (a run is the same up to its stop, whatever its budget)."""
+    return any(
+        (r["task"], r["layout"], r["arm"]) == (task, layout, arm)
+        and (r["budget"] >= budget or (r["steps_to_success"] or math.inf) <= budget)
+        for r in finished
+    )
+
+
 def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per task and arm, over its layouts."""
     table = []
@@ -329,14 +342,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     tasks = SMOKE_TASKS if args.smoke else {name: TASKS[name] for name in args.tasks}
     every = 500 if args.smoke else args.eval_every
     runs_path = out / "minigrid_runs_log.csv"
-    done = {(r["task"], r["layout"], r["arm"], r["budget"]) for r in read_runs(runs_path)}
+    finished = read_runs(runs_path)
     jobs = []
     for name, task in tasks.items():
         budget = task.budget if args.steps is None or args.smoke else args.steps
         n_layouts = task.n_layouts if args.seeds is None or args.smoke else args.seeds
         for layout in range(n_layouts):
             for arm in args.arms:
-                if (name, layout, arm, budget) not in done:
+                if not _covered(finished, name, layout, arm, budget):
                     jobs.append((name, task, layout, arm, budget, every, str(out)))
     if args.workers == 1:
         for job in jobs:
