@@ -261,7 +261,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     "task": name,
                     "arm": arm,
                     "layouts": ",".join(str(r["layout"]) for r in runs),
-                    "budget": runs[0]["budget"],
+                    "budget": "/".join(dict.fromkeys(str(r["budget"]) for r in runs)),
                     "states": "/".join(str(r["n_states"]) for r in runs),
                     "steps_to_success_0.9": median_range([r["steps_to_success"] for r in runs]),
                     "final_success": fmt(float(np.mean([r["final_success"] for r in runs]))),
