@@ -92,9 +92,10 @@ class MiniGridGoalEnv(gymnasium.Env):
     (re-implemented exactly for speed, checked against MiniGrid's ``step`` in the tests). A
     full state is (agent cell, agent direction, the state of every door: open / closed /
     locked, the cell of every key and ball or "carried"); its id is its BFS order (0 is the
-    start). MiniGrid's ``hash()`` is not used: it prints the agent's position, which after a
-    reset with a fixed start is a tuple of NumPy ints and afterwards one of Python ints, so under
-    NumPy 2 one state has two hashes. Boxes (ObstructedMaze) are not modelled and refused.
+    start). MiniGrid's ``hash()`` is not used: it prints the agent's position, a tuple of Python
+    ints after a reset with a fixed start and one of NumPy ints after a move, which NumPy 2
+    prints differently, so one state has two hashes. Boxes (ObstructedMaze) are not modelled
+    and refused.
 
     ## Action Space
 

@@ -38,8 +38,8 @@ def test_ids_follow_the_bfs_and_one_state_has_one_id() -> None:
     assert env.actions == ("left", "right", "forward")  # pickup and toggle change nothing here
     assert len(set(env._states)) == env.n_states
     assert env.start == 0 and env.goal_of_state(0) == cell(1, 1)
-    # The NumPy-2 hash case: after reset MiniGrid's agent_pos (fixed start) holds NumPy ints,
-    # after four left turns Python ints; the state is the same and so is our id.
+    # The NumPy-2 hash case: after reset MiniGrid's agent_pos (fixed start) holds Python ints,
+    # after a move NumPy ints; one state, one id.
     grid_env = gymnasium.make(EMPTY).unwrapped
     grid_env.reset(seed=0)
     first = env.state_of(grid_env)
