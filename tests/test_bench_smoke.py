@@ -205,3 +205,13 @@ def test_bench_bitflip_prints_both_arms_and_the_ratio(capsys) -> None:
     assert abs(printed - ratio) <= 0.006 + 1.0 / min(rates.values()), (printed, ratio)
     assert f"target >= {bench.TARGET_RATIO}x" in out
     assert bench.main(["--steps", "1000"]) == 2  # no update would run
+
+
+def test_bench_minigrid_vs_sb3_runs_every_arm(capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("stable_baselines3", reason="needs pip install -e '.[bench]' (CI has it)")
+    bench = _load("bench_minigrid_vs_sb3")
+    assert bench.main(["--steps", "300", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    for arm in bench.ARMS:
+        assert f"round 1 {arm}" in out
+    assert "ours+ss" in out and "ratio to SB3" in out and "reference >= 2.5x" in out

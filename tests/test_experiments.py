@@ -271,3 +271,30 @@ def test_path_agreement_follows_the_models_shortest_path(tmp_path: Path) -> None
     assert 0.0 <= result.agree_share <= 1.0 and result.median_error >= 0.0
     # the model ranks its actions on the path (an open room's two shortest moves tie: gap 0)
     assert 0.0 <= result.min_gap <= result.median_gap and result.median_gap > 0.0
+
+
+def test_minigrid_worlds_smoke(tmp_path: Path) -> None:
+    script = _script("minigrid_worlds")
+    assert script.main(["--smoke", "--out", str(tmp_path), "--workers", "1"]) == 0
+    runs = _table(tmp_path / "minigrid_runs.csv")
+    assert {(r["task"], r["arm"]) for r in runs} == {
+        (task, arm) for task in ("Empty6x6", "DoorKey5x5") for arm in script.ARMS
+    }
+    # the tabular learner solves both small worlds within the smoke budget
+    assert all(float(r["final_success"]) >= 0.9 for r in runs if r["arm"] == "tabular")
+    assert all(0.0 <= float(r["goal_reach"]) <= 1.0 for r in runs)
+    rows = _markdown_rows(tmp_path / "minigrid.md")
+    assert rows[0][:3] == ["task", "arm", "layouts"] and len(rows) == 1 + 6
+    _check_png(tmp_path / "minigrid.png")
+    # a rerun finds every run done and only rewrites the tables
+    assert script.main(["--smoke", "--out", str(tmp_path), "--workers", "1"]) == 0
+    assert len(_table(tmp_path / "minigrid_runs_log.csv")) == 6
+
+
+def test_minigrid_worlds_bad_flag_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = _script("minigrid_worlds")
+    assert script.main(["--out", str(tmp_path), "--steps", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--steps must be a positive integer" in err
