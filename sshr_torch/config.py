@@ -226,7 +226,7 @@ class TrainConfig:
     off_policy_weight: float = 1.0
     """DQN: the relative weight with which a replay batch draws a step whose action was not the
     learner's (Smart Start's guided walks, the directed exploration's moves); 1: uniform over
-    all stored steps, 0: never (docs/goal_reach.md measures it)."""
+    all stored steps, 0: never, > 1: more often (docs/goal_reach.md measures it)."""
     step_reward: float = -1.0
     """DQN: added to every reward the learner sees, real and relabelled (-1 with the maze's
     goal reward 1: 0 at the goal, -1 per other step, values like negative distances). <= 0."""
@@ -326,7 +326,6 @@ class TrainConfig:
             "epsilon_end",
             "tabular_epsilon",
             "tau",
-            "off_policy_weight",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -337,6 +336,8 @@ class TrainConfig:
             raise ConfigError(f"--stop-path-factor must be >= 1, got {self.stop_path_factor}.")
         if self.tau == 0.0:
             raise ConfigError("--tau must be in (0, 1], got 0.")
+        if not 0.0 <= self.off_policy_weight < math.inf:
+            raise ConfigError(f"--off-policy-weight must be >= 0, got {self.off_policy_weight}.")
         if not (self.step_reward <= 0.0 and math.isfinite(self.step_reward)):
             raise ConfigError(
                 f"--step-reward must be a finite number <= 0, got {self.step_reward}."

@@ -64,6 +64,7 @@ independent of how much is stored.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from enum import Enum
 from typing import Any, Literal, NamedTuple, get_args
@@ -126,7 +127,8 @@ class HerReplayBuffer:
         cut_off_policy: n-step windows end before a step added with ``off_policy`` (see the
             module docstring).
         off_policy_weight: ``sample`` draws a step added with ``off_policy`` with this weight
-            relative to the others (1: uniform; 0: never, unless nothing else is stored).
+            relative to the others (1: uniform; 0: never, unless nothing else is stored; > 1
+            more often).
 
     Call ``add`` for each env step, ``end_episode`` when the episode terminated or was
     truncated (only then is it samplable), then ``sample`` or ``episode_relabels``.
@@ -158,8 +160,8 @@ class HerReplayBuffer:
             raise ValueError(f"capacity must be at least 1, got {capacity}.")
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}.")
-        if not 0.0 <= off_policy_weight <= 1.0:
-            raise ValueError(f"off_policy_weight must be in [0, 1], got {off_policy_weight}.")
+        if not 0.0 <= off_policy_weight < math.inf:
+            raise ValueError(f"off_policy_weight must be >= 0, got {off_policy_weight}.")
         try:
             self.strategy = GoalSelectionStrategy(strategy)
         except ValueError:
@@ -400,18 +402,22 @@ class HerReplayBuffer:
         )
 
     def _draw(self, batch_size: int, n_stored: int) -> np.ndarray:
-        """``batch_size`` absolute positions of stored steps, uniform, an off-policy step kept
-        with probability ``off_policy_weight`` (rejected ones drawn again: the accepted draws
-        follow the weighted distribution; after 32 rounds the rest stay as drawn, e.g. when
-        every stored step is off-policy)."""
+        """``batch_size`` absolute positions of stored steps, an off-policy step drawn with
+        relative weight ``off_policy_weight`` w: uniform draws, an off-policy one kept with
+        probability min(1, w), another with min(1, 1 / w), rejected ones drawn again (the
+        accepted draws follow the weighted distribution; after 32 rounds the rest stay as
+        drawn, e.g. when every stored step is of one kind and its weight is 0)."""
         rng = self.rng
         positions = self._tail + rng.integers(0, n_stored, size=batch_size)
         weight = self.off_policy_weight
-        if weight < 1.0:
+        if weight != 1.0:
+            # accept an off-policy step with probability min(1, w), another with min(1, 1 / w)
+            keep_off, keep_on = min(1.0, weight), 1.0 / weight if weight > 1.0 else 1.0
             pending = np.arange(batch_size)  # rows whose latest draw is not yet accepted
             for _ in range(32):
                 off = self._off_policy[positions[pending] % self.capacity]
-                pending = pending[off & (rng.random(len(pending)) >= weight)]
+                keep = np.where(off, keep_off, keep_on)
+                pending = pending[rng.random(len(pending)) >= keep]
                 if not len(pending):
                     break
                 positions[pending] = self._tail + rng.integers(0, n_stored, size=len(pending))

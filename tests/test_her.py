@@ -386,7 +386,7 @@ def test_her_module_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("weight", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("weight", [0.0, 0.5, 1.0, 3.0])
 def test_off_policy_steps_are_drawn_with_their_weight(weight):
     # 2 off-policy steps (states 0, 1) and 6 of the learner's (2..7): a row is off-policy with
     # probability 2w / (2w + 6).
@@ -407,4 +407,4 @@ def test_off_policy_steps_are_drawn_with_their_weight(weight):
 
 def test_off_policy_weight_out_of_range_is_an_error():
     with pytest.raises(ValueError, match="off_policy_weight"):
-        HerReplayBuffer(10, equal_reward, off_policy_weight=1.5)
+        HerReplayBuffer(10, equal_reward, off_policy_weight=-0.5)
