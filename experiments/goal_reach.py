@@ -25,7 +25,10 @@ default):
 
 Per run also: ``guided_share``, the share of env steps that Smart Start's guided walks took
 (episodes.csv ss_steps), and ``model_share``, the mean share of a replay batch's rows that had
-a count-model value (TensorBoard train/model_share).
+a count-model value (TensorBoard train/model_share); ``visited``, the free cells the run
+visited (the goal set of its goal reach is drawn from them, so an arm that explores less is
+asked for nearer goals), and ``goals_all``, goal reach from the start over every free cell
+(the same goal set for every arm: the final checkpoint's greedy walks, ``reach_from_start``).
 
 Runs go one after another in this process (a run whose summary.json exists is read, not run
 again) into --out/runs/; writes goal_reach_runs.csv/.md (one row per run) and goal_reach.csv/.md
@@ -47,9 +50,11 @@ import numpy as np
 from _common import Timer, fmt, parse_args, write_table
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from sshr_torch import runlog
 from sshr_torch.config import TrainConfig
+from sshr_torch.goal_reach import reach_from_start
 from sshr_torch.maze import load_maze, shortest_path_length
-from sshr_torch.trainer import train
+from sshr_torch.trainer import make_agent, make_env, train
 
 ARMS: dict[str, dict[str, Any]] = {
     "dqn": {},
@@ -118,6 +123,7 @@ def run_one(task: Task, arm: str, seed: int, run_dir: Path, smoke: bool) -> dict
         else []
     )
     optimal = summary["eval_success_rate"] == 1.0 and summary["eval_mean_length"] == shortest
+    visited, goals_all = reach_everywhere(run_dir)
     return {
         "arm": arm,
         "seed": seed,
@@ -126,6 +132,8 @@ def run_one(task: Task, arm: str, seed: int, run_dir: Path, smoke: bool) -> dict
         "eval_success_rate": summary["eval_success_rate"],
         "eval_mean_length": summary["eval_mean_length"],
         "greedy_optimal": optimal,
+        "goals_all": goals_all,
+        "visited": visited,
         "guided_share": round(guided / max(1, summary["env_steps"]), 3),
         "model_share": round(float(np.mean(shares)), 3) if shares else None,
         "env_steps": summary["env_steps"],
@@ -133,6 +141,25 @@ def run_one(task: Task, arm: str, seed: int, run_dir: Path, smoke: bool) -> dict
         "goal_reach_s": summary.get("goal_reach_s"),
         "sps": summary["sps"],
     }
+
+
+def reach_everywhere(run_dir: Path) -> tuple[int, float]:
+    """(free cells the run visited, goal reach from the start over every free cell) of the
+    run's final checkpoint: greedy walks within 1.5x the shortest path, as the run's own goal
+    reach, but to the same goals whatever the run explored."""
+    state = runlog.load_checkpoint(run_dir / runlog.CHECKPOINT_FILE)
+    config = TrainConfig.from_dict(state["config"])
+    env = make_env(config)
+    agent = make_agent(config, env, config.seed)
+    agent.load_state_dict(state["agent"])
+    maze = env.unwrapped.maze
+    moves, shortest = reach_from_start(
+        agent, maze, env.unwrapped.next_cell, maze.start_index, np.random.default_rng(0)
+    )
+    cells = np.flatnonzero(np.isfinite(shortest))
+    cells = cells[cells != maze.start_index]
+    visited = int(np.count_nonzero(np.asarray(state["visits"]) > 0))
+    return visited, round(float(np.mean(moves[cells] >= 0)), 3)
 
 
 def verdict(task_name: str, task: Task, arm: str, rows: list[dict[str, Any]], by_arm) -> str:
@@ -205,6 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "seeds": len(rows),
                         "goal reach, median (range)": (
                             f"{np.median(reach):.2f} ({min(reach):.2f}-{max(reach):.2f})"
+                        ),
+                        "reach over every free cell, median": float(
+                            np.median([r["goals_all"] for r in rows])
                         ),
                         "greedy-optimal env goal": f"{sum(r['greedy_optimal'] for r in rows)}"
                         f"/{len(rows)}",
