@@ -21,7 +21,10 @@ default):
   the default before issue 20);
 - dqn_no_ss: the defaults without Smart Start (so without the model's values);
 - dqn_pure: the defaults without the model's values (``model_values='off'``);
-- tabular: the tabular learner.
+- tabular: the tabular learner;
+- only when named: the pure DQN's levers (``PURE_LEVERS``): dqn_pure_no_guided
+  (``off_policy_weight`` 0: no guided step in replay), dqn_pure_guided_x3 (3), dqn_pure_cut
+  (``n_step_cut``), dqn_pure_1step, dqn_pure_epsilon (``explore='epsilon'``), dqn_pure_double.
 
 Per run also: ``guided_share``, the share of env steps that Smart Start's guided walks took
 (episodes.csv ss_steps), and ``model_share``, the mean share of a replay batch's rows that had
@@ -63,6 +66,18 @@ ARMS: dict[str, dict[str, Any]] = {
     "dqn_pure": {"model_values": "off"},
     "tabular": {"agent": "tabular"},
 }
+# The levers measured for the pure DQN + Smart Start (docs/goal_reach.md), one at a time; run
+# only when named in --arms.
+PURE_LEVERS: dict[str, dict[str, Any]] = {
+    "dqn_pure_no_guided": {"model_values": "off", "off_policy_weight": 0.0},
+    "dqn_pure_guided_x3": {"model_values": "off", "off_policy_weight": 3.0},
+    "dqn_pure_cut": {"model_values": "off", "n_step_cut": True},
+    "dqn_pure_1step": {"model_values": "off", "n_step": 1},
+    "dqn_pure_epsilon": {"model_values": "off", "explore": "epsilon"},
+    "dqn_pure_double": {"model_values": "off", "double_dqn": True},
+}
+DEFAULT_ARMS = list(ARMS)
+ARMS.update(PURE_LEVERS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def extra(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
-        parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+        parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=DEFAULT_ARMS)
         parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
         parser.add_argument(
             "--finished-only",
