@@ -336,8 +336,6 @@ class TrainConfig:
             raise ConfigError(f"--stop-path-factor must be >= 1, got {self.stop_path_factor}.")
         if self.tau == 0.0:
             raise ConfigError("--tau must be in (0, 1], got 0.")
-        if not 0.0 <= self.off_policy_weight < math.inf:
-            raise ConfigError(f"--off-policy-weight must be >= 0, got {self.off_policy_weight}.")
         if not (self.step_reward <= 0.0 and math.isfinite(self.step_reward)):
             raise ConfigError(
                 f"--step-reward must be a finite number <= 0, got {self.step_reward}."
@@ -354,7 +352,7 @@ class TrainConfig:
                 f"{self.step_reward * horizon:.3g}, beyond the -{MAX_RETURN:.0e} that the DQN's "
                 "float32 targets hold; use a step reward nearer 0."
             )
-        for name in ("c_ss", "theta", "max_grad_norm", "count_bonus"):
+        for name in ("c_ss", "theta", "max_grad_norm", "count_bonus", "off_policy_weight"):
             value = getattr(self, name)
             if not (value >= 0.0 and math.isfinite(value)):
                 raise ConfigError(f"--{flag(name)} must be a finite number >= 0, got {value}.")

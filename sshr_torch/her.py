@@ -161,7 +161,9 @@ class HerReplayBuffer:
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}.")
         if not 0.0 <= off_policy_weight < math.inf:
-            raise ValueError(f"off_policy_weight must be >= 0, got {off_policy_weight}.")
+            raise ValueError(
+                f"off_policy_weight must be a finite number >= 0, got {off_policy_weight}."
+            )
         try:
             self.strategy = GoalSelectionStrategy(strategy)
         except ValueError:
