@@ -319,14 +319,7 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{flag(name)} must be >= 0, got {getattr(self, name)}.")
         _positive("checkpoint_interval", self.checkpoint_interval)
-        for name in (
-            "eta",
-            "slip",
-            "epsilon_start",
-            "epsilon_end",
-            "tabular_epsilon",
-            "tau",
-        ):
+        for name in ("eta", "slip", "epsilon_start", "epsilon_end", "tabular_epsilon", "tau"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"--{flag(name)} must be in [0, 1], got {value}.")
