@@ -21,11 +21,17 @@ default):
   the default before issue 20);
 - dqn_no_ss: the defaults without Smart Start (so without the model's values);
 - dqn_pure: the defaults without the model's values (``model_values='off'``);
-- tabular: the tabular learner.
+- tabular: the tabular learner;
+- only when named: the pure DQN's levers (``PURE_LEVERS``): dqn_pure_no_guided
+  (``off_policy_weight`` 0: no guided step in replay), dqn_pure_guided_x3 (3), dqn_pure_cut
+  (``n_step_cut``), dqn_pure_1step, dqn_pure_epsilon (``explore='epsilon'``), dqn_pure_double.
 
 Per run also: ``guided_share``, the share of env steps that Smart Start's guided walks took
 (episodes.csv ss_steps), and ``model_share``, the mean share of a replay batch's rows that had
-a count-model value (TensorBoard train/model_share).
+a count-model value (TensorBoard train/model_share); ``visited``, the free cells the run
+visited (the goal set of its goal reach is drawn from them, so an arm that explores less is
+asked for nearer goals), and ``goals_all``, goal reach from the start over every free cell
+(the same goal set for every arm: the final checkpoint's greedy walks, ``reach_from_start``).
 
 Runs go one after another in this process (a run whose summary.json exists is read, not run
 again) into --out/runs/; writes goal_reach_runs.csv/.md (one row per run) and goal_reach.csv/.md
@@ -47,9 +53,11 @@ import numpy as np
 from _common import Timer, fmt, parse_args, write_table
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from sshr_torch import runlog
 from sshr_torch.config import TrainConfig
+from sshr_torch.goal_reach import reach_from_start
 from sshr_torch.maze import load_maze, shortest_path_length
-from sshr_torch.trainer import train
+from sshr_torch.trainer import make_agent, make_env, train
 
 ARMS: dict[str, dict[str, Any]] = {
     "dqn": {},
@@ -58,6 +66,18 @@ ARMS: dict[str, dict[str, Any]] = {
     "dqn_pure": {"model_values": "off"},
     "tabular": {"agent": "tabular"},
 }
+# The levers measured for the pure DQN + Smart Start (docs/goal_reach.md), one at a time; run
+# only when named in --arms.
+PURE_LEVERS: dict[str, dict[str, Any]] = {
+    "dqn_pure_no_guided": {"model_values": "off", "off_policy_weight": 0.0},
+    "dqn_pure_guided_x3": {"model_values": "off", "off_policy_weight": 3.0},
+    "dqn_pure_cut": {"model_values": "off", "n_step_cut": True},
+    "dqn_pure_1step": {"model_values": "off", "n_step": 1},
+    "dqn_pure_epsilon": {"model_values": "off", "explore": "epsilon"},
+    "dqn_pure_double": {"model_values": "off", "double_dqn": True},
+}
+DEFAULT_ARMS = list(ARMS)
+ARMS.update(PURE_LEVERS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +138,7 @@ def run_one(task: Task, arm: str, seed: int, run_dir: Path, smoke: bool) -> dict
         else []
     )
     optimal = summary["eval_success_rate"] == 1.0 and summary["eval_mean_length"] == shortest
+    visited, goals_all = reach_everywhere(run_dir)
     return {
         "arm": arm,
         "seed": seed,
@@ -126,6 +147,8 @@ def run_one(task: Task, arm: str, seed: int, run_dir: Path, smoke: bool) -> dict
         "eval_success_rate": summary["eval_success_rate"],
         "eval_mean_length": summary["eval_mean_length"],
         "greedy_optimal": optimal,
+        "goals_all": goals_all,
+        "visited": visited,
         "guided_share": round(guided / max(1, summary["env_steps"]), 3),
         "model_share": round(float(np.mean(shares)), 3) if shares else None,
         "env_steps": summary["env_steps"],
@@ -133,6 +156,25 @@ def run_one(task: Task, arm: str, seed: int, run_dir: Path, smoke: bool) -> dict
         "goal_reach_s": summary.get("goal_reach_s"),
         "sps": summary["sps"],
     }
+
+
+def reach_everywhere(run_dir: Path) -> tuple[int, float]:
+    """(free cells the run visited, goal reach from the start over every free cell) of the
+    run's final checkpoint: greedy walks within 1.5x the shortest path, as the run's own goal
+    reach, but to the same goals whatever the run explored."""
+    state = runlog.load_checkpoint(run_dir / runlog.CHECKPOINT_FILE)
+    config = TrainConfig.from_dict(state["config"])
+    env = make_env(config)
+    agent = make_agent(config, env, config.seed)
+    agent.load_state_dict(state["agent"])
+    maze = env.unwrapped.maze
+    moves, shortest = reach_from_start(
+        agent, maze, env.unwrapped.next_cell, maze.start_index, np.random.default_rng(0)
+    )
+    cells = np.flatnonzero(np.isfinite(shortest))
+    cells = cells[cells != maze.start_index]
+    visited = int(np.count_nonzero(np.asarray(state["visits"]) > 0))
+    return visited, round(float(np.mean(moves[cells] >= 0)), 3)
 
 
 def verdict(task_name: str, task: Task, arm: str, rows: list[dict[str, Any]], by_arm) -> str:
@@ -161,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def extra(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
-        parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+        parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=DEFAULT_ARMS)
         parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
         parser.add_argument(
             "--finished-only",
@@ -205,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "seeds": len(rows),
                         "goal reach, median (range)": (
                             f"{np.median(reach):.2f} ({min(reach):.2f}-{max(reach):.2f})"
+                        ),
+                        "reach over every free cell, median": float(
+                            np.median([r["goals_all"] for r in rows])
                         ),
                         "greedy-optimal env goal": f"{sum(r['greedy_optimal'] for r in rows)}"
                         f"/{len(rows)}",

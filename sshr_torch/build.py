@@ -202,7 +202,13 @@ def n_step_settings(config: TrainConfig) -> dict[str, Any]:
     if config.agent != "dqn":
         return {}
     gamma = config.discount if config.n_step > 1 else None
-    return {"n_step": config.n_step, "gamma": gamma, "step_reward": config.step_reward}
+    return {
+        "n_step": config.n_step,
+        "gamma": gamma,
+        "step_reward": config.step_reward,
+        "cut_off_policy": config.n_step_cut,
+        "off_policy_weight": config.off_policy_weight,
+    }
 
 
 def storage_shape(space: spaces.Space) -> tuple[int, ...]:

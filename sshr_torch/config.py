@@ -235,6 +235,14 @@ class TrainConfig:
     """DQN: n-step returns from the HER buffer, the relabelled goal's rewards recomputed over
     the window and the window cut where that goal is achieved (1: one-step TD). With 1-step
     targets the values of states far from the goal are 2-3x too high (docs/long_mazes.md)."""
+    n_step_cut: bool = False
+    """DQN: an n-step window ends before a step whose action was not the learner's (Smart
+    Start's guided walks, the directed exploration's moves), so the sums only run over the
+    learner's own moves (docs/goal_reach.md measures it)."""
+    off_policy_weight: float = 1.0
+    """DQN: the relative weight with which a replay batch draws a step whose action was not the
+    learner's (Smart Start's guided walks, the directed exploration's moves); 1: uniform over
+    all stored steps, 0: never, > 1: more often (docs/goal_reach.md measures it)."""
     step_reward: float = -1.0
     """DQN: added to every reward the learner sees, real and relabelled (-1 with the maze's
     goal reward 1: 0 at the goal, -1 per other step, values like negative distances). <= 0."""
@@ -354,7 +362,7 @@ class TrainConfig:
                 f"{self.step_reward * horizon:.3g}, beyond the -{MAX_RETURN:.0e} that the DQN's "
                 "float32 targets hold; use a step reward nearer 0."
             )
-        for name in ("c_ss", "theta", "max_grad_norm", "count_bonus"):
+        for name in ("c_ss", "theta", "max_grad_norm", "count_bonus", "off_policy_weight"):
             value = getattr(self, name)
             if not (value >= 0.0 and math.isfinite(value)):
                 raise ConfigError(f"--{flag(name)} must be a finite number >= 0, got {value}.")

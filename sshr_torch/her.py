@@ -42,6 +42,12 @@ them):
   the factor of the bootstrap value Q(s_{t+m}, g). A window never crosses the episode's end: a
   truncated episode bootstraps from its last next state. With n_step = 1 and gamma set, the
   batch is the 1-step one with discount = gamma (1 - terminal).
+- ``cut_off_policy``: a step stored with ``off_policy`` (its action was not the learner's:
+  Smart Start's guided walk, a directed explorer's move) ends every window before it, so
+  m <= the first j >= 1 at which step t+j is off-policy. The row's own action (j = 0) may be
+  any: Q(s_t, g, a_t) is learnt for whatever a_t was; the later ones are only unbiased for the
+  greedy value where they are the learner's own (its epsilon-greedy choices are kept, as in
+  n-step DQN).
 - ``step_reward`` (default 0) is added to every reward the buffer hands out, real and
   relabelled, at every step of a window (e.g. -1 with the maze's 1-at-the-goal reward gives 0
   at the goal and -1 per other step).
@@ -58,6 +64,7 @@ independent of how much is stored.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from enum import Enum
 from typing import Any, Literal, NamedTuple, get_args
@@ -117,6 +124,11 @@ class HerReplayBuffer:
         n_step: returns over up to this many steps (see the module docstring); 1 is 1-step.
         gamma: the discount of the n-step sums; set, ``sample`` fills ``Batch.discount``.
         step_reward: added to every reward handed out (real and relabelled, every step).
+        cut_off_policy: n-step windows end before a step added with ``off_policy`` (see the
+            module docstring).
+        off_policy_weight: ``sample`` draws a step added with ``off_policy`` with this weight
+            relative to the others (1: uniform; 0: never, unless nothing else is stored; > 1
+            more often).
 
     Call ``add`` for each env step, ``end_episode`` when the episode terminated or was
     truncated (only then is it samplable), then ``sample`` or ``episode_relabels``.
@@ -137,6 +149,8 @@ class HerReplayBuffer:
         n_step: int = 1,
         gamma: float | None = None,
         step_reward: float = 0.0,
+        cut_off_policy: bool = False,
+        off_policy_weight: float = 1.0,
     ) -> None:
         if n_step < 1:
             raise ValueError(f"n_step must be >= 1, got {n_step}.")
@@ -146,6 +160,10 @@ class HerReplayBuffer:
             raise ValueError(f"capacity must be at least 1, got {capacity}.")
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}.")
+        if not 0.0 <= off_policy_weight < math.inf:
+            raise ValueError(
+                f"off_policy_weight must be a finite number >= 0, got {off_policy_weight}."
+            )
         try:
             self.strategy = GoalSelectionStrategy(strategy)
         except ValueError:
@@ -157,6 +175,8 @@ class HerReplayBuffer:
         self.n_step = int(n_step)
         self.gamma = None if gamma is None else float(gamma)
         self.step_reward = float(step_reward)
+        self.cut_off_policy = bool(cut_off_policy)
+        self.off_policy_weight = float(off_policy_weight)
         self._offsets = np.arange(self.n_step)  # window offsets j and their gamma^j
         self._powers = np.float32(self.gamma or 1.0) ** np.arange(self.n_step, dtype=np.float32)
         self.obs_shape = tuple(obs_shape)
@@ -171,6 +191,7 @@ class HerReplayBuffer:
         self._reward = np.zeros(n, dtype=np.float32)
         self._terminated = np.zeros(n, dtype=bool)
         self._is_success = np.zeros(n, dtype=bool)
+        self._off_policy = np.zeros(n, dtype=bool)  # the action was not the learner's
         # Absolute positions [start, end) of each transition's episode; end is written when the
         # episode ends (a running episode is never sampled, so it is never read before then).
         self._episode_start = np.zeros(n, dtype=np.int64)
@@ -211,8 +232,12 @@ class HerReplayBuffer:
         terminated: bool,
         truncated: bool,
         is_success: bool,
+        off_policy: bool = False,
     ) -> None:
         """Append one env step to the running episode.
+
+        ``off_policy``: the step's action was not the learner's (a guided walk's); with
+        ``cut_off_policy`` n-step windows end before it.
 
         ``achieved_goal`` (of ``obs``) is accepted for the goal-env call shape but not stored:
         substitute goals come from next states only. ``truncated`` is not stored either: a
@@ -233,6 +258,7 @@ class HerReplayBuffer:
         self._reward[slot] = reward
         self._terminated[slot] = terminated
         self._is_success[slot] = is_success
+        self._off_policy[slot] = off_policy
         self._episode_start[slot] = self._running_start
         self._head = head + 1
 
@@ -334,7 +360,7 @@ class HerReplayBuffer:
                 "(call end_episode() once an episode terminates or is truncated)."
             )
         rng = self.rng
-        positions = self._tail + rng.integers(0, n_stored, size=batch_size)
+        positions = self._draw(batch_size, n_stored)
         slots = positions % self.capacity
         goal = self._desired_goal[slots]  # fancy indexing copies
         reward = self._real_reward(slots)
@@ -377,6 +403,28 @@ class HerReplayBuffer:
             discount=discount,
         )
 
+    def _draw(self, batch_size: int, n_stored: int) -> np.ndarray:
+        """``batch_size`` absolute positions of stored steps, an off-policy step drawn with
+        relative weight ``off_policy_weight`` w: uniform draws, an off-policy one kept with
+        probability min(1, w), another with min(1, 1 / w), rejected ones drawn again (the
+        accepted draws follow the weighted distribution; after 32 rounds the rest stay as
+        drawn, e.g. when every stored step is of one kind and its weight is 0)."""
+        rng = self.rng
+        positions = self._tail + rng.integers(0, n_stored, size=batch_size)
+        weight = self.off_policy_weight
+        if weight != 1.0:
+            # accept an off-policy step with probability min(1, w), another with min(1, 1 / w)
+            keep_off, keep_on = min(1.0, weight), 1.0 / weight if weight > 1.0 else 1.0
+            pending = np.arange(batch_size)  # rows whose latest draw is not yet accepted
+            for _ in range(32):
+                off = self._off_policy[positions[pending] % self.capacity]
+                keep = np.where(off, keep_off, keep_on)
+                pending = pending[rng.random(len(pending)) >= keep]
+                if not len(pending):
+                    break
+                positions[pending] = self._tail + rng.integers(0, n_stored, size=len(pending))
+        return positions
+
     def _n_step_returns(
         self, positions: np.ndarray, goal: np.ndarray, n_her: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -411,6 +459,11 @@ class HerReplayBuffer:
         # Length m: up to and including the first terminal step, within the episode and n.
         stop = terminal & inside  # (B, n)
         m = np.where(stop.any(axis=1), stop.argmax(axis=1) + 1, inside.sum(axis=1))  # (B,)
+        if self.cut_off_policy:
+            # m <= the first j >= 1 whose action was not the learner's (steps past the end
+            # read the last step, but m <= the steps inside already)
+            later = self._off_policy[window] & (self._offsets >= 1)  # (B, n)
+            m = np.minimum(m, np.where(later.any(axis=1), later.argmax(axis=1), n))
         used = np.arange(n) < m[:, None]  # (B, n)
         powers = self._powers  # (n,) gamma^j
         total = (reward * used) @ powers  # (B,)
@@ -479,6 +532,7 @@ class HerReplayBuffer:
         "_reward",
         "_terminated",
         "_is_success",
+        "_off_policy",
         "_episode_start",
         "_episode_end",
     )
@@ -509,6 +563,9 @@ class HerReplayBuffer:
             )
         for name in self._ARRAYS:
             array = getattr(self, name)
+            if name == "_off_policy" and "off_policy" not in state:
+                array[...] = False  # a checkpoint from before the flag: all the learner's
+                continue
             saved = np.asarray(state[name.lstrip("_")])
             if saved.shape != array.shape:
                 raise ValueError(

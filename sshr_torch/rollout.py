@@ -10,7 +10,8 @@ One episode, as in the paper's Algorithm 1 read with the corrections of docs/des
    ``explore_at_random``: uniformly random moves, or the directed ``explorer``'s, UCB1 over
    the count model);
 3. every transition, guided ones included, goes to the count model and the HER buffer (its
-   reward plus ``count_bonus`` / sqrt(C(s, a)) when a count bonus is set), and
+   reward plus ``count_bonus`` / sqrt(C(s, a)) when a count bonus is set; marked
+   ``off_policy`` where the action was not the learner's), and
    the learner learns (``Agent.learn``) after each step and once more when the episode ends;
    the Smart Start phase counts against the episode's step limit.
 
@@ -137,6 +138,7 @@ def play_episode(
     while True:
         eps = epsilon(steps)
         action = controller.act(state) if controller is not None and controller.active else None
+        learners = action is None and directed is None  # the learner's own (epsilon-greedy) move
         if action is None:
             action = agent.act(state, goal, eps) if directed is None else directed(state)
         obs, reward, terminated, truncated, info = env.step(action)
@@ -161,6 +163,7 @@ def play_episode(
             terminated,
             truncated,
             success,
+            off_policy=not learners,
         )
         steps += 1
         if visits is not None:

@@ -247,6 +247,10 @@ def test_goal_reach_smoke(tmp_path: Path) -> None:
     runs = _table(tmp_path / "goal_reach_runs.csv")
     assert [row["arm"] for row in runs] == ["dqn", "tabular"]
     assert all(0.0 <= float(row["goals_success"]) <= 1.0 for row in runs)
+    # visited cells, and goal reach over every free cell (the same goals for every arm)
+    n_free = len(script.load_maze("keulen_easy").free_cells)
+    assert all(0 < int(row["visited"]) <= n_free for row in runs)
+    assert all(0.0 <= float(row["goals_all"]) <= 1.0 for row in runs)
     table = _table(tmp_path / "goal_reach.csv")
     dqn = next(row for row in table if row["arm"] == "dqn")
     assert dqn["target"].startswith("reach >= 0.95: ")  # measured against the main job's target

@@ -384,3 +384,27 @@ def test_strategy_names_and_errors():
 def test_her_module_does_not_import_torch():
     code = "import sys, sshr_torch.her; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5, 1.0, 3.0])
+def test_off_policy_steps_are_drawn_with_their_weight(weight):
+    # 2 off-policy steps (states 0, 1) and 6 of the learner's (2..7): a row is off-policy with
+    # probability 2w / (2w + 6).
+    buffer = HerReplayBuffer(100, equal_reward, strategy="none", k=0, rng=1,
+                             off_policy_weight=weight)  # fmt: skip
+    for t in range(8):
+        buffer.add(t, t, 99, 0, 0.0, t + 1, t + 1, False, t == 7, False, off_policy=t < 2)
+    buffer.end_episode()
+    obs = buffer.sample(20_000).obs
+    share = np.mean(obs < 2)
+    assert share == pytest.approx(2 * weight / (2 * weight + 6), abs=0.01)
+    # within each kind the draw stays uniform
+    for kind in (obs[obs < 2], obs[obs >= 2]):
+        if len(kind):
+            counts = np.bincount(kind)[kind.min() :]
+            assert counts.min() > 0.9 * counts.mean()
+
+
+def test_off_policy_weight_out_of_range_is_an_error():
+    with pytest.raises(ValueError, match="off_policy_weight"):
+        HerReplayBuffer(10, equal_reward, off_policy_weight=-0.5)

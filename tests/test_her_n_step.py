@@ -168,3 +168,47 @@ def test_bad_settings_are_refused():
         HerReplayBuffer(10, equal_reward, n_step=0)
     with pytest.raises(ValueError, match="gamma"):
         HerReplayBuffer(10, equal_reward, n_step=3)
+
+
+@pytest.mark.parametrize("cut", [False, True])
+def test_windows_end_before_an_off_policy_step_when_cut(cut):
+    # Steps t = 0, 1 are a guided walk (off-policy), t = 2.. the learner's own. With the cut a
+    # window may start on a guided step (its own action is what is learnt) but never runs into
+    # one after its first step: from t = 0 the window is 1 step (t = 1 is guided), from t = 1
+    # it runs on over the learner's steps; without the cut every window is the plain n-step one.
+    buffer = HerReplayBuffer(1000, equal_reward, strategy="future", k=3, rng=0, n_step=4,
+                             gamma=GAMMA, step_reward=-1.0, cut_off_policy=cut)  # fmt: skip
+    states = [10, 11, 12, 13, 14, 15, 16]
+    for t in range(6):
+        buffer.add(states[t], states[t], 99, 0, 0.0, states[t + 1], states[t + 1], False,
+                   t == 5, False, off_policy=t < 2)  # fmt: skip
+    buffer.end_episode()
+    batch = buffer.sample(1024)
+    for row in range(1024):
+        t = int(batch.obs[row]) - 10
+        relabelled = bool(batch.relabelled[row])
+        reward, next_obs, terminal, discount = expected_row(
+            states, t, int(batch.goal[row]), relabelled, 1 if cut and t == 0 else 4,
+            step_reward=-1.0,
+        )  # fmt: skip
+        assert batch.next_obs[row] == next_obs, row
+        assert batch.reward[row] == pytest.approx(reward), row
+        assert batch.discount[row] == pytest.approx(discount), row
+    first = batch.obs == 10
+    assert first.any()
+    # the cut's effect: every t = 0 row bootstraps from 11 with it; without, from further on
+    assert (batch.next_obs[first] == 11).all() == cut
+
+
+def test_off_policy_flags_survive_a_checkpoint_and_old_ones_load():
+    buffer = HerReplayBuffer(100, equal_reward, n_step=3, gamma=GAMMA, cut_off_policy=True)
+    for t in range(4):
+        buffer.add(t, t, 9, 0, 0.0, t + 1, t + 1, False, t == 3, False, off_policy=t == 1)
+    buffer.end_episode()
+    state = buffer.state_dict()
+    restored = HerReplayBuffer(100, equal_reward, n_step=3, gamma=GAMMA, cut_off_policy=True)
+    restored.load_state_dict(state)
+    np.testing.assert_array_equal(restored._off_policy[:4], [False, True, False, False])
+    del state["off_policy"]  # a checkpoint written before the flag existed
+    restored.load_state_dict(state)
+    assert not restored._off_policy.any()

@@ -315,6 +315,7 @@ def _bad_maze(tmp_path: Path) -> str:
         (["--explore", "directed", "--no-smart-start"], "--explore directed"),
         (["--explore", "boltzmann"], "--explore"),
         (["--count-bonus", "-1"], "--count-bonus"),
+        (["--off-policy-weight", "-0.5"], "--off-policy-weight"),
         (["--no-such-flag"], "--no-such-flag"),
         (["--episodes", "many"], "--episodes"),
         (["--resume", "MISSING_DIR"], "missing"),
@@ -720,3 +721,30 @@ def test_count_bonus_is_added_to_the_stored_rewards_and_checkpointed(tmp_path):
     # the episode's return stays the env's
     returns = [float(row["return"]) for row in read_rows(result.run_dir)]
     assert set(returns) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("explore", ["epsilon", "directed"])
+def test_guided_steps_are_stored_as_off_policy(tmp_path, explore):
+    # With --explore epsilon (and no random moves until the goal) every step that is not Smart
+    # Start's guided walk is the learner's own: the buffer's off-policy steps are exactly the
+    # guided ones. The directed exploration's moves are off-policy too: at least as many.
+    config = tiny_config(
+        tmp_path,
+        episodes=6,
+        explore=explore,
+        random_until_goal=False,
+        off_policy_weight=0.5,
+        n_step_cut=True,
+    )
+    trainer = Trainer(config)
+    trainer.run()
+    trainer.close()
+    guided = sum(int(row["ss_steps"]) for row in read_rows(tmp_path / "run"))
+    buffer = trainer.buffer
+    flags = buffer._off_policy[: buffer._head]
+    assert guided > 0
+    if explore == "epsilon":
+        assert int(flags.sum()) == guided
+    else:
+        assert int(flags.sum()) >= guided
+    assert not flags.all()
