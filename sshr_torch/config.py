@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from sshr_torch.her import StrategyName as HerName
-from sshr_torch.smart_start import ExploreName, ModelGoals, ModelMode, SsValue, UcbForm
+from sshr_torch.smart_start import ExploreName, ModelGoals, ModelLoss, ModelMode, SsValue, UcbForm
 
 AgentName = Literal["dqn", "tabular"]
 LossName = Literal["huber", "mse"]
@@ -230,6 +230,11 @@ class TrainConfig:
     batch's states (rows with that goal; the TD target elsewhere); 'target': bootstrap those
     rows from the model's V(s', g); 'floor': from max(Q_target(s', g), V_model(s', g)); 'off':
     the pure DQN + HER targets. docs/long_mazes.md measures each."""
+    model_loss: ModelLoss = "entries"
+    """With model_values 'q': how the loss weighs a row's targets. 'entries': Huber over every
+    entry with a target; 'split': Huber over each row's mean error plus over the errors about it,
+    so that the differences between a state's actions (one move) are fitted even where the
+    values (thousands of moves) are off by more than Huber's 1 (docs/large_mazes.md)."""
     model_goals: ModelGoals = "all"
     """With model_values: the goals the count model gives values for. 'all': every goal of a
     batch, HER's relabelled ones included, from the fewest moves the model has seen into each
@@ -363,6 +368,7 @@ class TrainConfig:
             ("loss", LossName),
             ("model_values", ModelValuesName),
             ("model_goals", ModelGoals),
+            ("model_loss", ModelLoss),
         ):
             _choice(name, getattr(self, name), get_args(kind))
         if self.explore is not None:

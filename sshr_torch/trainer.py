@@ -671,6 +671,7 @@ class Trainer:
         )
         self.agent.model_values = values  # type: ignore[attr-defined]
         self.agent.model_mode = config.model_values  # type: ignore[attr-defined]
+        self.agent.model_loss = config.model_loss  # type: ignore[attr-defined]
         return values
 
     def _make_goal_reach(self) -> GoalReach | None:

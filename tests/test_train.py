@@ -407,8 +407,17 @@ def test_model_values_come_from_the_count_model(tmp_path):
     try:
         assert trainer.agent.model_values is trainer.model_values is not None
         assert trainer.agent.model_mode == config.model_values == "q"
+        assert trainer.agent.model_loss == config.model_loss
     finally:
         trainer.close()
+    split = tiny_config(tmp_path, episodes=8, model_loss="split", run_dir=str(tmp_path / "s"))
+    trainer = Trainer(split)
+    try:
+        assert trainer.agent.model_loss == "split"
+    finally:
+        trainer.close()
+    with pytest.raises(ConfigError, match="--model-loss"):
+        tiny_config(tmp_path, model_loss="rows").validate()
     result = train(tiny_config(tmp_path, episodes=8, eval_interval=0, run_dir=str(tmp_path / "b")))
     assert result.summary["first_success_step"] is not None
     assert "train/model_share" in scalar_tags(result.run_dir)
