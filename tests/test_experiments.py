@@ -271,3 +271,8 @@ def test_path_agreement_follows_the_models_shortest_path(tmp_path: Path) -> None
     assert 0.0 <= result.agree_share <= 1.0 and result.median_error >= 0.0
     # the model ranks its actions on the path (an open room's two shortest moves tie: gap 0)
     assert 0.0 <= result.min_gap <= result.median_gap and result.median_gap > 0.0
+    # by distance to the goal: its 19 states fall in the first two bands, 1-10 and 11-50
+    assert [(band.low, band.high) for band in result.bands] == [(1, 10), (11, 50)]
+    for band in result.bands:
+        assert 0.0 <= band.agree_share <= 1.0
+        assert band.median_error >= 0.0 and band.median_diff_error >= 0.0
