@@ -198,6 +198,9 @@ class TrainConfig:
     """DQN minibatch size."""
     learning_rate: float = 1e-3
     """DQN Adam learning rate."""
+    lr_half_life: int = 0
+    """DQN: halve the learning rate every this many gradient updates (exponential decay, for
+    a fit that keeps getting finer over long runs); 0: constant."""
     loss: LossName = "huber"
     """DQN TD loss: 'huber' (smooth L1, beta 1) or 'mse'."""
     fast_path: bool = True
@@ -312,7 +315,13 @@ class TrainConfig:
         for name in ("episodes", "total_steps"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
-        for name in ("learning_starts", "epsilon_decay_steps", "eval_interval", "image_interval"):
+        for name in (
+            "learning_starts",
+            "epsilon_decay_steps",
+            "eval_interval",
+            "image_interval",
+            "lr_half_life",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{flag(name)} must be >= 0, got {getattr(self, name)}.")
         _positive("checkpoint_interval", self.checkpoint_interval)

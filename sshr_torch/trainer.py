@@ -366,6 +366,7 @@ def make_agent(
         q_network=q_network,
         hidden_sizes=config.hidden_sizes,
         learning_rate=config.learning_rate,
+        lr_scheduler=_lr_decay(config.lr_half_life),
         gamma=config.discount,
         loss=LOSSES[config.loss],
         batch_size=config.batch_size,
@@ -382,6 +383,14 @@ def make_agent(
         seed=seed,
         fast_path=config.fast_path,
     )
+
+
+def _lr_decay(half_life: int) -> Callable[[torch.optim.Optimizer], Any] | None:
+    """``lr_half_life``'s scheduler factory: lr_t = lr 0.5^(t / half_life), stepped per update."""
+    if half_life <= 0:
+        return None
+    factor = 0.5 ** (1.0 / half_life)
+    return lambda optimizer: torch.optim.lr_scheduler.ExponentialLR(optimizer, factor)
 
 
 def _return_range(

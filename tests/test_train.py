@@ -23,6 +23,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from sshr_torch import runlog
 from sshr_torch.agents import DQNAgent
 from sshr_torch.config import ConfigError, TrainConfig
+from sshr_torch.her import Batch
 from sshr_torch.maze import shortest_path_length
 from sshr_torch.train import main
 from sshr_torch.trainer import Trainer, make_agent, make_env, resume_config, train
@@ -728,3 +729,30 @@ def test_count_bonus_is_added_to_the_stored_rewards_and_checkpointed(tmp_path):
     # the episode's return stays the env's
     returns = [float(row["return"]) for row in read_rows(result.run_dir)]
     assert set(returns) <= {0.0, 1.0}
+
+
+def test_lr_half_life_halves_the_learning_rate_every_that_many_updates(tmp_path):
+    maze_env = make_env(tiny_config(tmp_path))
+    agent = make_agent(tiny_config(tmp_path, lr_half_life=4, learning_rate=1e-3), maze_env, 0)
+    constant = make_agent(tiny_config(tmp_path), maze_env, 0)
+    assert agent.fast is not None  # the fast path reads the scheduled rate too
+    rng = np.random.default_rng(0)
+    n = maze_env.observation_space["observation"].n
+    for _ in range(8):
+        states = rng.integers(n, size=16)
+        batch = Batch(
+            obs=states,
+            goal=rng.integers(n, size=16),
+            action=rng.integers(4, size=16),
+            reward=np.full(16, -1.0, np.float32),
+            next_obs=states,
+            terminal=np.zeros(16, np.float32),
+            relabelled=np.zeros(16, bool),
+        )
+        agent.update(batch)
+        constant.update(batch)
+    for optimizer in agent.optimizers:  # 8 updates, half-life 4: a quarter
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(2.5e-4)
+    assert all(opt.param_groups[0]["lr"] == 1e-3 for opt in constant.optimizers)
+    with pytest.raises(ConfigError, match="--lr-half-life"):
+        tiny_config(tmp_path, lr_half_life=-1).validate()
