@@ -229,6 +229,23 @@ def test_large_mazes_smoke(tmp_path: Path) -> None:
     _check_png(tmp_path / "large_mazes.png")
 
 
+def test_large_mazes_greedy_runs_of_the_long_path_settings() -> None:
+    script = _script("large_mazes")
+    jobs = script.greedy_configs(3, 101)
+    assert sorted({(arm, config.seed) for _, arm, config in jobs}) == sorted(
+        (arm, seed) for arm in script.GREEDY_ARMS for seed in range(3)
+    )
+    for size, arm, config in jobs:
+        config.validate()
+        assert size.side == 101 and config.maze == f"generated:101x101:seed={config.seed}"
+        assert config.total_steps == 300_000 and config.max_episode_steps == 5000
+        assert config.eval_interval == 2  # every 10k env steps
+        long_paths = arm == "dqn_long_paths"
+        assert (config.model_loss == "split") == long_paths
+        assert (config.discount == 0.99999) == long_paths
+    assert {config.eval_interval for _, _, config in script.greedy_configs(1)} == {10}
+
+
 def test_frontier_explorer_stays_within_every_action_once_plus_the_walks_back() -> None:
     script = _script("large_mazes")
     # keulen_easy_unscaled: 8 free cells, G 7 moves from S along a corridor. Each (s, a) of
