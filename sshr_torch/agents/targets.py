@@ -181,7 +181,7 @@ def model_q_grad(
         n_known = max(int(known.sum()), 1)
         error = torch.where(known, q - wanted, 0.0)
         loss = huber(error).sum() / n_known
-        return loss, error.clamp(-1.0, 1.0).div_(n_known)
+        return loss, error.clamp(-1.0, 1.0).mul_(1.0 / n_known)  # as before the split mode
     if mode != "split":
         raise ValueError(f"the model's loss is 'split' or 'entries', not {mode!r}.")
     known, n, mean, centred = _split_errors(q, wanted)
