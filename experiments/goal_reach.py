@@ -54,10 +54,11 @@ from _common import Timer, fmt, parse_args, write_table
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sshr_torch import runlog
+from sshr_torch.build import make_agent, make_env
 from sshr_torch.config import TrainConfig
 from sshr_torch.goal_reach import reach_from_start
 from sshr_torch.maze import load_maze, shortest_path_length
-from sshr_torch.trainer import make_agent, make_env, train
+from sshr_torch.trainer import train
 
 ARMS: dict[str, dict[str, Any]] = {
     "dqn": {},

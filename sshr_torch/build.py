@@ -145,7 +145,11 @@ def make_agent(
     if config.clip_target and return_range is not None:
         low, high = return_range(config.step_reward, config.discount)
         target_range = (float(low), float(high))
-    model_mode = {} if model_values is None else {"model_mode": config.model_values}
+    model_mode = (
+        {}
+        if model_values is None
+        else {"model_mode": config.model_values, "model_loss": config.model_loss}
+    )
     return DQNAgent(
         observation_space,
         goal_space,
@@ -153,6 +157,7 @@ def make_agent(
         q_network=q_network,
         hidden_sizes=config.hidden_sizes,
         learning_rate=config.learning_rate,
+        lr_scheduler=lr_decay(config.lr_half_life),
         gamma=config.discount,
         loss=LOSSES[config.loss],
         batch_size=config.batch_size,
@@ -169,6 +174,15 @@ def make_agent(
         model_values=model_values,
         **model_mode,
     )
+
+
+def lr_decay(half_life: int) -> Callable[[torch.optim.Optimizer], Any] | None:
+    """``lr_half_life``'s scheduler factory: lr_t = lr 0.5^(t / half_life), stepped per update
+    (None: a constant rate)."""
+    if half_life <= 0:
+        return None
+    factor = 0.5 ** (1.0 / half_life)
+    return lambda optimizer: torch.optim.lr_scheduler.ExponentialLR(optimizer, factor)
 
 
 def make_buffer(

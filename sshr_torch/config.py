@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from sshr_torch.her import StrategyName as HerName
-from sshr_torch.smart_start import ExploreName, ModelGoals, ModelMode, SsValue, UcbForm
+from sshr_torch.smart_start import ExploreName, ModelGoals, ModelLoss, ModelMode, SsValue, UcbForm
 
 AgentName = Literal["dqn", "tabular"]
 LossName = Literal["huber", "mse"]
@@ -214,6 +214,9 @@ class TrainConfig:
     """DQN minibatch size."""
     learning_rate: float = 1e-3
     """DQN Adam learning rate."""
+    lr_half_life: int = 0
+    """DQN: halve the learning rate every this many gradient updates (exponential decay, for
+    a fit that keeps getting finer over long runs); 0: constant."""
     loss: LossName = "huber"
     """DQN TD loss: 'huber' (smooth L1, beta 1) or 'mse'."""
     fast_path: bool = True
@@ -254,6 +257,11 @@ class TrainConfig:
     batch's states (rows with that goal; the TD target elsewhere); 'target': bootstrap those
     rows from the model's V(s', g); 'floor': from max(Q_target(s', g), V_model(s', g)); 'off':
     the pure DQN + HER targets. docs/long_mazes.md measures each."""
+    model_loss: ModelLoss = "entries"
+    """With model_values 'q': how the loss weighs a row's targets. 'entries': Huber over every
+    entry with a target; 'split': Huber over each row's mean error plus over the errors about it,
+    so that the differences between a state's actions (one move) are fitted even where the
+    values (thousands of moves) are off by more than Huber's 1 (docs/large_mazes.md)."""
     model_goals: ModelGoals = "all"
     """With model_values: the goals the count model gives values for. 'all': every goal of a
     batch, HER's relabelled ones included, from the fewest moves the model has seen into each
@@ -332,7 +340,13 @@ class TrainConfig:
         for name in ("episodes", "total_steps"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
-        for name in ("learning_starts", "epsilon_decay_steps", "eval_interval", "image_interval"):
+        for name in (
+            "learning_starts",
+            "epsilon_decay_steps",
+            "eval_interval",
+            "image_interval",
+            "lr_half_life",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{flag(name)} must be >= 0, got {getattr(self, name)}.")
         _positive("checkpoint_interval", self.checkpoint_interval)
@@ -407,6 +421,7 @@ class TrainConfig:
             ("loss", LossName),
             ("model_values", ModelValuesName),
             ("model_goals", ModelGoals),
+            ("model_loss", ModelLoss),
         ):
             _choice(name, getattr(self, name), get_args(kind))
         if self.explore is not None:

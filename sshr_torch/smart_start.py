@@ -66,6 +66,8 @@ EXPLORES: tuple[str, ...] = get_args(ExploreName)
 """What the learner does after the guided walk (``TrainConfig.explore``)."""
 ModelMode = Literal["floor", "target", "q"]
 """How :class:`ModelGoalValues` enter the DQN's TD targets (``agents.targets``)."""
+ModelLoss = Literal["split", "entries"]
+"""How the DQN's 'q' mode weighs a row's model targets (``agents.targets.model_q_loss``)."""
 ModelGoals = Literal["env", "all"]
 """Which goals :class:`ModelGoalValues` answers for: the refreshed (env's) goal, or every goal."""
 # The per-goal distance cache of ModelGoalValues holds at most this many int32 (128 MB); when

@@ -632,13 +632,20 @@ def test_q_mode_regresses_every_known_action_onto_the_model_by_hand(fast_path):
     assert agent.update(TWO_ROWS)["td_loss"] == pytest.approx((1.5 + 2.5 + 0.125) / 3, rel=1e-6)
 
 
-def test_q_mode_fast_path_equals_the_autograd_path():
+@pytest.mark.parametrize("model_loss", ["entries", "split"])
+def test_q_mode_fast_path_equals_the_autograd_path(model_loss):
     rng = np.random.default_rng(3)
     n = 30
-    q = rng.normal(size=(n, 4)).astype(np.float32)
+    q = rng.normal(size=(n, 4)).astype(np.float32) * 3.0  # errors on both sides of Huber's 1
     q[rng.random((n, 4)) < 0.4] = -np.inf
     model = TableModel(v=q.max(axis=1), q=q, goal=3)
-    settings = dict(hidden_sizes=(16,), seed=2, target_update_interval=7, learning_rate=3e-3)
+    settings = dict(
+        hidden_sizes=(16,),
+        seed=2,
+        target_update_interval=7,
+        learning_rate=3e-3,
+        model_loss=model_loss,
+    )
     fast = DQNAgent(n, n, 4, model_values=model, model_mode="q", **settings)
     general = DQNAgent(n, n, 4, model_values=model, model_mode="q", fast_path=False, **settings)
     assert fast.fast is not None and general.fast is None

@@ -229,6 +229,23 @@ def test_large_mazes_smoke(tmp_path: Path) -> None:
     _check_png(tmp_path / "large_mazes.png")
 
 
+def test_large_mazes_greedy_runs_of_the_long_path_settings() -> None:
+    script = _script("large_mazes")
+    jobs = script.greedy_configs(3, 101)
+    assert sorted({(arm, config.seed) for _, arm, config in jobs}) == sorted(
+        (arm, seed) for arm in script.GREEDY_ARMS for seed in range(3)
+    )
+    for size, arm, config in jobs:
+        config.validate()
+        assert size.side == 101 and config.maze == f"generated:101x101:seed={config.seed}"
+        assert config.total_steps == 300_000 and config.max_episode_steps == 5000
+        assert config.eval_interval == 2  # every 10k env steps
+        long_paths = arm == "dqn_long_paths"
+        assert (config.model_loss == "split") == long_paths
+        assert (config.discount == 0.99999) == long_paths
+    assert {config.eval_interval for _, _, config in script.greedy_configs(1)} == {10}
+
+
 def test_frontier_explorer_stays_within_every_action_once_plus_the_walks_back() -> None:
     script = _script("large_mazes")
     # keulen_easy_unscaled: 8 free cells, G 7 moves from S along a corridor. Each (s, a) of
@@ -275,6 +292,11 @@ def test_path_agreement_follows_the_models_shortest_path(tmp_path: Path) -> None
     assert 0.0 <= result.agree_share <= 1.0 and result.median_error >= 0.0
     # the model ranks its actions on the path (an open room's two shortest moves tie: gap 0)
     assert 0.0 <= result.min_gap <= result.median_gap and result.median_gap > 0.0
+    # by distance to the goal: its 19 states fall in the first two bands, 1-10 and 11-50
+    assert [(band.low, band.high) for band in result.bands] == [(1, 10), (11, 50)]
+    for band in result.bands:
+        assert 0.0 <= band.agree_share <= 1.0
+        assert band.median_error >= 0.0 and band.median_diff_error >= 0.0
 
 
 def test_minigrid_worlds_smoke(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from sshr_torch import runlog
 from sshr_torch.agents import DQNAgent
 from sshr_torch.build import make_agent, make_env
 from sshr_torch.config import ConfigError, TrainConfig
+from sshr_torch.her import Batch
 from sshr_torch.maze import shortest_path_length
 from sshr_torch.train import main
 from sshr_torch.trainer import Trainer, resume_config, train
@@ -409,8 +410,17 @@ def test_model_values_come_from_the_count_model(tmp_path):
     try:
         assert trainer.agent.model_values is trainer.model_values is not None
         assert trainer.agent.model_mode == config.model_values == "q"
+        assert trainer.agent.model_loss == config.model_loss
     finally:
         trainer.close()
+    split = tiny_config(tmp_path, episodes=8, model_loss="split", run_dir=str(tmp_path / "s"))
+    trainer = Trainer(split)
+    try:
+        assert trainer.agent.model_loss == "split"
+    finally:
+        trainer.close()
+    with pytest.raises(ConfigError, match="--model-loss"):
+        tiny_config(tmp_path, model_loss="rows").validate()
     result = train(tiny_config(tmp_path, episodes=8, eval_interval=0, run_dir=str(tmp_path / "b")))
     assert result.summary["first_success_step"] is not None
     assert "train/model_share" in scalar_tags(result.run_dir)
@@ -748,3 +758,30 @@ def test_guided_steps_are_stored_as_off_policy(tmp_path, explore):
     else:
         assert int(flags.sum()) >= guided
     assert not flags.all()
+
+
+def test_lr_half_life_halves_the_learning_rate_every_that_many_updates(tmp_path):
+    maze_env = make_env(tiny_config(tmp_path))
+    agent = make_agent(tiny_config(tmp_path, lr_half_life=4, learning_rate=1e-3), maze_env, 0)
+    constant = make_agent(tiny_config(tmp_path), maze_env, 0)
+    assert agent.fast is not None  # the fast path reads the scheduled rate too
+    rng = np.random.default_rng(0)
+    n = maze_env.observation_space["observation"].n
+    for _ in range(8):
+        states = rng.integers(n, size=16)
+        batch = Batch(
+            obs=states,
+            goal=rng.integers(n, size=16),
+            action=rng.integers(4, size=16),
+            reward=np.full(16, -1.0, np.float32),
+            next_obs=states,
+            terminal=np.zeros(16, np.float32),
+            relabelled=np.zeros(16, bool),
+        )
+        agent.update(batch)
+        constant.update(batch)
+    for optimizer in agent.optimizers:  # 8 updates, half-life 4: a quarter
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(2.5e-4)
+    assert all(opt.param_groups[0]["lr"] == 1e-3 for opt in constant.optimizers)
+    with pytest.raises(ConfigError, match="--lr-half-life"):
+        tiny_config(tmp_path, lr_half_life=-1).validate()

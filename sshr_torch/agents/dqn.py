@@ -17,8 +17,11 @@ returns). With ``model_values`` (values known from elsewhere, e.g. Smart Start's
   on a deterministic env);
 - 'target': it is V_model(s', g) where the model has one;
 - 'q': the model's Q_model(s, g, a) is the target of every action a of the row's state that the
-  model knows (the taken one's TD target where it does not), and the loss is the mean over
-  those entries: the network is regressed onto the model's values for its goal.
+  model knows (the taken one's TD target where it does not): the network is regressed onto
+  the model's values for its goal. ``model_loss`` 'entries' takes the loss over those
+  entries; 'split' over each row's mean error and the errors about it, so that the
+  differences between a state's actions are fitted however large its values
+  (``targets.model_q_loss``).
 
 Parameters with sparse gradients (an ``nn.Embedding`` / ``nn.EmbeddingBag`` with
 ``sparse=True``, as the default module's first layer) are stepped by ``RowAdam`` (lazy Adam,
@@ -116,6 +119,7 @@ class DQNAgent:
         model_values: values of states for goals from elsewhere (see the module docstring);
             the trainer sets Smart Start's count-model values here (``TrainConfig.model_values``).
         model_mode: 'floor', 'target' or 'q': how ``model_values`` enter the targets.
+        model_loss: 'q' mode's loss, 'split' or 'entries' (``targets.model_q_loss``).
     """
 
     def __init__(
@@ -147,6 +151,7 @@ class DQNAgent:
         fast_path: bool = True,
         model_values: ModelValues | None = None,
         model_mode: ModelMode = "q",
+        model_loss: targets.ModelLoss = "entries",
     ) -> None:
         for name, value in (
             ("target_update_interval", target_update_interval),
@@ -159,6 +164,9 @@ class DQNAgent:
         if model_mode not in get_args(ModelMode):
             modes = get_args(ModelMode)
             raise ValueError(f"model_mode must be one of {modes}, got {model_mode!r}.")
+        if model_loss not in get_args(targets.ModelLoss):
+            losses = get_args(targets.ModelLoss)
+            raise ValueError(f"model_loss must be one of {losses}, got {model_loss!r}.")
         if not 0.0 < tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {tau}.")
         if target_range is not None and not target_range[0] <= target_range[1]:
@@ -189,6 +197,7 @@ class DQNAgent:
         self.n_updates = 0
         self.model_values = model_values
         self.model_mode = model_mode
+        self.model_loss = model_loss
 
         if q_network is None:
             generator = torch.Generator().manual_seed(seed)
@@ -354,6 +363,7 @@ class DQNAgent:
                 max_grad_norm=self.max_grad_norm,
                 target_range=self.target_range,
                 model_mode=self.model_mode,
+                model_loss=self.model_loss,
             )
         else:
             metrics = self._autograd_update(batch, discount, model, model_q)
@@ -404,8 +414,7 @@ class DQNAgent:
         else:
             model_q_t = torch.as_tensor(model_q, device=device)
             wanted = targets.model_q_targets(model_q_t, action, target)  # (B, n_actions)
-            known = wanted > -torch.inf
-            loss = self.loss_fn(q[known], wanted[known])
+            loss = targets.model_q_loss(q, wanted, self.model_loss, self.loss_fn)
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -219,12 +219,14 @@ class FastUpdate:
         max_grad_norm: float = math.inf,
         target_range: tuple[float, float] | None = None,
         model_mode: ModelMode = "q",
+        model_loss: targets.ModelLoss = "entries",
     ) -> dict[str, float]:
         """One Huber-loss step on ``batch``; ``discount`` (B,) multiplies the bootstrap value,
         combined with the model's values ``model`` (B,) by ``targets.bootstrap_value`` in
         ``model_mode``; with ``model_q`` (B, n_actions) the loss is 'q' mode's
-        (``targets.model_q_targets``). The global gradient norm is clipped to
-        ``max_grad_norm``. Returns ``td_loss``, ``q_mean`` and ``grad_norm`` (before clipping).
+        (``targets.model_q_targets``; ``targets.model_q_grad`` in ``model_loss``). The global
+        gradient norm is clipped to ``max_grad_norm``. Returns ``td_loss``, ``q_mean`` and
+        ``grad_norm`` (before clipping).
         """
         n = len(batch.action)
         if n != self._size:
@@ -273,14 +275,10 @@ class FastUpdate:
             grad_taken = torch.sub(q_taken, target).clamp_(-1.0, 1.0).mul_(1.0 / n)  # (B,)
             grad_z = torch.zeros_like(q).scatter_(1, self.action, grad_taken.unsqueeze(1))
         else:
-            # The mean Huber loss over the K entries with a target: clamp(q - y, -1, 1) / K.
             wanted = targets.model_q_targets(
                 torch.from_numpy(model_q), self.action[:, 0], target
             )  # (B, n_actions)
-            known = wanted > -torch.inf  # (B, n_actions)
-            n_known = int(known.sum())
-            diff = torch.where(known, q - wanted, 0.0)  # (B, n_actions)
-            grad_z = diff.clamp(-1.0, 1.0).mul_(1.0 / n_known)
+            model_loss_value, grad_z = targets.model_q_grad(q, wanted, model_loss)
         # Back through the layers after the first; for z = h W^T + c with h = relu(z_prev):
         # dW = dz^T h, dc = sum_batch dz, dz_prev = (dz W) * [z_prev > 0].
         for index in range(len(hidden) - 1, -1, -1):
@@ -331,9 +329,7 @@ class FastUpdate:
             clipped = np.minimum(size, 1.0)
             td_loss = float(np.dot(clipped, size - 0.5 * clipped)) / n  # Huber (beta 1) mean
         else:
-            size = np.abs(diff.numpy()).ravel()
-            clipped = np.minimum(size, 1.0)
-            td_loss = float(np.dot(clipped, size - 0.5 * clipped)) / n_known
+            td_loss = float(model_loss_value)
         return {"td_loss": td_loss, "q_mean": float(q_np.sum()) / n, "grad_norm": grad_norm}
 
     def _adam_steps(self) -> None:

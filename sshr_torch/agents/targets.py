@@ -16,6 +16,9 @@ For a replay row (s, g, a, r, s', discount) the chain is:
     y         = r + discount * V(s'), clamped       td_target
     targets   = Q_model(s, g, .), y for the taken   model_q_targets ('q' mode)
                 action where the model has none
+    loss      = Huber over the entries with one,    'entries' (model_q_loss, its gradient
+                or over each row's mean error and   model_q_grad for the fast path)
+                the errors about it                 'split'
 
 All tensors are (B,) per row unless a shape is given; -inf marks "no model value".
 """
@@ -25,12 +28,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sshr_torch.smart_start import ModelMode
+from sshr_torch.smart_start import ModelLoss, ModelMode
 
 __all__ = [
+    "ModelLoss",
     "bootstrap_discount",
     "bootstrap_value",
     "greedy_value",
+    "model_q_grad",
+    "model_q_loss",
     "model_q_targets",
     "td_target",
 ]
@@ -100,3 +106,88 @@ def model_q_targets(
     taken = model_q.gather(1, action.unsqueeze(1))  # (B, 1)
     filled = torch.where(taken > -torch.inf, taken, target.unsqueeze(1))
     return model_q.scatter(1, action.unsqueeze(1), filled)
+
+
+def _split_errors(
+    q: torch.Tensor, wanted: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(known (B, A), entries per row n (B,), the rows' mean errors m (B,), the errors about
+    them c (B, A), 0 where unknown) of q (B, A) against ``wanted`` (B, A, -inf: none)."""
+    known = wanted > -torch.inf
+    n = known.sum(dim=1)  # (B,)
+    error = torch.where(known, q - wanted, 0.0)  # (B, A)
+    mean = error.sum(dim=1) / n.clamp(min=1)  # (B,)
+    centred = torch.where(known, error - mean.unsqueeze(1), 0.0)  # (B, A)
+    return known, n, mean, centred
+
+
+def model_q_loss(
+    q: torch.Tensor,
+    wanted: torch.Tensor,
+    mode: ModelLoss = "split",
+    loss_fn=torch.nn.functional.smooth_l1_loss,
+) -> torch.Tensor:
+    """'q' mode's loss of the network's Q (B, n_actions) against ``wanted``
+    (``model_q_targets``, -inf: no target), differentiable, with ``loss_fn(x, y)`` a mean
+    (default Huber, beta 1).
+
+    'entries': loss_fn over the K entries with a target (the mean of their Huber terms).
+
+    'split': for row i with n_i entries, errors e_ia = Q - target, their mean m_i and the errors
+    about it c_ia = e_ia - m_i (which decide the row's argmax, whatever m_i is):
+
+        loss = (1 / R) sum_i [ H(m_i) + sum_a H(c_ia) ]      (R rows with an entry)
+
+    Huber's gradient is clamped at 1: with values of thousands and a fit error of a few, every
+    entry of a row has an error beyond 1 of the same sign, and 'entries' gives each the same
+    gradient, so the differences between a state's actions (1 move) get none. 'split' fits them
+    on their own (docs/large_mazes.md). A row with one entry (a TD target) has c = 0: its loss
+    is H(e), as with 'entries'.
+    """
+    if mode == "entries":
+        known = wanted > -torch.inf
+        return loss_fn(q[known], wanted[known])
+    if mode != "split":
+        raise ValueError(f"the model's loss is 'split' or 'entries', not {mode!r}.")
+    known, n, mean, centred = _split_errors(q, wanted)
+    rows = n > 0
+    n_rows = int(rows.sum())
+    n_known = int(known.sum())
+    zero = torch.zeros((), dtype=q.dtype, device=q.device)
+    total = loss_fn(mean[rows], zero.expand(n_rows)) * n_rows
+    total = total + loss_fn(centred[known], zero.expand(n_known)) * n_known
+    return total / max(n_rows, 1)
+
+
+def model_q_grad(
+    q: torch.Tensor, wanted: torch.Tensor, mode: ModelLoss = "split"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Huber (beta 1) ``model_q_loss`` (a 0-d tensor) and its gradient d loss / d q
+    (B, n_actions), written out for the fast path. With H'(x) = clamp(x, -1, 1):
+
+        'entries':  H'(e_ia) / K
+        'split':    [ H'(m_i) / n_i + H'(c_ia) - (1 / n_i) sum_b H'(c_ib) ] / R
+
+    on the entries with a target, 0 elsewhere.
+    """
+
+    def huber(x: torch.Tensor) -> torch.Tensor:  # elementwise, beta 1
+        size = x.abs()
+        clipped = size.clamp(max=1.0)
+        return clipped * (size - 0.5 * clipped)
+
+    if mode == "entries":
+        known = wanted > -torch.inf
+        n_known = max(int(known.sum()), 1)
+        error = torch.where(known, q - wanted, 0.0)
+        loss = huber(error).sum() / n_known
+        return loss, error.clamp(-1.0, 1.0).mul_(1.0 / n_known)  # as before the split mode
+    if mode != "split":
+        raise ValueError(f"the model's loss is 'split' or 'entries', not {mode!r}.")
+    known, n, mean, centred = _split_errors(q, wanted)
+    n_rows = max(int((n > 0).sum()), 1)
+    loss = (huber(mean).sum() + huber(centred).sum()) / n_rows  # rows/entries without: 0
+    slope_c = centred.clamp(-1.0, 1.0)  # (B, A), 0 where unknown
+    per_row = (mean.clamp(-1.0, 1.0) - slope_c.sum(dim=1)) / n.clamp(min=1)  # (B,)
+    grad = torch.where(known, slope_c + per_row.unsqueeze(1), 0.0).div_(n_rows)
+    return loss, grad
