@@ -305,3 +305,32 @@ def test_a_sweep_over_the_cluster_builds_envs_named_by_id(
     # two mazes, two worlds: the runs differ
     episodes = [_read_csv(out / row["run"] / runlog.EPISODES_FILE) for row in results]
     assert _without_clock(episodes[0]) != _without_clock(episodes[1])
+
+
+def test_a_minigrid_sweep_over_the_cluster_equals_the_local_one(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a MiniGrid world (the optional extra) through the Ray backend: two layouts (--env-seed)
+    base = TrainConfig(
+        agent="tabular",
+        env="MiniGrid-FourRooms-v0",
+        max_episode_steps=100,
+        episodes=30,
+        eval_interval=10,
+        eval_episodes=1,
+        image_interval=0,
+    )
+    configs = grid(base, {"env_seed": [0, 1]}, 1)
+    local = tmp_path / "local"
+    run_sweep(configs, local, workers=1, progress=False)
+    monkeypatch.chdir(tmp_path.joinpath("driver").mkdir() or tmp_path / "driver")
+    out = tmp_path / "storage"
+    rows = run_sweep(configs, out, backend="ray", address=cluster.address, progress=False)
+    assert [row["error"] for row in rows] == ["", ""]
+    results = _read_csv(out / "results.csv")
+    assert [row["run"] for row in results] == ["env_seed=0__seed=0", "env_seed=1__seed=0"]
+    assert _without_clock(results) == _without_clock(_read_csv(local / "results.csv"))
+    # goal reach works on MiniGrid's cells, and the two layouts are two worlds
+    assert all(0.0 <= float(row["goals_success"]) <= 1.0 for row in results)
+    episodes = [_read_csv(out / row["run"] / runlog.EPISODES_FILE) for row in results]
+    assert _without_clock(episodes[0]) != _without_clock(episodes[1])
