@@ -208,6 +208,7 @@ def test_bench_bitflip_prints_both_arms_and_the_ratio(capsys) -> None:
 
 
 def test_bench_minigrid_vs_sb3_runs_every_arm(capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("minigrid", reason="needs pip install -e '.[minigrid]' (CI has it)")
     pytest.importorskip("stable_baselines3", reason="needs pip install -e '.[bench]' (CI has it)")
     bench = _load("bench_minigrid_vs_sb3")
     assert bench.main(["--steps", "300", "--rounds", "1"]) == 0

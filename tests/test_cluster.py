@@ -310,6 +310,7 @@ def test_a_sweep_over_the_cluster_builds_envs_named_by_id(
 def test_a_minigrid_sweep_over_the_cluster_equals_the_local_one(
     cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    pytest.importorskip("minigrid", reason="needs pip install -e '.[minigrid]' (CI has it)")
     # a MiniGrid world (the optional extra) through the Ray backend: two layouts (--env-seed)
     base = TrainConfig(
         agent="tabular",

@@ -300,6 +300,7 @@ def test_path_agreement_follows_the_models_shortest_path(tmp_path: Path) -> None
 
 
 def test_minigrid_worlds_smoke(tmp_path: Path) -> None:
+    pytest.importorskip("minigrid", reason="needs pip install -e '.[minigrid]' (CI has it)")
     script = _script("minigrid_worlds")
     assert script.main(["--smoke", "--out", str(tmp_path), "--workers", "1"]) == 0
     runs = _table(tmp_path / "minigrid_runs.csv")

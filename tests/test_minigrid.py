@@ -18,6 +18,8 @@ from sshr_torch.config import TrainConfig
 from sshr_torch.minigrid import ACTION_NAMES, MiniGridGoalEnv, is_minigrid_id, make_minigrid
 from sshr_torch.trainer import Trainer, train
 
+pytest.importorskip("minigrid", reason="needs pip install -e '.[minigrid]' (CI has it)")
+
 # Empty-5x5: interior cells x, y in 1..3, the agent starts at (1, 1) facing right (+x), the
 # goal tile is at (3, 3); cells are x + 5 y.
 EMPTY = "MiniGrid-Empty-5x5-v0"
