@@ -16,7 +16,7 @@ sees the full state, not MiniGrid's partial view; see docs/minigrid.md):
 | FourRooms | MiniGrid-FourRooms-v0 | 0, 1, 2 | 300k |
 | DoorKey16 | MiniGrid-DoorKey-16x16-v0 | 0, 1, 2 | 300k |
 | MultiRoomN6 | MiniGrid-MultiRoom-N6-v0 | 0, 1, 2 | 300k |
-| LavaCrossingS11N5 | MiniGrid-LavaCrossingS11N5-v0, death_reward=-1000 | 0, 1, 2 | 300k |
+| LavaCrossingS11N5 | MiniGrid-LavaCrossingS11N5-v0 | 0, 1, 2 | 300k |
 | MultiRoomN12S10 | MultiRoom-N6-v0, minNumRooms=maxNumRooms=12, maxRoomSize=10 (RIDE) | 0 | 1M |
 
 The 12-room task runs with ``one_way_doors`` (an open door stays open): with MiniGrid's own
@@ -81,11 +81,9 @@ TASKS: dict[str, Task] = {
     "FourRooms": Task("MiniGrid-FourRooms-v0", {}, 3, 300_000),
     "DoorKey16": Task("MiniGrid-DoorKey-16x16-v0", {}, 3, 300_000),
     "MultiRoomN6": Task("MiniGrid-MultiRoom-N6-v0", {}, 3, 300_000),
-    # A death costs what never reaching the goal costs the DQN's defaults (-1 per step, gamma
-    # 0.999): at MiniGrid's 0 it is their cheapest end of an episode (docs/minigrid.md).
-    "LavaCrossingS11N5": Task(
-        "MiniGrid-LavaCrossingS11N5-v0", {"death_reward": -1000.0}, 3, 300_000
-    ),
+    # MiniGrid's own reward: a death pays 0 (the DQN values it as never reaching the goal, the
+    # HER buffer's failure tail; docs/minigrid.md, "Lava and a cost per step").
+    "LavaCrossingS11N5": Task("MiniGrid-LavaCrossingS11N5-v0", {}, 3, 300_000),
     "MultiRoomN12S10": Task(
         "MiniGrid-MultiRoom-N6-v0",
         {"minNumRooms": 12, "maxNumRooms": 12, "maxRoomSize": 10, "one_way_doors": True},

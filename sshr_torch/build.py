@@ -209,17 +209,23 @@ def make_buffer(
 
 
 def n_step_settings(config: TrainConfig) -> dict[str, Any]:
-    """The HER buffer's settings for the DQN's targets: n-step returns and the step reward.
+    """The HER buffer's settings for the DQN's targets: n-step returns, the step reward and
+    the value of an end without the goal (``failure_tail``).
 
     With n_step 1 the buffer hands out plain 1-step batches (no discount column).
     """
     if config.agent != "dqn":
         return {}
     gamma = config.discount if config.n_step > 1 else None
+    # An end without the goal (a decoy, lava) is worth never reaching it: c / (1 - gamma).
+    failure_tail = 0.0
+    if config.step_reward and config.discount < 1.0:
+        failure_tail = config.discount * config.step_reward / (1.0 - config.discount)
     return {
         "n_step": config.n_step,
         "gamma": gamma,
         "step_reward": config.step_reward,
+        "failure_tail": failure_tail,
         "cut_off_policy": config.n_step_cut,
         "off_policy_weight": config.off_policy_weight,
     }

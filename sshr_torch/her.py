@@ -51,6 +51,13 @@ them):
 - ``step_reward`` (default 0) is added to every reward the buffer hands out, real and
   relabelled, at every step of a window (e.g. -1 with the maze's 1-at-the-goal reward gives 0
   at the goal and -1 per other step).
+- ``failure_tail`` (default 0) is added to the reward of a step that ends the episode without
+  reaching the row's goal (the env terminated it for a reason that has nothing to do with the
+  goal: a decoy, lava): with a step reward c < 0 the DQN sets it to gamma c / (1 - gamma), so
+  such an end is worth what never reaching the goal is worth, c / (1 - gamma) in all, as it is
+  under the env's own reward (0 either way); without it an early death would be the cheapest
+  end of every episode whose goal is far. It is the last step of its window, which the
+  terminal flag ends.
 
 Storage: whole episodes in numpy ring arrays of ``capacity`` transitions. Positions are absolute
 write counters (slot = position % capacity). The samplable transitions are the contiguous range
@@ -124,6 +131,8 @@ class HerReplayBuffer:
         n_step: returns over up to this many steps (see the module docstring); 1 is 1-step.
         gamma: the discount of the n-step sums; set, ``sample`` fills ``Batch.discount``.
         step_reward: added to every reward handed out (real and relabelled, every step).
+        failure_tail: added to the reward of a step that ends the episode without reaching the
+            row's goal (see the module docstring).
         cut_off_policy: n-step windows end before a step added with ``off_policy`` (see the
             module docstring).
         off_policy_weight: ``sample`` draws a step added with ``off_policy`` with this weight
@@ -149,6 +158,7 @@ class HerReplayBuffer:
         n_step: int = 1,
         gamma: float | None = None,
         step_reward: float = 0.0,
+        failure_tail: float = 0.0,
         cut_off_policy: bool = False,
         off_policy_weight: float = 1.0,
     ) -> None:
@@ -175,6 +185,7 @@ class HerReplayBuffer:
         self.n_step = int(n_step)
         self.gamma = None if gamma is None else float(gamma)
         self.step_reward = float(step_reward)
+        self.failure_tail = float(failure_tail)
         self.cut_off_policy = bool(cut_off_policy)
         self.off_policy_weight = float(off_policy_weight)
         self._offsets = np.arange(self.n_step)  # window offsets j and their gamma^j
@@ -330,12 +341,20 @@ class HerReplayBuffer:
         if reached.ndim > 1:
             reached = reached.reshape(len(slots), -1).all(axis=1)
         # Terminal: the substitute goal is reached, or the env ended the episode for a reason
-        # that has nothing to do with the goal (terminated without success).
-        return reward, reached | (self._terminated[slots] & ~self._is_success[slots])
+        # that has nothing to do with the goal (terminated without success): a failure.
+        failed = self._terminated[slots] & ~self._is_success[slots] & ~reached
+        if self.failure_tail:
+            reward = reward + np.where(failed, np.float32(self.failure_tail), np.float32(0.0))
+        return reward, reached | failed
 
     def _real_reward(self, index: np.ndarray) -> np.ndarray:
-        """The stored (real-goal) rewards at ``index`` (slots, any shape), with ``step_reward``."""
-        return self._with_step_reward(self._reward[index])
+        """The stored (real-goal) rewards at ``index`` (slots, any shape), with ``step_reward``
+        and, on a step that ended the episode without success, ``failure_tail``."""
+        reward = self._with_step_reward(self._reward[index])
+        if self.failure_tail:
+            failed = self._terminated[index] & ~self._is_success[index]
+            reward = reward + np.where(failed, np.float32(self.failure_tail), np.float32(0.0))
+        return reward
 
     def _with_step_reward(self, reward: np.ndarray) -> np.ndarray:
         """``reward`` (float32) plus ``step_reward``: every reward the buffer hands out passes

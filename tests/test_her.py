@@ -408,3 +408,34 @@ def test_off_policy_steps_are_drawn_with_their_weight(weight):
 def test_off_policy_weight_out_of_range_is_an_error():
     with pytest.raises(ValueError, match="off_policy_weight"):
         HerReplayBuffer(10, equal_reward, off_policy_weight=-0.5)
+
+
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_an_end_without_the_goal_gets_the_failure_tail(n_step):
+    # EPISODE ends terminated without success on its last step (13 -> 14: a death): under the
+    # real goal, and under every substitute goal but 14 itself, that step's reward gains the
+    # tail; every other step, and the step that reaches its substitute goal, does not.
+    gamma, tail = 0.5, -7.0
+    settings = {"n_step": n_step, "gamma": gamma} if n_step > 1 else {}
+    buffer = make("episode", k=4, reward=equal_reward, failure_tail=tail, **settings)
+    add_episode(buffer, EPISODE, terminated=True, truncated=False, success=False)
+    relabels = buffer.episode_relabels()
+    last = relabels.obs == 13
+    failed = last & (relabels.goal != 14)
+    assert failed.any() and (last & ~failed).any()
+    # relabelled rewards are compute_reward's: 0 off the substitute goal, 1 on it
+    np.testing.assert_array_equal(relabels.reward[failed], 0.0 + tail)
+    np.testing.assert_array_equal(relabels.reward[last & ~failed], 1.0)
+    assert (relabels.reward[~last] >= 0.0).all()
+    batch = buffer.sample(256)
+    real_last = ~batch.relabelled & (batch.obs == 13)
+    assert real_last.any()
+    np.testing.assert_array_equal(batch.reward[real_last], -1.0 + tail)
+    if n_step > 1:  # a window from 12 ends at the death: r_12 + gamma (r_13 + tail)
+        real_12 = ~batch.relabelled & (batch.obs == 12)
+        assert real_12.any()
+        np.testing.assert_allclose(batch.reward[real_12], -1.0 + gamma * (-1.0 + tail))
+    # a success is no failure: the same episode ending on its goal gets no tail
+    won = make("episode", k=4, reward=equal_reward, failure_tail=tail, **settings)
+    add_episode(won, EPISODE, goal=14, terminated=True, truncated=False, success=True)
+    assert (won.sample(256).reward >= -1.0 / (1.0 - gamma)).all()
