@@ -66,7 +66,6 @@ __all__ = [
     "train",
 ]
 
-GOAL_KEYS = ("observation", "desired_goal")
 # Fields a resumed run may change: how long it runs and how much it prints.
 RESUME_OVERRIDABLE = ("episodes", "total_steps", "quiet", "resume")
 # The maze/goal_reach image walks to at most this many cells (the first in the run's goal order).
@@ -267,14 +266,16 @@ class Trainer:
         space = self.env.observation_space["desired_goal"]
         return int(space.start + space.n) if isinstance(space, spaces.Discrete) else 0
 
+    def _non_discrete_key(self) -> str | None:
+        """The first of the observation and desired-goal spaces that is not Discrete, or None."""
+        space = self.env.observation_space
+        keys = ("observation", "desired_goal")
+        return next((k for k in keys if not isinstance(space[k], spaces.Discrete)), None)
+
     def _goal_features_apply(self) -> bool:
         """Whether the features that ask for the goal of a state apply: Discrete states and
         goals, and the env's ``goal_of_state`` (the identity where goals are states)."""
-        space = self.env.observation_space
-        discrete = all(
-            isinstance(space[key], spaces.Discrete) for key in ("observation", "desired_goal")
-        )
-        return discrete and protocol.has(self.env, protocol.GOAL_OF_STATE)
+        return self._non_discrete_key() is None and protocol.has(self.env, protocol.GOAL_OF_STATE)
 
     def _features_off(self) -> dict[str, str]:
         """The features on by default that this env cannot have, each with what the env lacks
@@ -282,10 +283,9 @@ class Trainer:
         them at start-up and summary.json lists them as ``features_off``; asked for explicitly,
         the same features are refused (``_check_protocol``)."""
         config, off = self.config, {}
-        goals = None
+        goals = None  # what the env lacks for the features that ask for the goal of a state
         if not self._goals_known:
-            space = self.env.observation_space
-            discrete = all(isinstance(space[k], spaces.Discrete) for k in GOAL_KEYS)
+            discrete = self._non_discrete_key() is None
             goals = f"{protocol.GOAL_OF_STATE}()" if discrete else "Discrete state and goal ids"
         if goals and config.smart_start:
             if config.agent == "dqn" and config.model_values != "off":
@@ -338,13 +338,13 @@ class Trainer:
         ``goal_of_state``), naming ``feature``."""
         if self._goals_known:
             return
-        space = self.env.observation_space
-        for key in ("observation", "desired_goal"):
-            if not isinstance(space[key], spaces.Discrete):
-                raise ConfigError(
-                    f"{feature} needs an env whose states and goals are Discrete ids; its "
-                    f"{key} space is {type(space[key]).__name__}."
-                )
+        key = self._non_discrete_key()
+        if key is not None:
+            kind = type(self.env.observation_space[key]).__name__
+            raise ConfigError(
+                f"{feature} needs an env whose states and goals are Discrete ids; its "
+                f"{key} space is {kind}."
+            )
         protocol.require(self.env, feature, protocol.GOAL_OF_STATE)
 
     def _check_n_step(self) -> None:
