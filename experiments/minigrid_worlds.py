@@ -60,10 +60,12 @@ import numpy as np
 from _common import fmt, median_range, parse_args, save, write_table
 
 from sshr_torch.config import TrainConfig
+from sshr_torch.goal_reach import reach_from, score
 from sshr_torch.minigrid import MiniGridGoalEnv, make_minigrid
+from sshr_torch.rollout import walk_stepper
 from sshr_torch.trainer import Callback, Trainer, train
 
-SUCCESS, EVAL_EPISODES, GOAL_REACH_FACTOR = 0.9, 20, 1.5
+SUCCESS, EVAL_EPISODES = 0.9, 20
 COUNT_BONUS = 1.0
 
 
@@ -142,24 +144,13 @@ class GreedyEvaluations(Callback):
 
 def goal_reach(agent: Any, env: MiniGridGoalEnv) -> tuple[float, int]:
     """Share of the goal cells (but the start's) reached greedily from the start within 1.5x
-    the shortest path, and their number; all walks at once over the transition table."""
-    next_state, terminal = env.transition_table()
+    the shortest path, and their number: the library's goal-reach walks (all at once over the
+    transition table, ties broken at random) to every goal cell."""
     shortest = env.shortest_path_lengths(env.start)
     goals = np.flatnonzero(np.isfinite(shortest) & (shortest > 0))
-    limit = np.floor(GOAL_REACH_FACTOR * shortest[goals]).astype(np.int64)
-    states = np.full(len(goals), env.start, dtype=np.int64)
-    reached = np.zeros(len(goals), dtype=bool)
-    alive = np.ones(len(goals), dtype=bool)
-    for step in range(1, int(limit.max(initial=0)) + 1):
-        index = np.flatnonzero(alive)
-        if not index.size:
-            break
-        q = agent.pair_q_values(states[index], goals[index])  # (walks, n_actions)
-        states[index] = next_state[states[index], np.argmax(q, axis=1)]
-        arrived = env.goal_of_state(states[index]) == goals[index]
-        reached[index[arrived]] = True
-        alive[index[arrived | terminal[states[index]] | (limit[index] <= step)]] = False
-    return (float(reached.mean()) if len(goals) else math.nan), len(goals)
+    rng = np.random.default_rng(0)
+    moves = reach_from(agent, walk_stepper(env), env.start, goals, shortest[goals], rng)
+    return score(moves, shortest[goals]).success, len(goals)
 
 
 def run_one(

@@ -289,8 +289,8 @@ class GridMazeEnv(gymnasium.Env):
         convention says, the goal axis is reduced: ``(batch, 1)`` goals give ``(batch,)``
         rewards. The batch shapes of the two arguments broadcast like numpy.
         """
-        achieved = _goal_cells(achieved_goal)
-        desired = _goal_cells(desired_goal)
+        achieved = goal_ids(achieved_goal)
+        desired = goal_ids(desired_goal)
         return np.where(
             achieved == desired, np.float32(self.goal_reward), self._decoy_rewards[achieved]
         ).astype(np.float32, copy=False)
@@ -413,10 +413,7 @@ class GridMazeEnv(gymnasium.Env):
         rewards = [0.0, self.goal_reward, self.decoy_reward]
         if self.wall_reward is not None:
             rewards.append(self.wall_reward)
-        if step_reward == 0.0:
-            return min(rewards), max(rewards)
-        low = -math.inf if gamma >= 1.0 else step_reward / (1.0 - gamma) + min(rewards)
-        return low, max(0.0, step_reward + max(rewards))
+        return episode_return_range(rewards, step_reward, gamma)
 
     # ----------------------------------------------------------------------------------------
     # helpers
@@ -478,7 +475,20 @@ class GridMazeEnv(gymnasium.Env):
         return image
 
 
-def _goal_cells(goal: Any) -> np.ndarray:
+def episode_return_range(
+    rewards: list[float], step_reward: float, gamma: float
+) -> tuple[float, float]:
+    """(lowest, highest) return of an episode of an env whose every nonzero reward (one of
+    ``rewards``, 0 included) ends it, with ``step_reward`` c <= 0 added to every reward: between
+    c / (1 - gamma) plus the lowest reward (never ending) and c plus the highest (ending at
+    once)."""
+    if step_reward == 0.0:
+        return min(rewards), max(rewards)
+    low = -math.inf if gamma >= 1.0 else step_reward / (1.0 - gamma) + min(rewards)
+    return low, max(0.0, step_reward + max(rewards))
+
+
+def goal_ids(goal: Any) -> np.ndarray:
     """Discrete goals as int64 cell indices, without a trailing goal axis of size 1.
 
     Stable-Baselines3 stores a Discrete goal as an array of shape (1,) and hands

@@ -343,18 +343,21 @@ class HerReplayBuffer:
         # Terminal: the substitute goal is reached, or the env ended the episode for a reason
         # that has nothing to do with the goal (terminated without success): a failure.
         failed = self._terminated[slots] & ~self._is_success[slots] & ~reached
-        if self.failure_tail:
-            reward = reward + np.where(failed, np.float32(self.failure_tail), np.float32(0.0))
-        return reward, reached | failed
+        return self._with_failure_tail(reward, failed), reached | failed
 
     def _real_reward(self, index: np.ndarray) -> np.ndarray:
         """The stored (real-goal) rewards at ``index`` (slots, any shape), with ``step_reward``
         and, on a step that ended the episode without success, ``failure_tail``."""
         reward = self._with_step_reward(self._reward[index])
-        if self.failure_tail:
-            failed = self._terminated[index] & ~self._is_success[index]
-            reward = reward + np.where(failed, np.float32(self.failure_tail), np.float32(0.0))
-        return reward
+        if not self.failure_tail:
+            return reward
+        return self._with_failure_tail(reward, self._terminated[index] & ~self._is_success[index])
+
+    def _with_failure_tail(self, reward: np.ndarray, failed: np.ndarray) -> np.ndarray:
+        """``reward`` plus ``failure_tail`` where ``failed`` (an end without the row's goal)."""
+        if not self.failure_tail:
+            return reward
+        return reward + np.where(failed, np.float32(self.failure_tail), np.float32(0.0))
 
     def _with_step_reward(self, reward: np.ndarray) -> np.ndarray:
         """``reward`` (float32) plus ``step_reward``: every reward the buffer hands out passes

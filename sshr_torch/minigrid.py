@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, SupportsFloat
@@ -18,6 +17,8 @@ from typing import Any, SupportsFloat
 import gymnasium
 import numpy as np
 from gymnasium import spaces
+
+from sshr_torch.env import episode_return_range, goal_ids
 
 __all__ = [
     "ACTION_NAMES",
@@ -203,6 +204,7 @@ class MiniGridGoalEnv(gymnasium.Env):
         self._is_goal_cell = np.zeros(self.n_cells, dtype=bool)
         self._is_goal_cell[cells[~terminal]] = True
         self._cell_rewards = np.where(self._lava, self.death_reward, 0.0).astype(np.float32)
+        self._cell_reward_list = self._cell_rewards.tolist()  # step()'s, one look-up a step
         # Plain containers for step(): indexing them is cheaper than numpy's and gives ints.
         self._next_rows = next_state.tolist()
         self._cell_list = cells.tolist()
@@ -217,15 +219,12 @@ class MiniGridGoalEnv(gymnasium.Env):
         )
         self.action_space = spaces.Discrete(len(self.actions))
         self.goal_reward = 1.0
-        self.random_start = False
         #: the cell of the layout's goal tile (None if it has none)
         self.goal_tile: int | None = self._goal_tile
-        self._paths: dict[int, np.ndarray] = {}
         self._background: dict[int, np.ndarray] = {}
         #: the desired goal of an episode without a "goal" option
         self.default_goal: int = self._default_goal()
         self._goal = self.default_goal
-        self._start = 0
         self._state = 0
         self._steps = 0
 
@@ -388,7 +387,7 @@ class MiniGridGoalEnv(gymnasium.Env):
         start, goal = int(start), int(goal)
         if self._cell_list[start] == goal:
             raise ValueError(f"the start state {start} is already on the goal cell {goal}")
-        self._start, self._goal, self._state, self._steps = start, goal, start, 0
+        self._goal, self._state, self._steps = goal, start, 0
         cell = self._cell_list[start]
         return {"observation": start, "achieved_goal": cell, "desired_goal": goal}, {
             "is_success": False
@@ -407,7 +406,7 @@ class MiniGridGoalEnv(gymnasium.Env):
         terminated = success or self._terminal_list[state]
         truncated = not terminated and self._steps >= self.max_episode_steps
         obs = {"observation": state, "achieved_goal": cell, "desired_goal": self._goal}
-        reward = 1.0 if success else self.death_reward if self._lava[cell] else 0.0
+        reward = 1.0 if success else self._cell_reward_list[cell]
         return obs, reward, terminated, truncated, {"is_success": success}
 
     def compute_reward(self, achieved_goal: Any, desired_goal: Any, info: Any = None) -> np.ndarray:
@@ -417,7 +416,7 @@ class MiniGridGoalEnv(gymnasium.Env):
         Goals are cell ids: a scalar, a batch ``(batch,)``, or a batch with a trailing goal axis
         of size 1 (how Stable-Baselines3 stores a Discrete goal), which is reduced.
         """
-        achieved, desired = _goal_ids(achieved_goal), _goal_ids(desired_goal)
+        achieved, desired = goal_ids(achieved_goal), goal_ids(desired_goal)
         return np.where(achieved == desired, np.float32(1.0), self._cell_rewards[achieved])
 
     def render(self) -> np.ndarray | None:
@@ -466,9 +465,6 @@ class MiniGridGoalEnv(gymnasium.Env):
         """Fewest actions from ``state`` to a state on each cell, float64 (n_cells,); inf for
         cells out of reach and cells that are no goal (walls, lava)."""
         state = int(state)
-        cached = self._paths.get(state)
-        if cached is not None:
-            return cached.copy()
         distance = np.full(self.n_states, -1, dtype=np.int64)
         distance[state] = 0
         frontier = np.array([state], dtype=np.int64)
@@ -482,10 +478,7 @@ class MiniGridGoalEnv(gymnasium.Env):
         lengths = np.full(self.n_cells, np.inf)
         ok = (distance >= 0) & ~self._terminal
         np.minimum.at(lengths, self._cell[ok], distance[ok].astype(np.float64))
-        if len(self._paths) >= 64:
-            self._paths.pop(next(iter(self._paths)))
-        self._paths[state] = lengths
-        return lengths.copy()
+        return lengths
 
     def goal_grid(self) -> np.ndarray:
         """int64 (height, width): the goal id (cell) of each grid cell, -1 where none."""
@@ -510,11 +503,7 @@ class MiniGridGoalEnv(gymnasium.Env):
         return is 0 or one of them; a step reward c <= 0 adds between c / (1 - gamma) (never
         ending) and c (ending at once).
         """
-        rewards = [0.0, self.goal_reward, self.death_reward]
-        if step_reward == 0.0:
-            return min(rewards), max(rewards)
-        low = -math.inf if gamma >= 1.0 else step_reward / (1.0 - gamma) + min(rewards)
-        return low, max(0.0, step_reward + max(rewards))
+        return episode_return_range([0.0, self.goal_reward, self.death_reward], step_reward, gamma)
 
     def fingerprint(self) -> str:
         """sha256 of the env id, its kwargs, the env seed, the kept actions, the door rule and
@@ -587,11 +576,3 @@ class MiniGridGoalEnv(gymnasium.Env):
                     objects.append(match[1])
         key = (x + y * self.width, int(env.agent_dir), tuple(doors), tuple(objects))
         return self._ids.get(key)
-
-
-def _goal_ids(goal: Any) -> np.ndarray:
-    """Discrete goals as int64 ids without a trailing goal axis of size 1 (SB3's (batch, 1))."""
-    ids = np.asarray(goal, dtype=np.int64)
-    if ids.ndim >= 2 and ids.shape[-1] == 1:
-        ids = ids[..., 0]
-    return ids

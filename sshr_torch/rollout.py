@@ -313,11 +313,11 @@ def env_step(
 StepperFactory = Callable[[np.ndarray, np.ndarray], StepFunction]
 
 
-def walk_stepper(env: gym.Env, n_walks: int) -> StepperFactory:
+def walk_stepper(env: gym.Env) -> StepperFactory:
     """How goal reach's walks move on ``env``: by its ``transition_table`` (the env protocol)
     where it has one (None: not deterministic, as the maze with slip), else on copies of the env
-    (made as needed, kept for the next walks), reset to each walk's start and goal.
-    ``n_walks``: the walks one call will ask for (copies are made up to it lazily)."""
+    (made as a call asks for more walks than there are, kept for the next walks), reset to each
+    walk's start and goal."""
     method = protocol.method(env, protocol.TRANSITION_TABLE)
     table = None if method is None else method()
     if table is not None:

@@ -658,11 +658,8 @@ class LocalDirectory:
         self.write_bytes(path, text.encode())
 
     def write_bytes(self, path: str, data: bytes) -> None:
-        """Write the file atomically."""
-        target = self.root / path
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        """Write the file atomically (RunError on a full disk)."""
+        _atomic_write(self.root / path, data, sync=False)
 
 
 def run_state(

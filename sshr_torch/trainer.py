@@ -328,7 +328,9 @@ class Trainer:
             needs_goals.append(f"--eval-goals {config.eval_goals}")
         if config.stop_path_factor is not None:
             protocol.require(
-                self.env, f"--stop-path-factor {config.stop_path_factor}", "shortest_path_lengths"
+                self.env,
+                f"--stop-path-factor {config.stop_path_factor}",
+                protocol.SHORTEST_PATH_LENGTHS,
             )
         for feature in needs_goals:
             self._require_goals(feature)
@@ -464,7 +466,7 @@ class Trainer:
                 f"--eval-goals {n_goals}: goal reach needs a record of the visited states "
                 "(Smart Start's count model, or an env with a goal_grid()); use --eval-goals 0."
             )
-        self._walks = rollout.walk_stepper(self.eval_env, n_goals)
+        self._walks = rollout.walk_stepper(self.eval_env)
         return GoalReach(
             n_goals,
             self._n_states(),

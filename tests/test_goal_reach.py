@@ -90,7 +90,7 @@ def test_goal_reach_of_a_hand_built_policy(stepper):
     reach = GoalReach(100, MAZE.n_cells, seed=3, start=start, shortest=maze_distances(MAZE))
     env = GridMazeEnv(MAZE)
     if stepper == "table":
-        walks = walk_stepper(env, 100)
+        walks = walk_stepper(env)
     else:
         walks = lambda starts, goals: env_step(  # noqa: E731
             [copy.deepcopy(env) for _ in goals], starts, goals

@@ -39,6 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,27 +47,15 @@ import torch
 from sshr_torch.config import TrainConfig
 from sshr_torch.trainer import Trainer
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_vs_sb3 as BENCH  # noqa: E402  (beside this file)
+
 ARMS = ("sb3", "ours")
 TARGET_RATIO = 2.5
 N_BITS = 15
 
-# The settings both arms share (TrainConfig field names).
-SHARED: dict[str, Any] = {
-    "hidden_sizes": (256,),
-    "batch_size": 128,
-    "train_freq": 1,
-    "learning_starts": 1000,
-    "target_update_interval": 500,
-    "learning_rate": 1e-3,
-    "gamma": 0.98,
-    "buffer_size": 100_000,
-    "her": "future",
-    "her_k": 4,
-    "max_grad_norm": 10.0,
-    "epsilon_start": 1.0,
-    "epsilon_end": 0.05,
-    "epsilon_decay_steps": 20_000,
-}
+# The settings both arms share, and SB3's model at them: bench_vs_sb3.py's.
+SHARED = BENCH.SHARED
 
 
 def make_env(n_bits: int = N_BITS) -> Any:
@@ -100,41 +89,9 @@ def run_ours(steps: int, *, seed: int, runs_root: str, n_bits: int = N_BITS) -> 
     return result.summary["env_steps"] / (time.process_time() - started)
 
 
-def make_sb3_model(steps: int, *, seed: int, n_bits: int = N_BITS) -> Any:
-    """SB3's DQN + HerReplayBuffer on BitFlippingEnv at the shared settings, for ``steps``."""
-    from stable_baselines3 import DQN, HerReplayBuffer
-
-    return DQN(
-        "MultiInputPolicy",
-        make_env(n_bits),
-        replay_buffer_class=HerReplayBuffer,
-        replay_buffer_kwargs={
-            "n_sampled_goal": SHARED["her_k"],
-            "goal_selection_strategy": "future",
-        },
-        policy_kwargs={"net_arch": list(SHARED["hidden_sizes"])},
-        learning_rate=SHARED["learning_rate"],
-        gamma=SHARED["gamma"],
-        batch_size=SHARED["batch_size"],
-        buffer_size=SHARED["buffer_size"],
-        train_freq=SHARED["train_freq"],
-        gradient_steps=1,
-        learning_starts=SHARED["learning_starts"],
-        target_update_interval=SHARED["target_update_interval"],
-        max_grad_norm=SHARED["max_grad_norm"],
-        exploration_initial_eps=SHARED["epsilon_start"],
-        exploration_final_eps=SHARED["epsilon_end"],
-        # SB3 decays epsilon over a fraction of the run (past 1: not finished at its end).
-        exploration_fraction=SHARED["epsilon_decay_steps"] / steps,
-        seed=seed,
-        device="cpu",
-        verbose=0,
-    )
-
-
 def run_sb3(steps: int, *, seed: int, n_bits: int = N_BITS) -> float:
     """Train SB3's DQN + HerReplayBuffer; env steps per CPU-second of ``learn``."""
-    model = make_sb3_model(steps, seed=seed, n_bits=n_bits)
+    model = BENCH.make_sb3_model(make_env(n_bits), steps, seed=seed)
     started = time.process_time()
     model.learn(total_timesteps=steps)
     return model.num_timesteps / (time.process_time() - started)

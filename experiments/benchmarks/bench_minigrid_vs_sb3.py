@@ -24,7 +24,6 @@ and this script prints the 2.5x line as the reference.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import tempfile
@@ -37,22 +36,12 @@ from sshr_torch.config import TrainConfig
 from sshr_torch.minigrid import make_minigrid
 from sshr_torch.trainer import Trainer
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_vs_sb3 as BENCH  # noqa: E402  (beside this file: its SHARED settings, SB3's model)
+
 ENV_ID, LAYOUT = "MiniGrid-FourRooms-v0", 0
 ARMS = ("sb3", "ours", "ours+ss")
 TARGET_RATIO = 2.5
-
-
-def _bench_vs_sb3():
-    """bench_vs_sb3.py beside this file (its SHARED settings and SB3 model)."""
-    path = Path(__file__).resolve().parent / "bench_vs_sb3.py"
-    spec = importlib.util.spec_from_file_location("bench_vs_sb3", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_vs_sb3", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-BENCH = _bench_vs_sb3()
 
 
 def run_ours(steps: int, smart_start: bool, seed: int, root: str) -> float:

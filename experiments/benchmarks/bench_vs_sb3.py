@@ -214,8 +214,9 @@ def make_sb3_model(env: GridMazeEnv, steps: int, *, seed: int) -> Any:
         max_grad_norm=SHARED["max_grad_norm"],
         exploration_initial_eps=SHARED["epsilon_start"],
         exploration_final_eps=SHARED["epsilon_end"],
-        # SB3 decays epsilon over a fraction of the run: the same 20,000 steps as ours.
-        exploration_fraction=min(1.0, SHARED["epsilon_decay_steps"] / steps),
+        # SB3 decays epsilon over a fraction of the run: the same 20,000 steps as ours (a
+        # fraction past 1 for shorter runs, whose epsilon does not finish decaying, as ours).
+        exploration_fraction=SHARED["epsilon_decay_steps"] / steps,
         seed=seed,
         device="cpu",
         verbose=0,

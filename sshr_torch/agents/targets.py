@@ -124,7 +124,7 @@ def _split_errors(
 def model_q_loss(
     q: torch.Tensor,
     wanted: torch.Tensor,
-    mode: ModelLoss = "split",
+    mode: ModelLoss = "entries",
     loss_fn=torch.nn.functional.smooth_l1_loss,
 ) -> torch.Tensor:
     """'q' mode's loss of the network's Q (B, n_actions) against ``wanted``
@@ -160,7 +160,7 @@ def model_q_loss(
 
 
 def model_q_grad(
-    q: torch.Tensor, wanted: torch.Tensor, mode: ModelLoss = "split"
+    q: torch.Tensor, wanted: torch.Tensor, mode: ModelLoss = "entries"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The Huber (beta 1) ``model_q_loss`` (a 0-d tensor) and its gradient d loss / d q
     (B, n_actions), written out for the fast path. With H'(x) = clamp(x, -1, 1):
