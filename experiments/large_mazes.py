@@ -24,9 +24,11 @@ those arms run the cheaper tabular learner; every run stops at its first goal
 episodes), 101x101 (S = 0-2, 5000) and 201x201 (S = 0, 20,000: its shortest path is 7,894
 moves). Episodes restart at the start for every arm.
 
-``--greedy N`` adds the DQN (the library's defaults) with the paper's and with the directed
-exploration, and with the directed one and the long-path settings (``LONG_PATHS``:
-``--model-loss split --gamma 0.99999``), on generated:41x41:seed=S, S < N, 400k env steps
+``--greedy N`` adds the DQN with the paper's and with the directed exploration at the value
+scale of episodes up to 1,000 steps (``SHORT_PATHS``: ``--model-loss entries --gamma 0.999``),
+and with the directed one and the long-path settings (``config.LONG_PATHS``: ``--model-loss
+split --gamma 0.99999``, the defaults for longer episodes), on generated:41x41:seed=S, S < N,
+400k env steps
 (``--greedy-side 101``: 300k; 201: 1.5M), stopping at its first greedy evaluation (20
 episodes, every 10k env steps) with success >= 0.9 and mean length <= 1.2x the shortest path.
 
@@ -51,7 +53,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from _common import Timer, fmt, median_range, parse_args, save, write_table
 
-from sshr_torch.config import TrainConfig
+from sshr_torch.config import LONG_PATHS, TrainConfig
 from sshr_torch.env import GridMazeEnv
 from sshr_torch.maze import load_maze, shortest_path_length
 from sshr_torch.sweep import run_sweep
@@ -67,13 +69,12 @@ ARMS: dict[str, dict[str, Any] | None] = {
     "frontier": None,  # frontier_explorer, not a TrainConfig
     "epsilon": {"agent": "tabular", "smart_start": False},
 }
-# What docs/large_mazes.md recommends for paths of thousands of moves: the model's targets
-# fitted by each row's mean error and the errors about it, and one-move gaps near 1 at 2,500-
-# 8,000 moves (gamma^d: 0.975 at 2,572, 0.92 at 7,894).
-LONG_PATHS: dict[str, Any] = {"model_loss": "split", "gamma": 0.99999}
+# The DQN's value scale for episodes of up to 1,000 steps, pinned in the arms that measure it
+# on longer ones (where the defaults are config.LONG_PATHS).
+SHORT_PATHS: dict[str, Any] = {"model_loss": "entries", "gamma": 0.999}
 GREEDY_ARMS = {
-    "dqn_paper": {"agent": "dqn", "explore": "epsilon"},
-    "dqn_directed": {"agent": "dqn", "explore": "directed"},
+    "dqn_paper": {"agent": "dqn", "explore": "epsilon", **SHORT_PATHS},
+    "dqn_directed": {"agent": "dqn", "explore": "directed", **SHORT_PATHS},
     "dqn_long_paths": {"agent": "dqn", "explore": "directed", **LONG_PATHS},
 }
 # The budgets for a greedy path, by maze side.

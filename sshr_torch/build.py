@@ -148,7 +148,7 @@ def make_agent(
     model_mode = (
         {}
         if model_values is None
-        else {"model_mode": config.model_values, "model_loss": config.model_loss}
+        else {"model_mode": config.model_values, "model_loss": config.q_fit}
     )
     return DQNAgent(
         observation_space,

@@ -36,6 +36,13 @@ DEFAULT_TOTAL_STEPS = 50_000
 # gamma^d, 0.6 at d = 520 moves, where with the HER paper's 0.98 and reward 1 at the goal they
 # differ by 6e-7, below what a network fits (docs/long_mazes.md).
 DEFAULT_GAMMA = {"tabular": 0.99, "dqn": 0.999}
+# The DQN's defaults for episodes longer than this (paths the paper's 1,000-step limit cannot
+# hold): at 0.999 the count model's one-move gap gamma^d is 0.10 beyond 2,000 moves, the size of
+# the fit's error, and no greedy path was learnt on 101x101 mazes; gamma 0.99999 keeps it
+# >= 0.92 up to 7,894 moves, and the 'split' loss fits those gaps whatever the values' size
+# (greedy shortest paths of 2,054-2,382 moves: docs/large_mazes.md).
+LONG_EPISODE_STEPS = 1000
+LONG_PATHS: dict[str, Any] = {"gamma": 0.99999, "model_loss": "split"}
 # Eq. 1's value term when `ss_value` is unset (docs/long_mazes.md has the DQN's measurements).
 DEFAULT_SS_VALUE = {"tabular": "learner", "dqn": "zero"}
 # More torch threads than this is a typo, not a machine (torch overflows on huge counts).
@@ -60,7 +67,9 @@ PAPER_SETTINGS: dict[str, Any] = {
 # DQN's is docs/long_mazes.md. Flag value -> why.
 PROJECT_CHOICES: dict[str, str] = {
     "--n-step 10": "DQN: 1-step targets overestimate the values far from the goal 2-3x",
-    "--gamma 0.999": "DQN (tabular 0.99, Keulen's): values 520 moves out still differ",
+    "--gamma 0.999": "DQN (tabular 0.99, Keulen's): values 520 moves out still differ; "
+    "episodes over 1,000 steps get 0.99999 and --model-loss split (LONG_PATHS: greedy paths of "
+    "2,000+ moves, docs/large_mazes.md)",
     "--step-reward -1": "DQN: values like negative distances, not 1e-6 apart",
     "--model-values q": "DQN: the count model's values carry the credit beyond ~100 moves",
     "--model-goals all": "DQN: those values for every goal of a batch, HER's too, not only the "
@@ -223,7 +232,8 @@ class TrainConfig:
     """DQN: use the hand-derived update of the default network on the CPU where it applies (the
     same maths as the autograd + torch.optim path, several times faster at batch 128)."""
     gamma: float | None = None
-    """Discount factor (unset: 0.99 for tabular as Keulen, 0.999 for the DQN)."""
+    """Discount factor (unset: 0.99 for tabular as Keulen; 0.999 for the DQN, 0.99999 when
+    episodes are longer than 1,000 steps: LONG_PATHS)."""
     train_freq: int = 1
     """DQN: one gradient update every this many env steps."""
     learning_starts: int = 1000
@@ -257,11 +267,12 @@ class TrainConfig:
     batch's states (rows with that goal; the TD target elsewhere); 'target': bootstrap those
     rows from the model's V(s', g); 'floor': from max(Q_target(s', g), V_model(s', g)); 'off':
     the pure DQN + HER targets. docs/long_mazes.md measures each."""
-    model_loss: ModelLoss = "entries"
+    model_loss: ModelLoss | None = None
     """With model_values 'q': how the loss weighs a row's targets. 'entries': Huber over every
     entry with a target; 'split': Huber over each row's mean error plus over the errors about it,
     so that the differences between a state's actions (one move) are fitted even where the
-    values (thousands of moves) are off by more than Huber's 1 (docs/large_mazes.md)."""
+    values (thousands of moves) are off by more than Huber's 1 (docs/large_mazes.md). Unset:
+    'entries', and 'split' when episodes are longer than 1,000 steps (LONG_PATHS)."""
     model_goals: ModelGoals = "all"
     """With model_values: the goals the count model gives values for. 'all': every goal of a
     batch, HER's relabelled ones included, from the fewest moves the model has seen into each
@@ -421,9 +432,10 @@ class TrainConfig:
             ("loss", LossName),
             ("model_values", ModelValuesName),
             ("model_goals", ModelGoals),
-            ("model_loss", ModelLoss),
         ):
             _choice(name, getattr(self, name), get_args(kind))
+        if self.model_loss is not None:
+            _choice("model_loss", self.model_loss, get_args(ModelLoss))
         if self.explore is not None:
             _choice("explore", self.explore, get_args(ExploreName))
         if self.explore not in (None, "epsilon") and not self.smart_start:
@@ -450,9 +462,24 @@ class TrainConfig:
         return DEFAULT_SS_VALUE[self.agent] if self.ss_value is None else self.ss_value
 
     @property
+    def long_paths(self) -> bool:
+        """Whether the DQN's long-path defaults (``LONG_PATHS``) fill what is unset: episodes
+        longer than ``LONG_EPISODE_STEPS``."""
+        return self.agent == "dqn" and self.max_episode_steps > LONG_EPISODE_STEPS
+
+    @property
     def discount(self) -> float:
         """The discount factor in use: ``gamma``, or the learner's default when unset."""
-        return DEFAULT_GAMMA[self.agent] if self.gamma is None else self.gamma
+        if self.gamma is not None:
+            return self.gamma
+        return LONG_PATHS["gamma"] if self.long_paths else DEFAULT_GAMMA[self.agent]
+
+    @property
+    def q_fit(self) -> ModelLoss:
+        """The model-value loss in use: ``model_loss``, or the default when unset."""
+        if self.model_loss is not None:
+            return self.model_loss
+        return LONG_PATHS["model_loss"] if self.long_paths else "entries"
 
     def to_dict(self) -> dict[str, Any]:
         """The config as JSON-ready values (tuples become lists)."""

@@ -241,8 +241,9 @@ def test_large_mazes_greedy_runs_of_the_long_path_settings() -> None:
         assert config.total_steps == 300_000 and config.max_episode_steps == 5000
         assert config.eval_interval == 2  # every 10k env steps
         long_paths = arm == "dqn_long_paths"
-        assert (config.model_loss == "split") == long_paths
+        assert (config.q_fit == "split") == long_paths
         assert (config.discount == 0.99999) == long_paths
+        assert config.long_paths  # 5000-step episodes: unpinned, the defaults are long-path
     assert {config.eval_interval for _, _, config in script.greedy_configs(1)} == {10}
 
 

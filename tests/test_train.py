@@ -23,7 +23,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from sshr_torch import runlog
 from sshr_torch.agents import DQNAgent
 from sshr_torch.build import make_agent, make_env
-from sshr_torch.config import ConfigError, TrainConfig
+from sshr_torch.config import LONG_PATHS, ConfigError, TrainConfig
 from sshr_torch.her import Batch
 from sshr_torch.maze import shortest_path_length
 from sshr_torch.train import main
@@ -404,13 +404,31 @@ def test_random_until_goal_explores_at_random_until_the_goal_is_reached(tmp_path
     assert {float(row["epsilon"]) for row in read_rows(train(plain).run_dir)} == {0.2}
 
 
+def test_episodes_over_1000_steps_give_the_dqn_the_long_path_defaults(tmp_path):
+    """Unset, gamma and the model loss follow the episode limit for the DQN only; a value
+    given wins; the learner is built with the resolved ones."""
+    assert (TrainConfig().discount, TrainConfig().q_fit) == (0.999, "entries")
+    long = TrainConfig(max_episode_steps=1001)
+    assert (long.discount, long.q_fit) == (LONG_PATHS["gamma"], LONG_PATHS["model_loss"])
+    assert (long.gamma, long.model_loss) == (None, None)  # config.json keeps them unset
+    pinned = TrainConfig(max_episode_steps=5000, gamma=0.999, model_loss="entries")
+    assert (pinned.discount, pinned.q_fit) == (0.999, "entries")
+    assert TrainConfig(agent="tabular", max_episode_steps=5000).discount == 0.99
+    trainer = Trainer(tiny_config(tmp_path, max_episode_steps=1500))
+    try:
+        assert trainer.agent.gamma == LONG_PATHS["gamma"]
+        assert trainer.agent.model_loss == LONG_PATHS["model_loss"]
+    finally:
+        trainer.close()
+
+
 def test_model_values_come_from_the_count_model(tmp_path):
     config = tiny_config(tmp_path, episodes=8, eval_interval=0)
     trainer = Trainer(config)
     try:
         assert trainer.agent.model_values is trainer.model_values is not None
         assert trainer.agent.model_mode == config.model_values == "q"
-        assert trainer.agent.model_loss == config.model_loss
+        assert config.model_loss is None and trainer.agent.model_loss == config.q_fit == "entries"
     finally:
         trainer.close()
     split = tiny_config(tmp_path, episodes=8, model_loss="split", run_dir=str(tmp_path / "s"))
