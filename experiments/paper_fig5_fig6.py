@@ -2,6 +2,8 @@
 
     python experiments/paper_fig5_fig6.py --out runs/paper_fig5_fig6    # full: docs/results.md
     python experiments/paper_fig5_fig6.py --smoke --out /tmp/fig56      # seconds
+    python experiments/paper_fig5_fig6.py --out runs/fig56_defaults --learners dqn --goals drawn \
+        --dqn defaults --dqn-seeds 30 --workers 1        # the library's DQN, drawn goals
 
 The paper's setting: keulen_easy (12x9), reward 1 only at the goal, Smart Start with eta 1
 (every episode but the first) and c_ss 0.1, HER 'future' with k = 4, 300 episodes; compared with
@@ -17,6 +19,12 @@ episodes and at Keulen's 100-step ones:
 * "Average Reward": the episode's return, or its reward divided by its steps (Keulen's plotting
   code, whose axis labels the paper's figures carry).
 
+The DQN is the first round's (``--dqn first_round``, the published tables: 1-step targets,
+reward 1 at the goal only, gamma 0.98, no count-model values) or the library's defaults
+(``--dqn defaults``: the count model's values for every goal, 10-step returns, reward -1 per
+step inside the learner); both keep the paper's exploration after the guided walk. The metrics
+are the env's rewards either way. ``--learners``, ``--goals`` and ``--dqn-seeds`` run a part.
+
 Writes into --out: report.md (all the tables and the settings); summary.csv/.md (docs/results.md's
 table: every ratio per arm and the mechanism share); verdicts.csv/.md (one row per reading:
 each claim reproduced or not, with the numbers); mechanism.csv/.md (share of Smart Start
@@ -29,6 +37,7 @@ its greedy result in greedy_all_goals.json).
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -64,6 +73,7 @@ SPLIT = 100  # the paper's claims change at episode 100
 # about 280 CPU-seconds (the two drawn-goal, 1000-step SS-alone arms, ~125k env steps each,
 # half of it), so 30 seeds need ~140 CPU-minutes, over an hour on both cores (docs/results.md).
 SEEDS = {"tabular": 30, "dqn": 5}
+DQN_LEARNERS = ("first_round", "defaults")
 LEARNERS = ("tabular", "dqn")
 EPISODE_STEPS = (1000, 100)
 VALUE_TERMS: tuple[str, ...] = get_args(SsValue)
@@ -82,6 +92,17 @@ CLAIMS = (
     ("5% fewer steps late", "steps", "late", 0.95, (0.90, 1.00)),
 )
 
+DQN_NOTES = {
+    "first_round": "Left open by the paper, the first round's DQN (--dqn first_round): one "
+    "hidden layer of 256, Adam 1e-3, gamma 0.98 (the HER paper's), batch 128, buffer 100k, one "
+    "update per step after 1000 steps, hard target sync every 500 updates, epsilon 1 -> 0.05 "
+    "over 20k steps, Huber loss, gradient norm 10, TD targets clamped to [0, 1].",
+    "defaults": "Left open by the paper, the library's DQN defaults (--dqn defaults): as the "
+    "first round's, but gamma 0.999 with reward -1 per step inside the learner (the env's "
+    "reward, which the metrics read, is unchanged), 10-step returns, and the network "
+    "regressed onto Smart Start's count-model values for every goal of a batch "
+    "(model_values 'q', model_goals 'all'); the paper's exploration after the guided walk.",
+}
 SETTINGS = [
     "Maze keulen_easy (12x9, thesis code scale 3; the paper names 'the Easy grid world' without "
     "a size), fixed start, no slip; reward 1 on reaching the goal, 0 otherwise. Goals 'fixed': "
@@ -95,10 +116,7 @@ SETTINGS = [
     "Left open by the paper, Keulen's defaults used: tabular Q-learning alpha 0.1, gamma 0.99, "
     "epsilon-greedy 0.1 constant, Q0 = 0; the tabular learner learns online from each real "
     "transition and from the episode's k relabels per transition at its end.",
-    "Left open by the paper, our DQN defaults used: one hidden layer of 256, Adam 1e-3, gamma "
-    "0.98 (the HER paper's), batch 128, buffer 100k, one update per step after 1000 steps, "
-    "hard target sync every 500 updates, epsilon 1 -> 0.05 over 20k steps, Huber loss, "
-    "gradient norm 10, TD targets clamped to [0, 1].",
+    DQN_NOTES["first_round"],
     "Metrics per episode: return (1 if the goal was reached), reward per step (return / "
     "steps, Keulen's plotted 'average reward'), steps (guided Smart Start steps included). "
     "'early' = episodes 0-99, 'late' = 100-299 (smoke: split at episode 2).",
@@ -120,8 +138,15 @@ SETTINGS = [
 ]
 
 
-def build_configs(smoke: bool) -> list[TrainConfig]:
-    """SS and SS+HER for every learner, value term, goal reading and episode length."""
+def build_configs(
+    smoke: bool,
+    learners: Sequence[str] = LEARNERS,
+    goals: Sequence[str] = tuple(GOALS),
+    dqn: str = "first_round",
+    dqn_seeds: int = SEEDS["dqn"],
+) -> list[TrainConfig]:
+    """SS and SS+HER for every learner, value term, goal reading and episode length; the DQN
+    is the first round's or the library's defaults (``dqn``), with ``dqn_seeds`` seeds."""
     base = TrainConfig(
         her_k=4,
         smart_start=True,
@@ -139,16 +164,18 @@ def build_configs(smoke: bool) -> list[TrainConfig]:
         **PAPER_EXPLORATION,
     )
     configs: list[TrainConfig] = []
-    for learner in LEARNERS:
-        seeds = 2 if smoke else SEEDS[learner]
+    for learner in learners:
+        seeds = 2 if smoke else (dqn_seeds if learner == "dqn" else SEEDS[learner])
         buffer = {"buffer_size": 10_000} if learner == "tabular" else {}
-        # The paper's DQN (1-step targets), as in the published tables; Eq. 1 is an axis.
-        dqn = {k: v for k, v in FIRST_ROUND_DQN.items() if k != "ss_value"}
-        settings = {**buffer, **(dqn if learner == "dqn" else {})}
+        # The paper's DQN (1-step targets), as in the published tables, or the library's
+        # defaults; Eq. 1 is an axis either way.
+        first_round = {k: v for k, v in FIRST_ROUND_DQN.items() if k != "ss_value"}
+        dqn_settings = first_round if dqn == "first_round" else {}
+        settings = {**buffer, **(dqn_settings if learner == "dqn" else {})}
         learner_base = TrainConfig(**{**base.to_dict(), "agent": learner, **settings})
         axes = {
             "ss_value": list(VALUE_TERMS),
-            "random_goal": list(GOALS.values()),
+            "random_goal": [GOALS[name] for name in goals],
             "max_episode_steps": list(EPISODE_STEPS),
             "her": list(ARMS),
         }
@@ -161,14 +188,16 @@ def build_configs(smoke: bool) -> list[TrainConfig]:
 
 
 def _keep(learner: str, value: str, goals: str, steps: int, her: str) -> Any:
-    random_goal = str(GOALS[goals])
-    return lambda r: (
-        r["agent"] == learner
-        and r["ss_value"] == value
-        and r["random_goal"] == random_goal
-        and r["max_episode_steps"] == str(steps)
-        and r["her"] == her
-    )
+    """Whether an episodes.csv row is of this arm. The sweep writes only the axes it varied,
+    so a column it left out (one learner, one goal reading) holds for every row."""
+    wanted = {
+        "agent": learner,
+        "ss_value": value,
+        "random_goal": str(GOALS[goals]),
+        "max_episode_steps": str(steps),
+        "her": her,
+    }
+    return lambda r: all(r.get(key, wanted[key]) == wanted[key] for key in wanted)
 
 
 def arm_curves(
@@ -181,23 +210,28 @@ def arm_curves(
     return {"return": returns, "reward_per_step": returns / lengths, "steps": lengths}
 
 
-def _arms() -> list[tuple[str, int, str, str]]:
-    """(learner, steps, value term, goals) in table order."""
+def _arms(kinds: Sequence[str] = tuple(GOALS)) -> list[tuple[str, int, str, str]]:
+    """(learner, steps, value term, goals) in table order, for the goal readings run."""
     return [
         (learner, steps, value, goals)
         for learner in LEARNERS
         for steps in EPISODE_STEPS
         for value in VALUE_TERMS
         for goals in GOALS
+        if goals in kinds
     ]
 
 
 def claims_table(
-    episodes: list[dict[str, str]], learners: Sequence[str], n_episodes: int, split: int
+    episodes: list[dict[str, str]],
+    learners: Sequence[str],
+    n_episodes: int,
+    split: int,
+    kinds: Sequence[str] = tuple(GOALS),
 ) -> list[dict]:
     """One row per arm, metric and claim: ratio, interval, verdict."""
     rows = []
-    for learner, steps, value, goals in _arms():
+    for learner, steps, value, goals in _arms(kinds):
         if learner not in learners:
             continue
         curves = {
@@ -312,10 +346,12 @@ def summary_table(
     return list(rows.values())
 
 
-def mechanism_table(episodes: list[dict[str, str]], learners: Sequence[str]) -> list[dict]:
+def mechanism_table(
+    episodes: list[dict[str, str]], learners: Sequence[str], kinds: Sequence[str] = tuple(GOALS)
+) -> list[dict]:
     """Share of the Smart Start episodes whose S_ss lies within NEAR moves of the goal."""
     rows = []
-    for learner, steps, value, goals in _arms():
+    for learner, steps, value, goals in _arms(kinds):
         if learner not in learners:
             continue
         for her, label in ARMS.items():
@@ -462,11 +498,15 @@ def near_means_moves(maze_name: str = MAZE) -> bool:
 
 
 def figures(
-    out: Path, episodes: list[dict[str, str]], learners: Sequence[str], n_episodes: int
+    out: Path,
+    episodes: list[dict[str, str]],
+    learners: Sequence[str],
+    n_episodes: int,
+    kinds: Sequence[str] = tuple(GOALS),
 ) -> None:
     """fig5_return.png, fig5_reward_per_step.png, fig6_steps.png: rows learner x episode
     length, columns value term x goals."""
-    columns = [(value, goals) for value in VALUE_TERMS for goals in GOALS]
+    columns = [(value, goals) for value in VALUE_TERMS for goals in GOALS if goals in kinds]
     panel_rows = [(learner, steps) for learner in learners for steps in EPISODE_STEPS]
     curves = {
         (learner, steps, value, goals): {
@@ -511,11 +551,35 @@ def shrink_png(path: Path, colors: int = 64) -> None:
     small.save(path, optimize=True)
 
 
+def _extra_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--learners", nargs="+", choices=LEARNERS, default=list(LEARNERS),
+        help="the learners to run (default: both)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--goals", nargs="+", choices=list(GOALS), default=list(GOALS),
+        help="the goal readings to run (default: both)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dqn", choices=DQN_LEARNERS, default="first_round",
+        help="the DQN's settings: the first round's (the published tables) or the library's "
+        "defaults (default: first_round)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dqn-seeds", type=int, default=SEEDS["dqn"], metavar="N",
+        help=f"seeds of the DQN arms (default {SEEDS['dqn']})",
+    )  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sweep (finished runs are skipped), then write the tables and figures."""
-    args = parse_args(__doc__.split("\n\n")[0], argv)
+    args = parse_args(__doc__.split("\n\n")[0], argv, _extra_flags)
+    if args.dqn_seeds < 1:
+        print(f"error: --dqn-seeds must be a positive integer, got {args.dqn_seeds}.")
+        return 2
     out = Path(args.out)
-    configs = build_configs(args.smoke)
+    configs = build_configs(args.smoke, args.learners, args.goals, args.dqn, args.dqn_seeds)
+    kinds = [name for name in GOALS if name in args.goals]
     n_episodes = configs[0].episodes or EPISODES
     split = n_episodes // 2 if args.smoke else SPLIT
     with Timer("paper_fig5_fig6 sweep") as timer:
@@ -526,7 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     learners = [learner for learner in LEARNERS if any(c.agent == learner for c in configs)]
     episodes = read_episodes(out / "sweep")
-    claims = claims_table(episodes, learners, n_episodes, split)
+    claims = claims_table(episodes, learners, n_episodes, split, kinds)
     seeds = {learner: len({c.seed for c in configs if c.agent == learner}) for learner in learners}
     timing = (
         "Seeds per arm: "
@@ -537,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not near_means_moves():
         raise RuntimeError(f"on {MAZE} grid distance <= {NEAR} is not <= {NEAR} moves.")
-    mechanism = mechanism_table(episodes, learners)
+    mechanism = mechanism_table(episodes, learners, kinds)
     tables = {
         "summary": (
             summary_table(claims, mechanism),
@@ -549,7 +613,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"Share of Smart Start episodes whose S_ss lies within {NEAR} moves of the goal",
         ),
         "greedy": (
-            greedy_table(rows, out / "sweep"),
+            greedy_table(
+                [{**c.to_dict(), **r} for c, r in zip(configs, rows, strict=True)], out / "sweep"
+            ),
             "Drawn goals: greedy walk from the start to every goal after training",
         ),
         "claims": (claims, "Every claim, arm and metric: SS+HER / SS"),
@@ -561,9 +627,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     for name, (table, title) in tables.items():
         sections += ["", write_table(out, name, table, title).read_text().rstrip("\n")]
-    sections += ["", "### Settings", "", *[f"- {note}" for note in [*SETTINGS, timing]]]
+    notes = [DQN_NOTES[args.dqn] if note == DQN_NOTES["first_round"] else note for note in SETTINGS]
+    sections += ["", "### Settings", "", *[f"- {note}" for note in [*notes, timing]]]
     (out / "report.md").write_text("\n".join(sections) + "\n")
-    figures(out, episodes, learners, n_episodes)
+    figures(out, episodes, learners, n_episodes, kinds)
     print((out / "verdicts.md").read_text())
     print(f"report: {out / 'report.md'}")
     return 0

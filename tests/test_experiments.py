@@ -10,6 +10,8 @@ from types import ModuleType
 
 import pytest
 
+from sshr_torch.config import TrainConfig
+
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
 
@@ -68,6 +70,33 @@ def test_keulen_first_goal_smoke(tmp_path: Path) -> None:
     _check_png(tmp_path / "first_goal.png")
     # The sweep's own tables are there too: 3 mazes x 2 lengths x SS on/off x 2 seeds.
     assert len(_table(tmp_path / "sweep" / "results.csv")) == 24
+
+
+def test_paper_fig5_fig6_drawn_goals_with_the_librarys_dqn(tmp_path: Path) -> None:
+    """A part of the grid (the DQN, drawn goals) with the library's DQN defaults and its own
+    seed count; the tables cover only that part, and the report names the learner."""
+    script = _script("paper_fig5_fig6")
+    configs = script.build_configs(False, ["dqn"], ["drawn"], "defaults", 30)
+    assert len(configs) == 30 * 2 * 2 * 2 and {c.seed for c in configs} == set(range(30))
+    defaults = TrainConfig()
+    for config in configs:
+        assert config.agent == "dqn" and config.random_goal and config.explore == "epsilon"
+        assert (config.n_step, config.step_reward, config.discount) == (
+            defaults.n_step,
+            defaults.step_reward,
+            defaults.discount,
+        )
+        assert (config.model_values, config.model_goals) == ("q", "all")
+    first_round = script.build_configs(False, ["dqn"], ["drawn"], "first_round", 5)
+    assert {(c.n_step, c.model_values, c.discount) for c in first_round} == {(1, "off", 0.98)}
+    argv = ["--smoke", "--out", str(tmp_path), "--workers", "1", "--learners", "dqn"]
+    assert script.main([*argv, "--goals", "drawn", "--dqn", "defaults"]) == 0
+    claims = _table(tmp_path / "claims.csv")
+    assert {(r["learner"], r["goals"]) for r in claims} == {("dqn", "drawn")}
+    assert len(claims) == 2 * 2 * 6
+    assert len(_table(tmp_path / "greedy.csv")) == 4
+    assert "the library's DQN defaults" in (tmp_path / "report.md").read_text()
+    assert script.main([*argv, "--dqn-seeds", "0"]) == 2
 
 
 def test_paper_fig5_fig6_smoke(tmp_path: Path) -> None:
