@@ -10,6 +10,7 @@ import goal_envs
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_train import tiny_config
 
 from sshr_torch import dashboards
 from sshr_torch.agents import DQNAgent, TabularAgent
@@ -214,11 +215,7 @@ def test_walks_stop_at_their_budget():
 
 
 def test_a_run_reports_goal_reach_everywhere(tmp_path):
-    config = TrainConfig(
-        maze="keulen_easy_unscaled", max_episode_steps=30, episodes=6, learning_starts=20,
-        batch_size=16, hidden_sizes=(32,), eval_interval=2, eval_episodes=2, image_interval=3,
-        eval_goals=4, quiet=True, run_dir=str(tmp_path / "run"),
-    )  # fmt: skip
+    config = tiny_config(tmp_path, episodes=6, image_interval=3, eval_goals=4)
     result = train(config)
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert 0.0 <= summary["goals_success"] <= 1.0 and summary["goal_reach_s"] >= 0.0
