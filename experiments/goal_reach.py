@@ -27,8 +27,8 @@ default):
 - only when named: the pure DQN's levers (``PURE_LEVERS``): dqn_pure_no_guided
   (``off_policy_weight`` 0: no guided step in replay), dqn_pure_guided_x3 (3), dqn_pure_cut
   (``n_step_cut``), dqn_pure_1step, dqn_pure_epsilon (``explore='epsilon'``), dqn_pure_double,
-  dqn_pure_30step (``n_step`` 30), dqn_pure_sync100 (``target_update_interval`` 100) and
-  dqn_pure_wide (``hidden_sizes`` (512, 512)).
+  dqn_pure_30step and dqn_pure_100step (``n_step`` 30, 100), dqn_pure_sync100
+  (``target_update_interval`` 100) and dqn_pure_wide (``hidden_sizes`` (512, 512)).
 
 Per run also: ``guided_share``, the share of env steps that Smart Start's guided walks took
 (episodes.csv ss_steps), and ``model_share``, the mean share of a replay batch's rows that had
@@ -82,6 +82,7 @@ PURE_LEVERS: dict[str, dict[str, Any]] = {
     "dqn_pure_double": {"model_values": "off", "double_dqn": True},
     # How far the credit travels per target sync, and how often the targets move:
     "dqn_pure_30step": {"model_values": "off", "n_step": 30},
+    "dqn_pure_100step": {"model_values": "off", "n_step": 100},
     "dqn_pure_sync100": {"model_values": "off", "target_update_interval": 100},
     # Room to hold a value per (state, goal) pair: two hidden layers of 512.
     "dqn_pure_wide": {"model_values": "off", "hidden_sizes": (512, 512)},
