@@ -18,6 +18,7 @@ from gymnasium import spaces
 from sshr_torch import build
 from sshr_torch.agents import TabularAgent
 from sshr_torch.config import ConfigError, TrainConfig
+from sshr_torch.smart_start import distance_cache_bytes
 
 __all__ = [
     "apply_process_settings",
@@ -134,6 +135,24 @@ def memory_estimates(
         per_sample = 4 * 4 * sum(sizes[1:]) + per_transition
         estimates.append(
             (f"--batch-size {config.batch_size}", "one minibatch", config.batch_size * per_sample)
+        )
+    observation, goal = space["observation"], space["desired_goal"]
+    if (
+        config.agent == "dqn"
+        and config.smart_start
+        and config.model_values != "off"
+        and config.model_goals == "all"
+        and isinstance(observation, spaces.Discrete)
+        and isinstance(goal, spaces.Discrete)
+    ):
+        n_states, n_goals = int(observation.n), int(goal.n)
+        estimates.append(
+            (
+                "--model-goals all",
+                f"the count model's distance cache (a row of {n_states:,} distances for each "
+                f"of up to {n_goals:,} goals)",
+                distance_cache_bytes(n_states, n_goals),
+            )
         )
     if config.agent == "dqn" and config.n_step > 1:
         # The HER buffer's n-step windows: (batch, n) positions, slots, rewards, flags and

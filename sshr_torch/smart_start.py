@@ -70,10 +70,14 @@ ModelLoss = Literal["split", "entries"]
 """How the DQN's 'q' mode weighs a row's model targets (``agents.targets.model_q_loss``)."""
 ModelGoals = Literal["env", "all"]
 """Which goals :class:`ModelGoalValues` answers for: the refreshed (env's) goal, or every goal."""
-# The per-goal distance cache of ModelGoalValues holds at most this many int32 (128 MB); when
-# it is full the goal searched longest ago makes room (a 201x201 maze's ~20,000 states: ~1,600
-# goals).
-_MAX_CACHED_DISTANCES = 1 << 25
+# The per-goal distance cache of ModelGoalValues holds at most this many bytes: one row of
+# distances per goal, one entry per state (uint16 while the states number under 65,535, int32
+# beyond: distance_dtype). When it is full the goal searched longest ago makes room, and that is
+# costly: goals then leave and re-enter faster than the searches follow, and their rows fall back
+# to TD targets. At 128 MB (3,289 of generated:101x101:seed=0's 5,101 goals) that run learnt no
+# greedy path in 300k env steps; with room for every goal it learnt the shortest one (2,572 moves)
+# at 100,848 (docs/large_mazes.md). 2 GiB holds every goal of a 201x201 maze (1.65 GB).
+DISTANCE_CACHE_BYTES = 2 << 30
 # The breadth-first searches of ModelGoalValues visit at most this many states per batch on
 # average (a credit that grows by it each batch, spent on whole searches): a search every 10th
 # update on a 201x201 maze (20,401 states), 7 a batch on keulen_hard (279 states).
@@ -792,6 +796,19 @@ def moves_return(
 # ---- the model's values for a goal -----------------------------------------------------------
 
 
+def distance_dtype(n_states: int) -> type[np.integer]:
+    """The smallest integer type of the distance cache for ``n_states`` states: it holds every
+    distance (< n_states) and the mark of no known path (n_states)."""
+    return np.uint16 if n_states < np.iinfo(np.uint16).max else np.int32
+
+
+def distance_cache_bytes(n_states: int, n_goals: int) -> int:
+    """The most the distance cache of :class:`ModelGoalValues` (goals='all') can hold, in bytes:
+    a row per goal, up to ``DISTANCE_CACHE_BYTES``."""
+    row = n_states * np.dtype(distance_dtype(n_states)).itemsize
+    return min(n_goals, max(1, DISTANCE_CACHE_BYTES // row)) * row
+
+
 class ModelGoalValues:
     """V(s, g): what the count model knows a state is worth for reaching goal ``g``.
 
@@ -886,7 +903,8 @@ class ModelGoalValues:
         # on the graph of version _searched[_slot[g]]; _goal_of the inverse of _slot; _dense
         # the dense index of each state
         self._slot = np.full(self.n_goals, -1, dtype=np.int64)
-        self._dist = np.empty((0, self.n_states), dtype=np.int32)  # n_states: no known path
+        # n_states: no known path
+        self._dist = np.empty((0, self.n_states), dtype=distance_dtype(self.n_states))
         self._searched = np.empty(0, dtype=np.int64)
         self._goal_of = np.empty(0, dtype=np.int64)
         self._n_slots = 0
@@ -989,7 +1007,7 @@ class ModelGoalValues:
         achieved = states if self.goal_of is None else self.goal_of[states]
         rows = np.flatnonzero((s_index >= 0) & (s_index < n) & (slot >= 0) & (achieved != goals))
         succ = self._successors[s_index[rows]]  # (R, n_actions) dense, -1: untried
-        d_next = self._dist[slot[rows][:, None], np.maximum(succ, 0)]  # (R, n_actions) int32
+        d_next = self._dist[slot[rows][:, None], np.maximum(succ, 0)].astype(np.int64)
         d_next[succ < 0] = self.n_states  # no known path
         out[rows] = self._returns[d_next + 1]  # moves_return(1 + d), precomputed
         return out
@@ -1032,7 +1050,7 @@ class ModelGoalValues:
             return slots
         self._credit -= todo.size * n
         found = self._search(goals[todo], index[todo], n)
-        found = np.where(np.isfinite(found), found, self.n_states).astype(np.int32)
+        found = np.where(np.isfinite(found), found, self.n_states).astype(self._dist.dtype)
         self.n_searches += todo.size
         for j, i in enumerate(todo.tolist()):
             slot = slots[i] if slots[i] >= 0 else self._take_slot(int(goals[i]))
@@ -1074,7 +1092,8 @@ class ModelGoalValues:
 
     def _take_slot(self, goal: int) -> int:
         """A row of the cache for ``goal``: a new one, or the one searched longest ago."""
-        capacity = max(1, _MAX_CACHED_DISTANCES // self.n_states)  # rows of n_states
+        row = self.n_states * self._dist.itemsize
+        capacity = max(1, DISTANCE_CACHE_BYTES // row)  # rows of n_states
         if self._n_slots < capacity:
             slot = self._n_slots
             self._n_slots += 1
@@ -1114,7 +1133,7 @@ class ModelGoalValues:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved."""
         self._slot = np.asarray(state["slot"], dtype=np.int64).copy()
-        self._dist = np.asarray(state["dist"], dtype=np.int32).copy()
+        self._dist = np.asarray(state["dist"], dtype=distance_dtype(self.n_states)).copy()
         self._searched = np.asarray(state["searched"], dtype=np.int64).copy()
         self._goal_of = np.asarray(state["goal_of"], dtype=np.int64).copy()
         self._n_slots, self._evict = int(state["n_slots"]), int(state["evict"])

@@ -307,3 +307,46 @@ def test_model_values_search_within_a_budget_of_states_per_batch(monkeypatch):
     states, goals = np.array([0, 0, 0]), np.array([1, 2, 3])
     known = [(values.q_values(states, goals) > -np.inf).any(axis=1).sum() for _ in range(3)]
     assert known == [1, 2, 3] and values.n_searches == 3  # one more goal each batch
+
+
+def test_the_distance_cache_is_sized_in_bytes_and_evicts_the_oldest_goal(monkeypatch):
+    """Distances are kept as uint16 below 65,535 states (int32 beyond); a cache with room for
+    two goals' rows keeps the two searched last; an evicted goal's rows get no model value
+    (their TD targets) until it is searched again, into the row of the oldest goal."""
+    import sshr_torch.smart_start as smart_start
+
+    assert smart_start.distance_dtype(65_534) is np.uint16
+    assert smart_start.distance_dtype(65_535) is np.int32
+    assert smart_start.distance_cache_bytes(10_201, 5_101) == 10_201 * 2 * 5_101  # 101x101: all
+    assert smart_start.distance_cache_bytes(10**6, 10**6) <= smart_start.DISTANCE_CACHE_BYTES
+    model = line_model()
+    monkeypatch.setattr(smart_start, "DISTANCE_CACHE_BYTES", 2 * 6 * 2)  # two rows of 6 uint16
+    values = ModelGoalValues(model, 6, 0.5, goal_reward=0.0, step_reward=-1.0, goals="all")
+    G = lambda moves: float(moves_return(np.array([moves]), 0.5, 0.0, -1.0)[0])  # noqa: E731
+    states, goals = np.array([0, 0, 0]), np.array([1, 2, 3])
+    first = values.q_values(states, goals)  # from 0, right: 1, 2 and 3 moves
+    assert values._dist.dtype == np.uint16 and values._n_slots == 2 and values.n_searches == 3
+    assert first[:, 1].tolist() == [-np.inf, G(2), G(3)]  # goal 1 made room for goal 3
+    again = values.q_values(states, goals)
+    assert values.n_searches == 4  # goal 1 searched again, into goal 2's row (the oldest)
+    assert again[:, 1].tolist() == [G(1), -np.inf, G(3)]
+
+
+def test_the_distance_cache_is_in_the_memory_estimate():
+    """The start-up memory check counts the distance cache of --model-goals all: a row of
+    n_states distances for each goal, up to the cache's limit; none without it."""
+    from sshr_torch import resources
+    from sshr_torch.build import make_env
+
+    config = TrainConfig(maze="generated:101x101:seed=0")
+    env = make_env(config)
+    n = env.observation_space["observation"].n
+    cache = [
+        size
+        for flags, _, size in resources.memory_estimates(config, env)
+        if flags == "--model-goals all"
+    ]
+    assert cache == [n * 2 * n]  # every goal, uint16
+    for other in (TrainConfig(model_goals="env"), TrainConfig(model_values="off")):
+        flags = [f for f, _, _ in resources.memory_estimates(other, env)]
+        assert "--model-goals all" not in flags
