@@ -224,8 +224,13 @@ def pair_q_values(agent: Agent, states: np.ndarray, goals: np.ndarray) -> np.nda
 
 def greedy_choice(q: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """argmax_a q[i, a] for each row, exact ties broken uniformly at random, (n,) int64."""
+    return _greedy_choice(q, rng)[0]
+
+
+def _greedy_choice(q: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(greedy_choice, whether the row had a tie to break), each (n,)."""
     best = q == q.max(axis=1, keepdims=True)  # (n, n_actions)
-    return np.argmax(rng.random(q.shape) * best, axis=1)
+    return np.argmax(rng.random(q.shape) * best, axis=1), best.sum(axis=1) > 1
 
 
 def greedy_walks(
@@ -242,19 +247,33 @@ def greedy_walks(
     Each step is one ``pair_q_values`` call for every walk still going (one forward pass of
     the DQN), then ``step`` advances those walks. A walk stops when it arrives, when ``step``
     says its episode ended, or after ``budgets[i]`` moves (a budget of 0 never starts).
+
+    On a deterministic ``step`` (``table_step``) a walk that has broken no tie follows a fixed
+    policy, so once it is back at a state it has been at it only goes round again: it stops
+    there, not arrived (Brent's cycle detection: each walk's state at moves 1, 2, 4, 8, ... is
+    kept and compared with, so a loop is found within 4x the moves to enter and go round it).
+    The result is the same; an unlearnt network's walks end in a few moves, not the budget.
     """
     states = np.array(starts, dtype=np.int64)
     goals = np.asarray(goals, dtype=np.int64)
     budgets = np.asarray(budgets, dtype=np.int64)
     moves = np.full(len(goals), -1, dtype=np.int64)
     active = np.flatnonzero(budgets > 0)
+    deterministic = bool(getattr(step, "deterministic", False))
+    kept = states.copy()  # each walk's state at the last power of two of its moves
+    tied = np.zeros(len(goals), dtype=bool)  # a tie broken: its walk may not repeat itself
     n_moves = 0
     while active.size:
-        actions = greedy_choice(pair_q_values(agent, states[active], goals[active]), rng)
+        actions, ties = _greedy_choice(pair_q_values(agent, states[active], goals[active]), rng)
         next_states, arrived, ended = step(active, actions)
         n_moves += 1
         states[active] = next_states
         moves[active[arrived]] = n_moves
+        if deterministic:
+            tied[active] |= ties
+            ended = ended | ((next_states == kept[active]) & ~tied[active])
+            if n_moves & (n_moves - 1) == 0:
+                kept[active] = next_states
         active = active[~(arrived | ended) & (budgets[active] > n_moves)]
     return moves
 
@@ -279,6 +298,7 @@ def table_step(
         ended = np.zeros_like(arrived) if stops is None else stops[nxt] & ~arrived
         return nxt, arrived, ended
 
+    step.deterministic = True  # type: ignore[attr-defined]  # greedy_walks' loop check
     return step
 
 
