@@ -38,6 +38,7 @@ its greedy result in greedy_all_goals.json).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -64,7 +65,7 @@ from _common import (
 from sshr_torch import runlog
 from sshr_torch.config import SsValue, TrainConfig
 from sshr_torch.maze import bfs_distances, load_maze
-from sshr_torch.sweep import grid, run_sweep
+from sshr_torch.sweep import grid, run_name, run_sweep
 
 MAZE = "keulen_easy"
 EPISODES = 300
@@ -143,10 +144,11 @@ def build_configs(
     learners: Sequence[str] = LEARNERS,
     goals: Sequence[str] = tuple(GOALS),
     dqn: str = "first_round",
-    dqn_seeds: int = SEEDS["dqn"],
+    dqn_seeds: int | Sequence[int] = SEEDS["dqn"],
 ) -> list[TrainConfig]:
     """SS and SS+HER for every learner, value term, goal reading and episode length; the DQN
-    is the first round's or the library's defaults (``dqn``), with ``dqn_seeds`` seeds."""
+    is the first round's or the library's defaults (``dqn``), with ``dqn_seeds`` seeds (a
+    number: 0..n-1, or the seeds)."""
     base = TrainConfig(
         her_k=4,
         smart_start=True,
@@ -551,6 +553,32 @@ def shrink_png(path: Path, colors: int = 64) -> None:
     small.save(path, optimize=True)
 
 
+def finished_seeds(configs: Sequence[TrainConfig], sweep_dir: Path) -> list[TrainConfig]:
+    """The configs of the seeds whose every run in ``sweep_dir`` played all its episodes (a
+    run's summary.json, read by its settings' directory name), per learner."""
+    # the sweep's own naming: the fields that vary, in TrainConfig's order, then the seed
+    varying = [
+        field.name
+        for field in dataclasses.fields(TrainConfig)
+        if field.name != "seed" and len({repr(getattr(c, field.name)) for c in configs}) > 1
+    ]
+    done = set()
+    for path in sweep_dir.glob("*/summary.json"):
+        summary = json.loads(path.read_text())
+        if summary.get("episodes", 0) >= (configs[0].episodes or EPISODES):
+            done.add(path.parent.name)
+
+    def name(config: TrainConfig) -> str:
+        return run_name(config, [*varying, "seed"])
+
+    complete = {
+        (c.agent, c.seed)
+        for c in configs
+        if all(name(o) in done for o in configs if (o.agent, o.seed) == (c.agent, c.seed))
+    }
+    return [c for c in configs if (c.agent, c.seed) in complete]
+
+
 def _extra_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--learners", nargs="+", choices=LEARNERS, default=list(LEARNERS),
@@ -569,16 +597,33 @@ def _extra_flags(parser: argparse.ArgumentParser) -> None:
         "--dqn-seeds", type=int, default=SEEDS["dqn"], metavar="N",
         help=f"seeds of the DQN arms (default {SEEDS['dqn']})",
     )  # fmt: skip
+    parser.add_argument(
+        "--dqn-first-seed", type=int, default=0, metavar="S",
+        help="the DQN arms' seeds are S..S+N-1 (default 0; another --out runs more seeds at "
+        "once, whose run directories can then be moved into one sweep/)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--finished-only", action="store_true",
+        help="run nothing: the tables of the seeds whose every run in --out has finished",
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sweep (finished runs are skipped), then write the tables and figures."""
     args = parse_args(__doc__.split("\n\n")[0], argv, _extra_flags)
-    if args.dqn_seeds < 1:
-        print(f"error: --dqn-seeds must be a positive integer, got {args.dqn_seeds}.")
+    if args.dqn_seeds < 1 or args.dqn_first_seed < 0:
+        print("error: --dqn-seeds must be positive and --dqn-first-seed >= 0.")
         return 2
     out = Path(args.out)
-    configs = build_configs(args.smoke, args.learners, args.goals, args.dqn, args.dqn_seeds)
+    dqn_seeds = range(args.dqn_first_seed, args.dqn_first_seed + args.dqn_seeds)
+    configs = build_configs(args.smoke, args.learners, args.goals, args.dqn, dqn_seeds)
+    if args.finished_only:
+        configs = finished_seeds(configs, out / "sweep")
+        if not configs:
+            print(f"error: no seed has every run finished in {out / 'sweep'}.")
+            return 2
+        # the sweep of the finished seeds replaces the record of the grid it was part of
+        (out / "sweep" / "sweep.json").unlink(missing_ok=True)
     kinds = [name for name in GOALS if name in args.goals]
     n_episodes = configs[0].episodes or EPISODES
     split = n_episodes // 2 if args.smoke else SPLIT

@@ -97,6 +97,20 @@ def test_paper_fig5_fig6_drawn_goals_with_the_librarys_dqn(tmp_path: Path) -> No
     assert len(_table(tmp_path / "greedy.csv")) == 4
     assert "the library's DQN defaults" in (tmp_path / "report.md").read_text()
     assert script.main([*argv, "--dqn-seeds", "0"]) == 2
+    # --finished-only tabulates the seeds whose every run finished, and runs nothing.
+    seed_1 = sorted((tmp_path / "sweep").glob("*seed=1"))
+    assert len(seed_1) == 8
+    summary = seed_1[0] / "summary.json"
+    summary.write_text(summary.read_text().replace('"episodes": 4', '"episodes": 3'))
+    part = [*argv, "--goals", "drawn", "--dqn", "defaults", "--finished-only"]
+    assert script.main(part) == 0
+    assert {r["seeds"] for r in _table(tmp_path / "claims.csv")} == {"1"}
+    assert seed_1[0].exists() and summary.read_text().count('"episodes": 3') == 1
+    for run in seed_1 + sorted((tmp_path / "sweep").glob("*seed=0")):
+        (run / "summary.json").unlink()
+    assert script.main(part) == 2
+    seeds = script.build_configs(False, ["dqn"], ["drawn"], "defaults", range(15, 30))
+    assert {c.seed for c in seeds} == set(range(15, 30))
 
 
 def test_paper_fig5_fig6_smoke(tmp_path: Path) -> None:
