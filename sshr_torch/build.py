@@ -254,12 +254,7 @@ def input_size(space: spaces.Space) -> int:
 def check_env_settings(config: TrainConfig, env: gym.Env) -> None:
     """ConfigError when a setting of the maze env (or --env) is given with an env passed to
     train(): it would be recorded in config.json but not applied."""
-    defaults = TrainConfig()
-    given = [
-        name
-        for name in (*MAZE_FIELDS[1:], "env", "env_kwargs", "env_seed")
-        if getattr(config, name) != getattr(defaults, name)
-    ]
+    given = config.given((*MAZE_FIELDS[1:], "env", "env_kwargs", "env_seed"))
     if given:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
         raise ConfigError(

@@ -16,6 +16,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -413,8 +414,7 @@ class TrainConfig:
         if self.env_seed is not None and self.env_seed < 0:
             raise ConfigError(f"--env-seed must be a non-negative integer, got {self.env_seed}.")
         if self.env is not None:
-            defaults = TrainConfig()
-            given = [name for name in MAZE_FIELDS if getattr(self, name) != getattr(defaults, name)]
+            given = self.given(MAZE_FIELDS)
             if given:
                 flags = ", ".join(f"--{flag(name)}" for name in given)
                 raise ConfigError(
@@ -460,6 +460,11 @@ class TrainConfig:
     def eq1_value(self) -> str:
         """Eq. 1's value term in use: ``ss_value``, or the learner's default when unset."""
         return DEFAULT_SS_VALUE[self.agent] if self.ss_value is None else self.ss_value
+
+    def given(self, names: Iterable[str]) -> list[str]:
+        """The fields of ``names`` set away from their defaults, in that order."""
+        defaults = TrainConfig()
+        return [name for name in names if getattr(self, name) != getattr(defaults, name)]
 
     @property
     def long_paths(self) -> bool:
