@@ -198,5 +198,19 @@ def _print_summary(summary: dict[str, Any], interrupted: bool) -> None:
     print("\n".join(lines))
 
 
+class _CallableModule(types.ModuleType):
+    """Importing this module sets the package's ``train`` attribute to it (Python binds each
+    imported submodule on its package), which hides the package's ``train`` function: after
+    ``import sshr_torch.train``, ``from sshr_torch import train`` gives this module. Calling
+    it calls the function, so that import works whichever was imported first."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from sshr_torch.trainer import train
+
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
 if __name__ == "__main__":
     sys.exit(main())

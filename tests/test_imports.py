@@ -12,6 +12,8 @@ would otherwise "import" the top package, whose ``__init__`` lazily imports the 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -158,3 +160,20 @@ def test_the_circle_finder_finds_circles(tmp_path, files, expected):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
     assert find_cycles(import_graph(root)) == expected
+
+
+def test_train_is_the_training_function_after_the_cli_module_is_imported(tmp_path):
+    """``import sshr_torch.train`` (the command line's module) binds the module on the package,
+    where ``from sshr_torch import train`` looks; called, it trains as the function does."""
+    script = (
+        "import sshr_torch.train\n"
+        "from sshr_torch import TrainConfig, train\n"
+        f"result = train(TrainConfig(episodes=1, max_episode_steps=20, quiet=True, "
+        f"run_dir={str(tmp_path / 'run')!r}))\n"
+        "print(type(result).__name__, result.summary['episodes'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["TrainResult", "1"]
