@@ -38,7 +38,6 @@ its greedy result in greedy_all_goals.json).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -65,7 +64,7 @@ from _common import (
 from sshr_torch import runlog
 from sshr_torch.config import SsValue, TrainConfig
 from sshr_torch.maze import bfs_distances, load_maze
-from sshr_torch.sweep import grid, run_name, run_sweep
+from sshr_torch.sweep import grid, run_names, run_sweep
 
 MAZE = "keulen_easy"
 EPISODES = 300
@@ -556,27 +555,14 @@ def shrink_png(path: Path, colors: int = 64) -> None:
 def finished_seeds(configs: Sequence[TrainConfig], sweep_dir: Path) -> list[TrainConfig]:
     """The configs of the seeds whose every run in ``sweep_dir`` played all its episodes (a
     run's summary.json, read by its settings' directory name), per learner."""
-    # the sweep's own naming: the fields that vary, in TrainConfig's order, then the seed
-    varying = [
-        field.name
-        for field in dataclasses.fields(TrainConfig)
-        if field.name != "seed" and len({repr(getattr(c, field.name)) for c in configs}) > 1
-    ]
     done = set()
     for path in sweep_dir.glob("*/summary.json"):
         summary = json.loads(path.read_text())
         if summary.get("episodes", 0) >= (configs[0].episodes or EPISODES):
             done.add(path.parent.name)
-
-    def name(config: TrainConfig) -> str:
-        return run_name(config, [*varying, "seed"])
-
-    complete = {
-        (c.agent, c.seed)
-        for c in configs
-        if all(name(o) in done for o in configs if (o.agent, o.seed) == (c.agent, c.seed))
-    }
-    return [c for c in configs if (c.agent, c.seed) in complete]
+    names = run_names(configs)  # the sweep's own directory names
+    missing = {(c.agent, c.seed) for c, n in zip(configs, names, strict=True) if n not in done}
+    return [c for c in configs if (c.agent, c.seed) not in missing]
 
 
 def _extra_flags(parser: argparse.ArgumentParser) -> None:

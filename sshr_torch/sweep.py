@@ -119,6 +119,13 @@ def grid(
     return configs
 
 
+def run_names(configs: Sequence[TrainConfig]) -> list[str]:
+    """The run directory name of each config of a sweep (``run_name`` over the settings that
+    vary across ``configs``)."""
+    varying = _varying_fields(configs)
+    return [run_name(config, varying) for config in configs]
+
+
 def run_name(config: TrainConfig, varying: Iterable[str]) -> str:
     """A run directory name from the settings that vary across the sweep (seed last)."""
     parts = [f"{name}={_label(getattr(config, name))}" for name in varying if name != "seed"]
@@ -164,7 +171,7 @@ def run_sweep(
     if not configs:
         raise ConfigError("a sweep needs at least one config.")
     varying = _varying_fields(configs)
-    names = [run_name(config, varying) for config in configs]
+    names = run_names(configs)
     if len(set(names)) != len(names):
         raise ConfigError("two runs of the sweep have the same settings and seed.")
     if backend == "ray":
