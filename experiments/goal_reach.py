@@ -86,6 +86,10 @@ PURE_LEVERS: dict[str, dict[str, Any]] = {
     "dqn_pure_sync100": {"model_values": "off", "target_update_interval": 100},
     # Room to hold a value per (state, goal) pair: two hidden layers of 512.
     "dqn_pure_wide": {"model_values": "off", "hidden_sizes": (512, 512)},
+    # Coverage of (state, goal) pairs: half of each batch drawn over every move and goal the
+    # count model has seen (Dyna-style rows), without / with the model's values.
+    "dqn_pure_model_rows": {"model_values": "off", "model_rows": 0.5},
+    "dqn_model_rows": {"model_rows": 0.5},
 }
 DEFAULT_ARMS = list(ARMS)
 ARMS.update(PURE_LEVERS)

@@ -257,6 +257,13 @@ class TrainConfig:
     """DQN: the relative weight with which a replay batch draws a step whose action was not the
     learner's (Smart Start's guided walks, the directed exploration's moves); 1: uniform over
     all stored steps, 0: never, > 1: more often (docs/goal_reach.md measures it)."""
+    model_rows: float = 0.0
+    """DQN with Smart Start, on envs that know the goal of a state: the share of each replay
+    batch drawn from Smart Start's count model instead of the buffer (Dyna-style one-step rows:
+    a move (s, a, s') uniform over the moves the model has seen, a goal uniform over the states
+    it has seen, rewarded and ended as a relabelled step), so that every (state, goal) pair the
+    model knows is fitted, not only those replay's episodes pair up; 0: off, below 1
+    (docs/goal_reach.md measures it)."""
     step_reward: float = -1.0
     """DQN: added to every reward the learner sees, real and relabelled (-1 with the maze's
     goal reward 1: 0 at the goal, -1 per other step, values like negative distances). <= 0."""
@@ -392,6 +399,13 @@ class TrainConfig:
             value = getattr(self, name)
             if not (value >= 0.0 and math.isfinite(value)):
                 raise ConfigError(f"--{flag(name)} must be a finite number >= 0, got {value}.")
+        if not 0.0 <= self.model_rows < 1.0:
+            raise ConfigError(f"--model-rows must be in [0, 1), got {self.model_rows}.")
+        if self.model_rows and (self.agent != "dqn" or not self.smart_start):
+            raise ConfigError(
+                f"--model-rows {self.model_rows:g} draws rows from Smart Start's count model "
+                "for the DQN's batches; it needs --agent dqn and Smart Start."
+            )
         for name in ("learning_rate", "alpha"):
             # Above 1 a step overshoots its target: Q diverges to inf and NaN.
             value = getattr(self, name)

@@ -78,7 +78,7 @@ from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 
-__all__ = ["Batch", "GoalSelectionStrategy", "HerReplayBuffer", "StrategyName"]
+__all__ = ["Batch", "GoalSelectionStrategy", "HerReplayBuffer", "ModelRows", "StrategyName"]
 
 
 StrategyName = Literal["none", "final", "future", "episode", "random"]
@@ -116,6 +116,25 @@ class Batch(NamedTuple):
 ComputeReward = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
+class ModelRows(NamedTuple):
+    """One-step transitions drawn from a model of the env, each with a goal to learn it for
+    (``HerReplayBuffer``'s ``model_rows``); every field is a numpy array of length n.
+
+    ``failed`` marks a next state at which the env ended an episode without success (a
+    decoy, lava): such a row ends there, as a stored step that did.
+    """
+
+    obs: np.ndarray  # (n, *obs_shape)
+    action: np.ndarray  # (n,) int64
+    next_obs: np.ndarray  # (n, *obs_shape)
+    next_achieved_goal: np.ndarray  # (n, *goal_shape)
+    goal: np.ndarray  # (n, *goal_shape)
+    failed: np.ndarray  # (n,) bool
+
+
+RowSource = Callable[[int], ModelRows]
+
+
 class HerReplayBuffer:
     """Episode-aware ring buffer with Hindsight Experience Replay goal relabelling.
 
@@ -138,6 +157,11 @@ class HerReplayBuffer:
         off_policy_weight: ``sample`` draws a step added with ``off_policy`` with this weight
             relative to the others (1: uniform; 0: never, unless nothing else is stored; > 1
             more often).
+        model_rows, model_share: ``sample`` fills a share ``model_share`` of each batch (exact
+            in expectation) with ``model_rows(n)``, one-step transitions from a model of the env
+            (Dyna-style: the trainer draws them over every move Smart Start's count model has
+            seen, each with a goal drawn over every state it has seen), rewarded and ended for
+            their goals as a relabelled step is (``transition_rows``).
 
     Call ``add`` for each env step, ``end_episode`` when the episode terminated or was
     truncated (only then is it samplable), then ``sample`` or ``episode_relabels``.
@@ -161,6 +185,8 @@ class HerReplayBuffer:
         failure_tail: float = 0.0,
         cut_off_policy: bool = False,
         off_policy_weight: float = 1.0,
+        model_rows: RowSource | None = None,
+        model_share: float = 0.0,
     ) -> None:
         if n_step < 1:
             raise ValueError(f"n_step must be >= 1, got {n_step}.")
@@ -173,6 +199,10 @@ class HerReplayBuffer:
         if not 0.0 <= off_policy_weight < math.inf:
             raise ValueError(
                 f"off_policy_weight must be a finite number >= 0, got {off_policy_weight}."
+            )
+        if not 0.0 <= model_share < 1.0 or (model_share and model_rows is None):
+            raise ValueError(
+                f"model_share must be in [0, 1), with model_rows where above 0, got {model_share}."
             )
         try:
             self.strategy = GoalSelectionStrategy(strategy)
@@ -188,6 +218,8 @@ class HerReplayBuffer:
         self.failure_tail = float(failure_tail)
         self.cut_off_policy = bool(cut_off_policy)
         self.off_policy_weight = float(off_policy_weight)
+        self.model_rows = model_rows
+        self.model_share = float(model_share)
         self._offsets = np.arange(self.n_step)  # window offsets j and their gamma^j
         self._powers = np.float32(self.gamma or 1.0) ** np.arange(self.n_step, dtype=np.float32)
         self.obs_shape = tuple(obs_shape)
@@ -297,6 +329,18 @@ class HerReplayBuffer:
         self._last_episode = (start, end)
         self._n_episodes += 1
 
+    def last_end(self) -> tuple[np.ndarray, bool] | None:
+        """(the next observation of the last finished episode's last step, whether the env
+        ended the episode there without success: a decoy, lava), or None before any episode
+        ended."""
+        start, end = self._last_episode
+        if end == start:
+            return None
+        slot = (end - 1) % self.capacity
+        return self._next_obs[slot].copy(), bool(
+            self._terminated[slot] and not self._is_success[slot]
+        )
+
     # --- relabelling ---------------------------------------------------------------------
 
     def _goal_indices(self, positions: np.ndarray) -> np.ndarray:
@@ -370,7 +414,8 @@ class HerReplayBuffer:
         The relabelled rows are the first ``n_her`` rows, where ``n_her`` is
         ``batch_size * k / (k + 1)`` rounded at random up or down (exact in expectation); rows
         are drawn independently, so which rows carry substitutes does not bias anything.
-        Costs O(batch_size).
+        With ``model_rows``, the last ``batch_size * model_share`` rows (rounded the same way)
+        are the model's transitions instead (``transition_rows``). Costs O(batch_size).
 
         Raises:
             RuntimeError: no finished episode is stored yet.
@@ -381,7 +426,52 @@ class HerReplayBuffer:
                 "cannot sample from the HER buffer before an episode has ended "
                 "(call end_episode() once an episode terminates or is truncated)."
             )
-        rng = self.rng
+        n_model = self._round(batch_size * self.model_share) if self.model_rows else 0
+        batch = self._sample_stored(batch_size - n_model, n_stored)
+        if not n_model:
+            return batch
+        assert self.model_rows is not None
+        rows = self.transition_rows(self.model_rows(n_model))
+        pairs = zip(batch, rows, strict=True)
+        return Batch(*(None if a is None else np.concatenate([a, b]) for a, b in pairs))
+
+    def _round(self, expected: float) -> int:
+        """``expected`` rounded at random up or down, exact in expectation."""
+        return int(expected) + int(self.rng.random() < expected - int(expected))
+
+    def transition_rows(self, rows: ModelRows) -> Batch:
+        """One-step batch rows of a model's transitions, for their goals: the reward
+        ``compute_reward(next achieved goal, goal)`` (plus ``step_reward``, and
+        ``failure_tail`` on a failed end), terminal where the goal is reached or the row failed
+        (as a relabelled stored step), discount gamma (1 - terminal) where the buffer has a
+        gamma; every row marked relabelled (its goal is the model's choice)."""
+        achieved, goal = np.asarray(rows.next_achieved_goal), np.asarray(rows.goal)
+        n = len(goal)
+        reward = self._with_step_reward(
+            np.asarray(self.compute_reward(achieved, goal), dtype=np.float32)
+        )
+        reached = achieved == goal
+        if reached.ndim > 1:
+            reached = reached.reshape(n, -1).all(axis=1)
+        failed = np.asarray(rows.failed, dtype=bool) & ~reached
+        reward = self._with_failure_tail(reward, failed)
+        terminal = (reached | failed).astype(np.float32)
+        discount = None
+        if self.gamma is not None:
+            discount = (np.float32(self.gamma) * (1.0 - terminal)).astype(np.float32)
+        return Batch(
+            obs=np.asarray(rows.obs, dtype=self._obs.dtype),
+            goal=goal.astype(self._desired_goal.dtype, copy=False),
+            action=np.asarray(rows.action, dtype=np.int64),
+            reward=reward.astype(np.float32, copy=False),
+            next_obs=np.asarray(rows.next_obs, dtype=self._obs.dtype),
+            terminal=terminal,
+            relabelled=np.ones(n, dtype=bool),
+            discount=discount,
+        )
+
+    def _sample_stored(self, batch_size: int, n_stored: int) -> Batch:
+        """``sample``'s rows from the stored episodes."""
         positions = self._draw(batch_size, n_stored)
         slots = positions % self.capacity
         goal = self._desired_goal[slots]  # fancy indexing copies
@@ -389,8 +479,7 @@ class HerReplayBuffer:
         terminal = self._terminated[slots].astype(np.float32)
         relabelled = np.zeros(batch_size, dtype=bool)
         if self.strategy is not GoalSelectionStrategy.NONE and self.k > 0:
-            expected = batch_size * self.k / (self.k + 1)
-            n_her = int(expected) + int(rng.random() < expected - int(expected))
+            n_her = self._round(batch_size * self.k / (self.k + 1))
             if n_her:
                 her_slots = slots[:n_her]
                 goal_slots = self._goal_indices(positions[:n_her]) % self.capacity

@@ -318,6 +318,30 @@ class CountModel:
         counts = np.fromiter(self._sas_counts.values(), dtype=np.int64, count=n)
         return layout.rows, layout.cols, counts[layout.order]
 
+    def sample_transitions(
+        self, n: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``n`` moves (s, a, s') drawn from the empirical model, as dense indices (int64, (n,)
+        each): (s, a) uniform over the tried pairs, s' by C(s, a, s') / C(s, a) (Dyna's
+        simulated experience; on a deterministic model, uniform over the moves seen).
+
+        Raises:
+            ValueError: no transition has been counted yet.
+        """
+        layout = self._sparsity()
+        rows, cols = layout.rows, layout.cols
+        if not len(rows):
+            raise ValueError("the count model has no transition to draw yet.")
+        if self.is_deterministic():  # one s' per (s, a): uniform over the moves seen
+            keys = rng.integers(0, len(rows), size=n)
+        else:
+            counts = self.transition_counts()[2]
+            totals = np.bincount(rows, weights=counts)[rows]  # C(s, a) of each key
+            n_pairs = np.count_nonzero(np.bincount(rows))
+            keys = rng.choice(len(rows), size=n, p=counts / totals / n_pairs)
+        pair = rows[keys]
+        return pair // self.n_actions, pair % self.n_actions, cols[keys].astype(np.int64)
+
     def _sparsity(self) -> _Layout:
         """The cached sparsity pattern of C(s, a, s'), rebuilt when a key or state was added."""
         n_keys, n_states = len(self._sas_counts), len(self._observations)

@@ -45,6 +45,7 @@ from sshr_torch.goal_reach import (
     cached_distances,
     reach_from,
 )
+from sshr_torch.her import ModelRows
 from sshr_torch.interrupt import StopRequest
 from sshr_torch.rollout import EpisodeResult, play_episode
 from sshr_torch.smart_start import (
@@ -205,6 +206,11 @@ class Trainer:
         self.exploration = config.explore or ("directed" if directed_applies else "epsilon")
         self.controller = self._make_controller(np.random.default_rng(seeds[2]))
         self.model_values = self._make_model_values()
+        # States at which the env ended an episode without success (a decoy, lava): the
+        # count model's rows end there (--model-rows).
+        self._failed_ends = np.zeros(self._n_states(), dtype=bool)
+        if config.model_rows:
+            self.buffer.model_rows, self.buffer.model_share = self._model_rows, config.model_rows
         self.agent = build.make_agent(
             config, self.env, int(seeds[0]), q_network, model_values=self.model_values
         )
@@ -324,6 +330,8 @@ class Trainer:
                 needs_goals.append(f"--model-values {config.model_values}")
             elif config.model_values != "off" and config.model_goals != defaults.model_goals:
                 needs_goals.append(f"--model-goals {config.model_goals}")
+            if config.model_rows:
+                needs_goals.append(f"--model-rows {config.model_rows:g}")
         if config.eval_goals:
             needs_goals.append(f"--eval-goals {config.eval_goals}")
         if config.stop_path_factor is not None:
@@ -450,6 +458,21 @@ class Trainer:
             goal_of=self._goal_of,
             n_goals=self._n_goal_ids(),
         )
+
+    def _model_rows(self, n: int) -> ModelRows:
+        """``n`` replay rows from the count model (``model_rows``): moves it has seen, uniform
+        (``CountModel.sample_transitions``), each with the goal of a state it has seen, drawn
+        uniformly; with the buffer's generator, so a resume draws on where it stopped."""
+        model = self.controller.model  # type: ignore[union-attr]
+        rng = self.buffer.rng
+        s, action, s2 = model.sample_transitions(n, rng)
+        observations = np.asarray(model.observations(), dtype=np.int64)
+        obs, next_obs = observations[s], observations[s2]
+        goal = observations[rng.integers(0, len(observations), size=n)]
+        achieved = next_obs
+        if self._goal_of is not None:
+            achieved, goal = self._goal_of[next_obs], self._goal_of[goal]
+        return ModelRows(obs, action, next_obs, achieved, goal, self._failed_ends[next_obs])
 
     def _make_goal_reach(self) -> GoalReach | None:
         """Goal reach (``eval_goals``) where the env allows it: the goal of a state known and a
@@ -682,6 +705,9 @@ class Trainer:
             self._last_report = report
         if self.model_values is not None:
             self.model_values.refresh(result.goal)
+        end = self.buffer.last_end()
+        if end is not None and end[1] and len(self._failed_ends):
+            self._failed_ends[int(end[0])] = True
         self._last_goal = result.goal
         progress.env_steps += result.length
         progress.n_updates += result.n_learned
@@ -923,6 +949,7 @@ class Trainer:
         state["env"] = f"{env_class.__module__}.{env_class.__qualname__}"
         # The count model's values are recomputed on resume, for the goal they were last for.
         state["model_values_goal"] = self.model_values.goal if self.model_values else None
+        state["failed_ends"] = np.flatnonzero(self._failed_ends).tolist()
         return state
 
     def _episode_cap(self) -> int:
@@ -962,6 +989,7 @@ class Trainer:
             state, self._parts(), self.env, self.visits, str(self.config.resume)
         )
         self._check_budget_reaches(self.progress)
+        self._failed_ends[np.asarray(state.get("failed_ends", []), dtype=np.int64)] = True
         goal = state.get("model_values_goal")
         if self.model_values is not None and isinstance(goal, int):
             self.model_values.refresh(goal)

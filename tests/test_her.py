@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from sshr_torch.her import Batch, GoalSelectionStrategy, HerReplayBuffer
+from sshr_torch.her import Batch, GoalSelectionStrategy, HerReplayBuffer, ModelRows
 
 STRATEGIES = [s.value for s in GoalSelectionStrategy]
 RELABELLING = [s for s in STRATEGIES if s != "none"]
@@ -439,3 +439,63 @@ def test_an_end_without_the_goal_gets_the_failure_tail(n_step):
     won = make("episode", k=4, reward=equal_reward, failure_tail=tail, **settings)
     add_episode(won, EPISODE, goal=14, terminated=True, truncated=False, success=True)
     assert (won.sample(256).reward >= -1.0 / (1.0 - gamma)).all()
+
+
+def model_rows(states, goals, failed=()):
+    """A ModelRows source that hands out the moves s -> s + 1 of ``states`` and ``goals``
+    cyclically (achieved goal = state), with ``failed`` next states."""
+
+    def draw(n):
+        s = np.resize(np.asarray(states), n)
+        return ModelRows(
+            s, s % 4, s + 1, s + 1, np.resize(np.asarray(goals), n), np.isin(s + 1, failed)
+        )
+
+    return draw
+
+
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_model_rows_fill_their_share_with_rewards_and_ends_for_their_goals(n_step):
+    gamma, tail = 0.5, -7.0
+    settings = {"n_step": n_step, "gamma": gamma} if n_step > 1 else {}
+    buffer = make("future", k=4, reward=equal_reward, step_reward=-1.0, failure_tail=tail,
+                  model_rows=model_rows([0, 1, 2], [1, 9, 9], failed=[3]), model_share=0.25,
+                  **settings)  # fmt: skip
+    add_episode(buffer, EPISODE)
+    shares = []
+    for _ in range(200):
+        batch = buffer.sample(30)
+        from_model = batch.obs < 10  # the stored episode's states are 10..13
+        shares.append(from_model.mean())
+        # the model's rows come last, all marked relabelled
+        assert not from_model[: len(from_model) - from_model.sum()].any()
+        assert batch.relabelled[from_model].all()
+    assert np.mean(shares) == pytest.approx(0.25, abs=0.01)
+    rows = buffer.transition_rows(model_rows([0, 1, 2], [1, 9, 9], failed=[3])(3))
+    # 0 -> 1 reaches goal 1: reward 1 - 1, terminal; 1 -> 2 for goal 9: -1, bootstraps;
+    # 2 -> 3 for goal 9 ends at a failed state: -1 + the tail, terminal
+    np.testing.assert_array_equal(rows.reward, [0.0, -1.0, -1.0 + tail])
+    np.testing.assert_array_equal(rows.terminal, [1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(rows.next_obs, [1, 2, 3])
+    if n_step > 1:
+        np.testing.assert_allclose(rows.discount, [0.0, gamma, 0.0])
+    else:
+        assert rows.discount is None
+
+
+def test_model_share_needs_a_source_and_stays_below_one():
+    with pytest.raises(ValueError, match="model_share"):
+        HerReplayBuffer(10, equal_reward, model_share=0.5)
+    with pytest.raises(ValueError, match="model_share"):
+        HerReplayBuffer(10, equal_reward, model_rows=model_rows([0], [1]), model_share=1.0)
+
+
+def test_last_end_reports_a_failed_end():
+    buffer = make("future")
+    assert buffer.last_end() is None
+    add_episode(buffer, EPISODE, terminated=True, truncated=False, success=False)
+    next_obs, failed = buffer.last_end()
+    assert int(next_obs) == 14 and failed
+    add_episode(buffer, [20, 21], terminated=True, truncated=False, success=True)
+    next_obs, failed = buffer.last_end()
+    assert int(next_obs) == 21 and not failed

@@ -840,3 +840,25 @@ def test_model_goal_values_refuse_rewards_that_make_arriving_worse():
         ModelGoalValues(CountModel(2), 4, 0.9, goal_reward=-20.0, step_reward=-1.0)
     with pytest.raises(ValueError, match="gamma"):
         ModelGoalValues(CountModel(2), 4, 1.0)
+
+
+def test_sample_transitions_draws_tried_pairs_uniformly_and_next_states_by_counts():
+    model = CountModel(n_actions=2)
+    with pytest.raises(ValueError, match="no transition"):
+        model.sample_transitions(1, np.random.default_rng(0))
+    # (0, 0) -> 1 ten times; (0, 1) -> 2 once: a deterministic model, uniform over the moves
+    for _ in range(10):
+        model.update(0, 0, 0.0, 1, False)
+    model.update(0, 1, 0.0, 2, False)
+    s, a, s2 = model.sample_transitions(20_000, np.random.default_rng(0))
+    assert set(zip(s.tolist(), a.tolist(), s2.tolist(), strict=True)) == {(0, 0, 1), (0, 1, 2)}
+    assert np.mean(a == 1) == pytest.approx(0.5, abs=0.02)
+    # (1, 0) -> 0 three times and -> 2 once: (s, a) pairs uniform (1/3 each), then s' 3:1
+    for _ in range(3):
+        model.update(1, 0, 0.0, 0, False)
+    model.update(1, 0, 0.0, 2, False)
+    s, a, s2 = model.sample_transitions(30_000, np.random.default_rng(1))
+    from_1 = s == 1
+    assert np.mean(from_1) == pytest.approx(1 / 3, abs=0.02)
+    assert np.mean(s2[from_1] == 0) == pytest.approx(0.75, abs=0.02)
+    assert np.mean((s == 0) & (a == 0) & (s2 == 1)) == pytest.approx(1 / 3, abs=0.02)

@@ -808,3 +808,40 @@ def test_lr_half_life_halves_the_learning_rate_every_that_many_updates(tmp_path)
     assert all(opt.param_groups[0]["lr"] == 1e-3 for opt in constant.optimizers)
     with pytest.raises(ConfigError, match="--lr-half-life"):
         tiny_config(tmp_path, lr_half_life=-1).validate()
+
+
+def test_model_rows_draw_the_count_models_moves_and_end_at_decoys(tmp_path):
+    # keulen_misleading's decoy 'g' ends an episode without success: the count model's rows
+    # that arrive there end, with the failure tail, for every goal but the decoy's cell
+    config = tiny_config(tmp_path, maze="keulen_misleading", episodes=40, max_episode_steps=60,
+                         model_rows=0.5, model_values="off")  # fmt: skip
+    trainer = Trainer(config)
+    trainer.run()
+    model, buffer = trainer.controller.model, trainer.buffer
+    decoys = set(trainer.env.unwrapped.maze.decoy_indices.tolist())
+    failed = set(np.flatnonzero(trainer._failed_ends).tolist())
+    assert failed and failed <= decoys
+    seen = {
+        (int(s), int(a), int(s2))
+        for s, a, s2 in zip(*model.sample_transitions(20_000, buffer.rng), strict=True)
+    }
+    observations = np.asarray(model.observations())
+    seen = {(int(observations[s]), a, int(observations[s2])) for s, a, s2 in seen}
+    batch = buffer.sample(4000)
+    rows = slice(len(batch.obs) - int(np.round(0.5 * 4000)) + 50, None)  # surely the model's
+    for s, a, s2 in zip(batch.obs[rows], batch.action[rows], batch.next_obs[rows], strict=True):
+        assert (int(s), int(a), int(s2)) in seen
+    assert set(batch.goal[rows].tolist()) <= set(observations.tolist())
+    ends = np.isin(batch.next_obs[rows], list(failed)) & (batch.goal[rows] != batch.next_obs[rows])
+    assert ends.any()
+    assert (batch.terminal[rows][ends] == 1.0).all()
+    assert (batch.reward[rows][ends] < config.step_reward).all()  # the failure tail
+    assert trainer._state()["failed_ends"] == sorted(failed)
+
+
+def test_model_rows_need_the_dqn_and_smart_start(tmp_path):
+    for overrides in ({"agent": "tabular"}, {"smart_start": False}):
+        with pytest.raises(ConfigError, match="--model-rows"):
+            tiny_config(tmp_path, model_rows=0.5, **overrides).validate()
+    with pytest.raises(ConfigError, match="--model-rows must be in"):
+        tiny_config(tmp_path, model_rows=1.0).validate()
