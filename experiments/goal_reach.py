@@ -90,6 +90,11 @@ PURE_LEVERS: dict[str, dict[str, Any]] = {
     # count model has seen (Dyna-style rows), without / with the model's values.
     "dqn_pure_model_rows": {"model_values": "off", "model_rows": 0.5},
     "dqn_model_rows": {"model_rows": 0.5},
+    # Advantage learning: the action gaps widened, so a greedy choice survives fit errors.
+    "dqn_pure_advantage": {"model_values": "off", "advantage_alpha": 0.5},
+    "dqn_pure_advantage09": {"model_values": "off", "advantage_alpha": 0.9},
+    # A head that represents the distance to the goal: a quasimetric (triangle inequality).
+    "dqn_pure_distance": {"model_values": "off", "q_head": "distance"},
 }
 DEFAULT_ARMS = list(ARMS)
 ARMS.update(PURE_LEVERS)

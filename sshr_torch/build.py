@@ -24,6 +24,7 @@ from gymnasium import spaces
 
 from sshr_torch import protocol
 from sshr_torch.agents import Agent, DQNAgent, TabularAgent
+from sshr_torch.agents.networks import DistanceQNetwork, InputSpec
 from sshr_torch.config import MAZE_FIELDS, ConfigError, TrainConfig
 from sshr_torch.env import GridMazeEnv
 from sshr_torch.her import HerReplayBuffer
@@ -150,6 +151,8 @@ def make_agent(
         if model_values is None
         else {"model_mode": config.model_values, "model_loss": config.q_fit}
     )
+    if q_network is None and config.q_head == "distance":
+        q_network = distance_network(config.hidden_sizes[0], seed)
     return DQNAgent(
         observation_space,
         goal_space,
@@ -166,6 +169,7 @@ def make_agent(
         target_update_interval=config.target_update_interval,
         tau=config.tau,
         double_dqn=config.double_dqn,
+        advantage_alpha=config.advantage_alpha,
         max_grad_norm=config.max_grad_norm,
         target_range=target_range,
         device=config.device,
@@ -280,6 +284,16 @@ def check_spaces(env: gym.Env) -> None:
             )
     if not isinstance(env.action_space, spaces.Discrete):
         raise ConfigError("the env's action space must be Discrete.")
+
+
+def distance_network(hidden: int, seed: int) -> Callable[..., torch.nn.Module]:
+    """The factory of ``--q-head distance``'s network, its weights drawn from ``seed``."""
+
+    def make(obs_spec: InputSpec, goal_spec: InputSpec, n_actions: int) -> torch.nn.Module:
+        generator = torch.Generator().manual_seed(seed)
+        return DistanceQNetwork(obs_spec, goal_spec, n_actions, hidden, generator=generator)
+
+    return make
 
 
 def check_q_network(agent: DQNAgent) -> None:

@@ -27,6 +27,7 @@ AgentName = Literal["dqn", "tabular"]
 LossName = Literal["huber", "mse"]
 ModelValuesName = Literal["off", ModelMode]
 PresetName = Literal["paper"]
+QHeadName = Literal["mlp", "distance"]
 
 # The default run length when neither `episodes` nor `total_steps` is set: enough for the DQN
 # with Smart Start and HER to learn a greedy path on keulen_easy in a minute or two on a
@@ -220,6 +221,12 @@ class TrainConfig:
     # --- DQN -------------------------------------------------------------------------------
     hidden_sizes: tuple[int, ...] = (256,)
     """DQN hidden layer sizes (the HER paper: one layer of 256)."""
+    q_head: QHeadName = "mlp"
+    """DQN: the Q-network. 'mlp': an MLP on one-hot(state) || one-hot(goal); 'distance':
+    Q(s, g, a) = -d(x_a(s), y(g)), a quasimetric distance between an embedding of the state
+    per action and one of the goal (a metric residual network: a learnt way from s to m and
+    from m to g bounds the way from s to g), encoders of one hidden layer of hidden_sizes[0];
+    off the fast path (docs/goal_reach.md measures it)."""
     batch_size: int = 128
     """DQN minibatch size."""
     learning_rate: float = 1e-3
@@ -298,6 +305,10 @@ class TrainConfig:
     random), not with the network's argmax, which is then extrapolation (docs/long_mazes.md)."""
     double_dqn: bool = False
     """DQN: use the Double DQN target."""
+    advantage_alpha: float = 0.0
+    """DQN: advantage learning's alpha in [0, 1) (Bellemare et al. 2016): each TD target less
+    alpha times the taken action's gap to the best one under the target network, which widens
+    the gaps between a state's actions; 0: off (docs/goal_reach.md measures it)."""
     max_grad_norm: float = 10.0
     """DQN: gradient-norm clipping threshold."""
     clip_target: bool = True
@@ -399,6 +410,13 @@ class TrainConfig:
             value = getattr(self, name)
             if not (value >= 0.0 and math.isfinite(value)):
                 raise ConfigError(f"--{flag(name)} must be a finite number >= 0, got {value}.")
+        if self.q_head == "distance" and len(self.hidden_sizes) != 1:
+            raise ConfigError(
+                f"--q-head distance has encoders of one hidden layer; give one --hidden-sizes, "
+                f"got {self.hidden_sizes}."
+            )
+        if not 0.0 <= self.advantage_alpha < 1.0:
+            raise ConfigError(f"--advantage-alpha must be in [0, 1), got {self.advantage_alpha}.")
         if not 0.0 <= self.model_rows < 1.0:
             raise ConfigError(f"--model-rows must be in [0, 1), got {self.model_rows}.")
         if self.model_rows and (self.agent != "dqn" or not self.smart_start):
@@ -446,6 +464,7 @@ class TrainConfig:
             ("loss", LossName),
             ("model_values", ModelValuesName),
             ("model_goals", ModelGoals),
+            ("q_head", QHeadName),
         ):
             _choice(name, getattr(self, name), get_args(kind))
         if self.model_loss is not None:

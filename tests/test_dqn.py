@@ -15,7 +15,7 @@ from goal_envs import BitFlipEnv, OpenRoomEnv, greedy_success_rate, make_buffer,
 from gymnasium import spaces
 from torch import nn
 
-from sshr_torch.agents import Agent, DQNAgent, LinearSchedule
+from sshr_torch.agents import Agent, DQNAgent, LinearSchedule, targets
 from sshr_torch.agents.networks import OneHotMLP, one_hot_inputs
 from sshr_torch.her import Batch
 
@@ -280,16 +280,22 @@ def moments(agent):
 
 
 @pytest.mark.parametrize(
-    ("hidden", "double_dqn", "max_grad_norm", "n_states"),
-    [((256,), False, 10.0, 100), ((16, 8), True, 0.05, 40), ((), False, None, 10_000)],
+    ("hidden", "double_dqn", "max_grad_norm", "n_states", "alpha"),
+    [
+        ((256,), False, 10.0, 100, 0.0),
+        ((16, 8), True, 0.05, 40, 0.0),
+        ((), False, None, 10_000, 0.0),
+        ((32,), False, 10.0, 60, 0.5),  # advantage learning
+    ],
 )
 def test_fast_path_equals_the_autograd_path_over_200_updates(
-    hidden, double_dqn, max_grad_norm, n_states
+    hidden, double_dqn, max_grad_norm, n_states, alpha
 ):
     """The same module trained both ways: weights, Adam moments and TD losses agree."""
     settings = dict(
         hidden_sizes=hidden,
         double_dqn=double_dqn,
+        advantage_alpha=alpha,
         max_grad_norm=max_grad_norm,
         learning_rate=3e-3,
         target_update_interval=25,
@@ -659,3 +665,39 @@ def test_q_mode_fast_path_equals_the_autograd_path(model_loss):
         fast.q_network.parameters(), general.q_network.parameters(), strict=True
     ):
         torch.testing.assert_close(p_fast, p_general, rtol=1e-4, atol=1e-5)
+
+
+def test_advantage_target_subtracts_alpha_times_the_taken_actions_gap():
+    target = torch.tensor([1.0, 1.0, -5.0])
+    q_state = torch.tensor([[3.0, 1.0], [3.0, 1.0], [0.0, 4.0]])
+    action = torch.tensor([0, 1, 0])
+    got = targets.advantage_target(target.clone(), q_state, action, 0.5)
+    # gaps: 0 (the best action), 2, 4
+    torch.testing.assert_close(got, torch.tensor([1.0, 0.0, -7.0]))
+    clamped = targets.advantage_target(target.clone(), q_state, action, 0.5, (-6.0, 0.5))
+    torch.testing.assert_close(clamped, torch.tensor([0.5, 0.0, -6.0]))
+
+
+def test_advantage_learning_widens_the_action_gap_on_a_chain():
+    # From state 0, action 1 reaches the goal (state 1: reward 0, terminal), action 0 stays
+    # (reward -1). V(0) = Q(0, 1) = 0 either way; Q(0, 0) = -1 + 0.9 V(0) = -1 plain, and
+    # under advantage learning Q(0, 0) = -1 + 0.9 V(0) - alpha (V(0) - Q(0, 0)) = -1 / (1 - alpha).
+    results = {}
+    for alpha in (0.0, 0.5):
+        agent = DQNAgent(2, 2, 2, hidden_sizes=(16,), gamma=0.9, learning_rate=1e-2,
+                         target_update_interval=10, advantage_alpha=alpha, seed=0)  # fmt: skip
+        batch = Batch(
+            obs=np.array([0, 0]),
+            goal=np.array([1, 1]),
+            action=np.array([0, 1]),
+            reward=np.array([-1.0, 0.0], dtype=np.float32),
+            next_obs=np.array([0, 1]),
+            terminal=np.array([0.0, 1.0], dtype=np.float32),
+            relabelled=np.zeros(2, dtype=bool),
+        )
+        for _ in range(3000):
+            agent.update(batch)
+        q = agent.q_values(np.array([0]), np.array([1]))[0]
+        results[alpha] = q[1] - q[0]
+    assert results[0.0] == pytest.approx(1.0, abs=0.1)
+    assert results[0.5] == pytest.approx(2.0, abs=0.15)

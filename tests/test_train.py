@@ -845,3 +845,17 @@ def test_model_rows_need_the_dqn_and_smart_start(tmp_path):
             tiny_config(tmp_path, model_rows=0.5, **overrides).validate()
     with pytest.raises(ConfigError, match="--model-rows must be in"):
         tiny_config(tmp_path, model_rows=1.0).validate()
+
+
+def test_q_head_distance_trains_a_distance_network_and_needs_one_hidden_size(tmp_path):
+    from sshr_torch.agents.networks import DistanceQNetwork
+
+    trainer = Trainer(tiny_config(tmp_path, q_head="distance", episodes=2))
+    trainer.run()
+    agent = trainer.agent
+    assert isinstance(agent.q_network, DistanceQNetwork) and agent.fast is None
+    assert agent.n_updates > 0
+    q = agent.pair_q_values(np.arange(5), np.arange(5, 10))
+    assert (q <= 0).all()  # minus a distance
+    with pytest.raises(ConfigError, match="--q-head distance"):
+        tiny_config(tmp_path, q_head="distance", hidden_sizes=(32, 32)).validate()

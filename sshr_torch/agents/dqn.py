@@ -109,6 +109,8 @@ class DQNAgent:
         target_update_interval: updates between target-network refreshes.
         tau: 1.0 for a hard copy at each refresh, < 1 for Polyak averaging.
         double_dqn: choose the next action with the online network, value it with the target.
+        advantage_alpha: advantage learning's alpha in [0, 1) (``targets.advantage_target``);
+            0: the plain TD target.
         max_grad_norm: clip the global gradient norm to this (None: no clipping).
         target_range: (low, high) to clamp TD targets into (the range of returns); None: none.
         device: "cpu" (default), "cuda", "auto" (CUDA when available) or a torch.device.
@@ -142,6 +144,7 @@ class DQNAgent:
         target_update_interval: int = 500,
         tau: float = 1.0,
         double_dqn: bool = False,
+        advantage_alpha: float = 0.0,
         max_grad_norm: float | None = 10.0,
         target_range: tuple[float, float] | None = None,
         device: str | torch.device = "cpu",
@@ -167,6 +170,8 @@ class DQNAgent:
         if model_loss not in get_args(targets.ModelLoss):
             losses = get_args(targets.ModelLoss)
             raise ValueError(f"model_loss must be one of {losses}, got {model_loss!r}.")
+        if not 0.0 <= advantage_alpha < 1.0:
+            raise ValueError(f"advantage_alpha must be in [0, 1), got {advantage_alpha}.")
         if not 0.0 < tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {tau}.")
         if target_range is not None and not target_range[0] <= target_range[1]:
@@ -186,6 +191,7 @@ class DQNAgent:
         self.target_update_interval = int(target_update_interval)
         self.tau = float(tau)
         self.double_dqn = bool(double_dqn)
+        self.advantage_alpha = float(advantage_alpha)
         self.max_grad_norm = float("inf") if max_grad_norm is None else float(max_grad_norm)
         self.target_range = (
             None if target_range is None else (float(target_range[0]), float(target_range[1]))
@@ -364,6 +370,7 @@ class DQNAgent:
                 target_range=self.target_range,
                 model_mode=self.model_mode,
                 model_loss=self.model_loss,
+                advantage_alpha=self.advantage_alpha,
             )
         else:
             metrics = self._autograd_update(batch, discount, model, model_q)
@@ -407,6 +414,12 @@ class DQNAgent:
             goal,
             None if model is None else torch.as_tensor(model, device=device),
         )
+        if self.advantage_alpha:
+            with torch.no_grad():
+                q_state = self.target_network(state, goal)  # (B, n_actions)
+            target = targets.advantage_target(
+                target, q_state, action, self.advantage_alpha, self.target_range
+            )
         q = self.q_network(state, goal)  # (B, n_actions)
         q_taken = q.gather(1, action.unsqueeze(1)).squeeze(1)  # (B,)
         if model_q is None:
@@ -501,6 +514,7 @@ class DQNAgent:
             "target_update_interval": self.target_update_interval,
             "tau": self.tau,
             "double_dqn": self.double_dqn,
+            "advantage_alpha": self.advantage_alpha,
             "max_grad_norm": self.max_grad_norm,
         }
 

@@ -220,11 +220,14 @@ class FastUpdate:
         target_range: tuple[float, float] | None = None,
         model_mode: ModelMode = "q",
         model_loss: targets.ModelLoss = "entries",
+        advantage_alpha: float = 0.0,
     ) -> dict[str, float]:
         """One Huber-loss step on ``batch``; ``discount`` (B,) multiplies the bootstrap value,
         combined with the model's values ``model`` (B,) by ``targets.bootstrap_value`` in
         ``model_mode``; with ``model_q`` (B, n_actions) the loss is 'q' mode's
-        (``targets.model_q_targets``; ``targets.model_q_grad`` in ``model_loss``). The global
+        (``targets.model_q_targets``; ``targets.model_q_grad`` in ``model_loss``); with
+        ``advantage_alpha`` > 0 the TD target is advantage learning's
+        (``targets.advantage_target``). The global
         gradient norm is clipped to ``max_grad_norm``. Returns ``td_loss``, ``q_mean`` and
         ``grad_norm`` (before clipping).
         """
@@ -267,6 +270,11 @@ class FastUpdate:
         if model is not None:
             value = targets.bootstrap_value(value, torch.from_numpy(model), model_mode)
         target = targets.td_target(reward, discount_t, value, target_range)  # (B,)
+        if advantage_alpha:
+            q_state, _ = self._forward(self.target_w1, self.target_b1, self.target_layers, inputs)
+            target = targets.advantage_target(
+                target, q_state, self.action[:, 0], advantage_alpha, target_range
+            )
 
         q, hidden = self._forward(self.w1, self.b1, self.layers, inputs)
         q_taken = q.gather(1, self.action).squeeze(1)  # (B,)

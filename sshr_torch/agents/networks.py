@@ -35,7 +35,15 @@ from gymnasium import spaces
 from torch import nn
 from torch.nn.utils import skip_init
 
-__all__ = ["InputSpec", "OneHotMLP", "QNetworkFactory", "discrete_index", "one_hot_inputs"]
+__all__ = [
+    "DistanceQNetwork",
+    "InputSpec",
+    "OneHotMLP",
+    "QNetworkFactory",
+    "discrete_index",
+    "one_hot_inputs",
+    "quasimetric",
+]
 
 
 @dataclass(frozen=True)
@@ -183,3 +191,95 @@ class OneHotMLP(nn.Module):
 
     def extra_repr(self) -> str:
         return f"obs={self.obs_spec}, goal={self.goal_spec}, sizes={self.sizes}"
+
+
+def quasimetric(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """d(x, y) = ||u_x - u_y||_2 + max_i relu(w_x,i - w_y,i) over the last axis (broadcast),
+    u the first half of a point's coordinates, w the second: >= 0, 0 at x = y, and
+    d(x, z) <= d(x, y) + d(y, z) (a Euclidean metric plus a max of one-sided gaps)."""
+    dim = x.shape[-1] // 2
+    diff = x - y
+    sym, asym = diff[..., :dim], diff[..., dim:]
+    # sqrt with a floor: its gradient at 0 (d(x, x)) would be inf
+    return (sym.square().sum(-1) + 1e-12).sqrt() + asym.relu().amax(-1)
+
+
+class DistanceQNetwork(nn.Module):
+    """Q(s, g, a) = -d(x_a(s), y(g)): a head that represents the distance to the goal
+    directly, as a quasimetric (the metric residual network of Liu et al. 2022, "Metric
+    Residual Networks for Sample Efficient Goal-Conditioned Reinforcement Learning").
+
+    Each input goes through its own one-hidden-layer encoder (an embedding row per Discrete
+    value, a Linear layer over MultiBinary bits; ReLU; Linear): the state to one point
+    x_a(s) per action, the goal to one point y(g), each of 2 * ``dim`` coordinates, split
+    into halves u (symmetric) and w (asymmetric):
+
+        d(x, y) = ||u_x - u_y||_2 + max_i relu(w_x,i - w_y,i)
+
+    d >= 0, d(x, x) = 0 and d obeys the triangle inequality, so a learnt short way from s to
+    m and from m to g bounds the way from s to g: with rewards -1 per move and 0 on arrival,
+    -Q is the number of moves left (for gamma near 1). Trained by the DQN's TD loss like any
+    network (the autograd update; the fast path takes only ``OneHotMLP``).
+
+    Args:
+        obs_spec, goal_spec: the two inputs (``InputSpec.of(space)``).
+        n_actions: outputs.
+        hidden: the encoders' hidden width.
+        dim: coordinates of each half (u, w) of a point.
+        generator: draws the initial weights.
+    """
+
+    def __init__(
+        self,
+        obs_spec: InputSpec,
+        goal_spec: InputSpec,
+        n_actions: int,
+        hidden: int = 256,
+        dim: int = 32,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.obs_spec, self.goal_spec = obs_spec, goal_spec
+        self.n_actions, self.hidden, self.dim = int(n_actions), int(hidden), int(dim)
+        self.state_in = self._encoder_input(obs_spec)
+        self.goal_in = self._encoder_input(goal_spec)
+        self.state_out = skip_init(nn.Linear, self.hidden, self.n_actions * 2 * self.dim)
+        self.goal_out = skip_init(nn.Linear, self.hidden, 2 * self.dim)
+        self.reset_parameters(generator)
+
+    def _encoder_input(self, spec: InputSpec) -> nn.Module:
+        if spec.kind == "discrete":
+            return skip_init(nn.Embedding, spec.size, self.hidden)
+        return skip_init(nn.Linear, spec.size, self.hidden)
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for every weight and bias (an embedding row's
+        fan_in taken as its input's size, as a Linear layer on its one-hot vector)."""
+        with torch.no_grad():
+            for module, fan_in in (
+                (self.state_in, self.obs_spec.size),
+                (self.goal_in, self.goal_spec.size),
+                (self.state_out, self.hidden),
+                (self.goal_out, self.hidden),
+            ):
+                bound = 1.0 / math.sqrt(fan_in)
+                for tensor in module.parameters():
+                    nn.init.uniform_(tensor, -bound, bound, generator=generator)
+
+    def _encode(self, values: torch.Tensor, spec: InputSpec, first: nn.Module) -> torch.Tensor:
+        x = first(values.long()) if spec.kind == "discrete" else first(values.float())
+        return torch.relu(x)  # (B, hidden)
+
+    def forward(self, state: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """Q-values -d(x_a(s), y(g)), shape (B, n_actions)."""
+        x = self.state_out(self._encode(state, self.obs_spec, self.state_in))
+        x = x.view(-1, self.n_actions, 2 * self.dim)  # (B, A, 2 dim)
+        y = self.goal_out(self._encode(goal, self.goal_spec, self.goal_in)).unsqueeze(1)
+        return -quasimetric(x, y)
+
+    def extra_repr(self) -> str:
+        return (
+            f"obs={self.obs_spec}, goal={self.goal_spec}, n_actions={self.n_actions}, "
+            f"hidden={self.hidden}, dim={self.dim}"
+        )

@@ -14,6 +14,8 @@ For a replay row (s, g, a, r, s', discount) the chain is:
                                                     argmax_a Q_online(s', g, a))
     V(s')     <- combined with V_model(s', g)       bootstrap_value ('floor', 'target')
     y         = r + discount * V(s'), clamped       td_target
+    y         <- y - alpha (max_b Q_target(s, g, b)   advantage_target (advantage learning,
+                 - Q_target(s, g, a)), clamped      alpha > 0; off by default)
     targets   = Q_model(s, g, .), y for the taken   model_q_targets ('q' mode)
                 action where the model has none
     loss      = Huber over the entries with one,    'entries' (model_q_loss, its gradient
@@ -32,6 +34,7 @@ from sshr_torch.smart_start import ModelLoss, ModelMode
 
 __all__ = [
     "ModelLoss",
+    "advantage_target",
     "bootstrap_discount",
     "bootstrap_value",
     "greedy_value",
@@ -92,6 +95,27 @@ def td_target(
     """y = r + discount * V(s') (B,), clamped into ``target_range`` (low, high) when set (the
     HER paper clips targets to the range of returns)."""
     target = torch.addcmul(reward, discount, value)  # (B,)
+    if target_range is not None:
+        target = target.clamp_(*target_range)
+    return target
+
+
+def advantage_target(
+    target: torch.Tensor,
+    q_state: torch.Tensor,
+    action: torch.Tensor,
+    alpha: float,
+    target_range: tuple[float, float] | None = None,
+) -> torch.Tensor:
+    """Advantage learning's target (Baird 1999; Bellemare et al. 2016, "Increasing the action
+    gap"): the TD ``target`` (B,) less ``alpha`` times the taken ``action``'s (B,) gap to the
+    best action under the target network at the row's own state, ``q_state`` = Q_target(s, g,
+    .) (B, n_actions): y - alpha (max_b Q(s, g, b) - Q(s, g, a)). Its fixed point keeps each
+    greedy value and pushes the other actions down by alpha / (1 - gamma) times their gap, so
+    a greedy choice survives errors in the fit of values that are close. Clamped into
+    ``target_range`` when set."""
+    gap = q_state.amax(dim=1) - q_state.gather(1, action.unsqueeze(1)).squeeze(1)  # (B,) >= 0
+    target = target - alpha * gap
     if target_range is not None:
         target = target.clamp_(*target_range)
     return target
