@@ -95,6 +95,8 @@ PURE_LEVERS: dict[str, dict[str, Any]] = {
     "dqn_pure_advantage09": {"model_values": "off", "advantage_alpha": 0.9},
     # A head that represents the distance to the goal: a quasimetric (triangle inequality).
     "dqn_pure_distance": {"model_values": "off", "q_head": "distance"},
+    # Prioritised replay by the TD error of the goal each step was last replayed for.
+    "dqn_pure_priority": {"model_values": "off", "priority_alpha": 0.6},
 }
 DEFAULT_ARMS = list(ARMS)
 ARMS.update(PURE_LEVERS)

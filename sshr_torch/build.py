@@ -232,6 +232,7 @@ def n_step_settings(config: TrainConfig) -> dict[str, Any]:
         "failure_tail": failure_tail,
         "cut_off_policy": config.n_step_cut,
         "off_policy_weight": config.off_policy_weight,
+        "priority_alpha": config.priority_alpha,
     }
 
 

@@ -264,6 +264,12 @@ class TrainConfig:
     """DQN: the relative weight with which a replay batch draws a step whose action was not the
     learner's (Smart Start's guided walks, the directed exploration's moves); 1: uniform over
     all stored steps, 0: never, > 1: more often (docs/goal_reach.md measures it)."""
+    priority_alpha: float = 0.0
+    """DQN with --model-values off: prioritised replay (Schaul et al. 2016) where above 0, in
+    [0, 1]: a stored step is drawn with probability proportional to its last |TD error| to
+    this power (the goal it was replayed for, real or relabelled), with importance weights
+    (beta 0.4) in the loss; 0: uniform. The general update, not the fast path
+    (docs/goal_reach.md measures it)."""
     model_rows: float = 0.0
     """DQN with Smart Start, on envs that know the goal of a state: the share of each replay
     batch drawn from Smart Start's count model instead of the buffer (Dyna-style one-step rows:
@@ -417,6 +423,18 @@ class TrainConfig:
             )
         if not 0.0 <= self.advantage_alpha < 1.0:
             raise ConfigError(f"--advantage-alpha must be in [0, 1), got {self.advantage_alpha}.")
+        if not 0.0 <= self.priority_alpha <= 1.0:
+            raise ConfigError(f"--priority-alpha must be in [0, 1], got {self.priority_alpha}.")
+        if self.priority_alpha:
+            clashes = [
+                f"--{flag(n)}" for n in ("off_policy_weight", "model_rows") if self.given([n])
+            ]
+            if self.agent != "dqn" or self.model_values != "off" or clashes:
+                raise ConfigError(
+                    f"--priority-alpha {self.priority_alpha:g} prioritises the DQN's TD loss: "
+                    "it needs --agent dqn and --model-values off, without "
+                    "--off-policy-weight or --model-rows."
+                )
         if not 0.0 <= self.model_rows < 1.0:
             raise ConfigError(f"--model-rows must be in [0, 1), got {self.model_rows}.")
         if self.model_rows and (self.agent != "dqn" or not self.smart_start):

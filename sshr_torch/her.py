@@ -100,7 +100,8 @@ class Batch(NamedTuple):
     ``terminal`` is 1.0 where the target must not bootstrap; ``relabelled`` marks substitutes.
     ``discount`` is the factor of the bootstrap value in the TD target, y = reward + discount *
     max_a Q(next_obs, goal, a): gamma^m * (1 - terminal) for an m-step row; None (a buffer
-    built without ``gamma``, or a hand-made batch) means gamma * (1 - terminal).
+    built without ``gamma``, or a hand-made batch) means gamma * (1 - terminal). ``weight``:
+    each row's importance weight in the loss where the buffer draws by priority, else None.
     """
 
     obs: np.ndarray  # (B, *obs_shape)
@@ -111,6 +112,7 @@ class Batch(NamedTuple):
     terminal: np.ndarray  # (B,) float32
     relabelled: np.ndarray  # (B,) bool
     discount: np.ndarray | None = None  # (B,) float32, or None: gamma * (1 - terminal)
+    weight: np.ndarray | None = None  # (B,) float32 importance weights (prioritised), or None
 
 
 ComputeReward = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -162,6 +164,12 @@ class HerReplayBuffer:
             (Dyna-style: the trainer draws them over every move Smart Start's count model has
             seen, each with a goal drawn over every state it has seen), rewarded and ended for
             their goals as a relabelled step is (``transition_rows``).
+        priority_alpha, priority_beta: prioritised replay (Schaul et al. 2016) where alpha > 0:
+            a stored step is drawn with probability p^alpha / sum p^alpha, p its row's last
+            |TD error| (``update_priorities``; a new step gets the largest p so far), and the
+            batch carries importance weights (N P)^-beta / their max; the row's goal (real or
+            substitute) is drawn after the step, so a step's priority is that of the goal it was
+            last replayed for. O(stored steps) per batch (a cumulative sum, no sum tree).
 
     Call ``add`` for each env step, ``end_episode`` when the episode terminated or was
     truncated (only then is it samplable), then ``sample`` or ``episode_relabels``.
@@ -187,6 +195,8 @@ class HerReplayBuffer:
         off_policy_weight: float = 1.0,
         model_rows: RowSource | None = None,
         model_share: float = 0.0,
+        priority_alpha: float = 0.0,
+        priority_beta: float = 0.4,
     ) -> None:
         if n_step < 1:
             raise ValueError(f"n_step must be >= 1, got {n_step}.")
@@ -204,6 +214,16 @@ class HerReplayBuffer:
             raise ValueError(
                 f"model_share must be in [0, 1), with model_rows where above 0, got {model_share}."
             )
+        if not (0.0 <= priority_alpha <= 1.0 and 0.0 <= priority_beta <= 1.0):
+            raise ValueError(
+                f"priority_alpha and priority_beta must be in [0, 1], got {priority_alpha} and "
+                f"{priority_beta}."
+            )
+        if priority_alpha and (off_policy_weight != 1.0 or model_share):
+            raise ValueError(
+                "prioritised replay draws by priority alone: it takes neither an "
+                "off_policy_weight other than 1 nor model rows."
+            )
         try:
             self.strategy = GoalSelectionStrategy(strategy)
         except ValueError:
@@ -220,6 +240,11 @@ class HerReplayBuffer:
         self.off_policy_weight = float(off_policy_weight)
         self.model_rows = model_rows
         self.model_share = float(model_share)
+        self.priority_alpha, self.priority_beta = float(priority_alpha), float(priority_beta)
+        # prioritised replay: each slot's priority, the largest so far, the last draw's positions
+        self._priority = np.zeros(capacity if priority_alpha else 0, dtype=np.float64)
+        self._max_priority = 1.0
+        self._drawn = np.zeros(0, dtype=np.int64)
         self._offsets = np.arange(self.n_step)  # window offsets j and their gamma^j
         self._powers = np.float32(self.gamma or 1.0) ** np.arange(self.n_step, dtype=np.float32)
         self.obs_shape = tuple(obs_shape)
@@ -302,6 +327,8 @@ class HerReplayBuffer:
         self._terminated[slot] = terminated
         self._is_success[slot] = is_success
         self._off_policy[slot] = off_policy
+        if self.priority_alpha:
+            self._priority[slot] = self._max_priority
         self._episode_start[slot] = self._running_start
         self._head = head + 1
 
@@ -472,7 +499,11 @@ class HerReplayBuffer:
 
     def _sample_stored(self, batch_size: int, n_stored: int) -> Batch:
         """``sample``'s rows from the stored episodes."""
-        positions = self._draw(batch_size, n_stored)
+        weight = None
+        if self.priority_alpha:
+            positions, weight = self._draw_by_priority(batch_size)
+        else:
+            positions = self._draw(batch_size, n_stored)
         slots = positions % self.capacity
         goal = self._desired_goal[slots]  # fancy indexing copies
         reward = self._real_reward(slots)
@@ -500,6 +531,7 @@ class HerReplayBuffer:
                 next_obs=self._next_obs[slots],
                 terminal=terminal,
                 relabelled=relabelled,
+                weight=weight,
             )
         n_her = int(np.count_nonzero(relabelled))  # the first n_her rows
         reward, last, terminal, discount = self._n_step_returns(positions, goal, n_her)
@@ -512,7 +544,32 @@ class HerReplayBuffer:
             terminal=terminal,
             relabelled=relabelled,
             discount=discount,
+            weight=weight,
         )
+
+    def _draw_by_priority(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(``batch_size`` absolute positions drawn with probability p^alpha / sum p^alpha,
+        their importance weights (N P)^-beta / max, float32), remembered for
+        ``update_priorities``."""
+        stored = np.arange(self._tail, self._running_start)
+        p = self._priority[stored % self.capacity] ** self.priority_alpha
+        cdf = np.cumsum(p)
+        index = np.searchsorted(cdf, self.rng.random(batch_size) * cdf[-1], side="right")
+        index = np.minimum(index, len(stored) - 1)
+        weight = (len(stored) * p[index] / cdf[-1]) ** -self.priority_beta
+        self._drawn = stored[index]
+        return self._drawn, (weight / weight.max()).astype(np.float32)
+
+    def update_priorities(self, errors: np.ndarray) -> None:
+        """Set the priorities of the last batch's steps to its rows' |TD ``errors``| (B,) (a
+        step drawn twice keeps its last row's); a floor of 1e-6 keeps every step drawable."""
+        if not self.priority_alpha:
+            raise RuntimeError("update_priorities needs a buffer with priority_alpha > 0.")
+        priority = np.abs(np.asarray(errors, dtype=np.float64)) + 1e-6
+        if priority.shape != self._drawn.shape:
+            raise ValueError(f"{len(priority)} errors for a batch of {len(self._drawn)} rows.")
+        self._priority[self._drawn % self.capacity] = priority
+        self._max_priority = max(self._max_priority, float(priority.max()))
 
     def _draw(self, batch_size: int, n_stored: int) -> np.ndarray:
         """``batch_size`` absolute positions of stored steps, an off-policy step drawn with
@@ -664,6 +721,8 @@ class HerReplayBuffer:
             n_episodes=self._n_episodes,
             rng_state=copy.deepcopy(self.rng.bit_generator.state),
         )
+        if self.priority_alpha:
+            state.update(priority=self._priority.copy(), max_priority=self._max_priority)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -693,3 +752,6 @@ class HerReplayBuffer:
         self._last_episode = (int(start), int(end))
         self._n_episodes = int(state["n_episodes"])
         self.rng.bit_generator.state = copy.deepcopy(state["rng_state"])
+        if self.priority_alpha and "priority" in state:
+            self._priority[...] = np.asarray(state["priority"])
+            self._max_priority = float(state["max_priority"])

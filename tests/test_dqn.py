@@ -17,7 +17,7 @@ from torch import nn
 
 from sshr_torch.agents import Agent, DQNAgent, LinearSchedule, targets
 from sshr_torch.agents.networks import OneHotMLP, one_hot_inputs
-from sshr_torch.her import Batch
+from sshr_torch.her import Batch, HerReplayBuffer
 
 torch.set_num_threads(1)
 
@@ -701,3 +701,28 @@ def test_advantage_learning_widens_the_action_gap_on_a_chain():
         results[alpha] = q[1] - q[0]
     assert results[0.0] == pytest.approx(1.0, abs=0.1)
     assert results[0.5] == pytest.approx(2.0, abs=0.15)
+
+
+def test_importance_weights_weigh_each_rows_loss_and_errors_become_priorities():
+    rng = np.random.default_rng(0)
+    batch = random_batch(rng, 20, 20, 4, size=32)
+    weight = rng.random(32).astype(np.float32)
+    plain, weighted = (
+        DQNAgent(20, 20, 4, hidden_sizes=(16,), seed=3, fast_path=False) for _ in range(2)
+    )
+    plain.update(batch._replace(weight=None))
+    got = weighted.update(batch._replace(weight=weight))
+    errors = plain.last_td_errors  # the same network before the step: the same errors
+    np.testing.assert_allclose(weighted.last_td_errors, errors, rtol=1e-5)
+    huber = np.where(np.abs(errors) < 1, 0.5 * errors**2, np.abs(errors) - 0.5)
+    assert got["td_loss"] == pytest.approx(np.mean(weight * huber), rel=1e-5)
+    # learn() hands the errors to a prioritised buffer as its rows' priorities
+    buffer = HerReplayBuffer(100, lambda a, d: (a == d).astype(np.float32), strategy="none",
+                             k=0, rng=1, priority_alpha=0.6)  # fmt: skip
+    for t in range(10):
+        buffer.add(t, t, 19, t % 4, 0.0, t + 1, t + 1, False, t == 9, False)
+    buffer.end_episode()
+    agent = DQNAgent(20, 20, 4, hidden_sizes=(16,), batch_size=8, learning_starts=0, seed=3)
+    agent.learn(buffer, 5, transition=object())
+    drawn = buffer._drawn % buffer.capacity
+    np.testing.assert_allclose(buffer._priority[drawn], np.abs(agent.last_td_errors) + 1e-6)

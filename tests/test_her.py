@@ -499,3 +499,37 @@ def test_last_end_reports_a_failed_end():
     add_episode(buffer, [20, 21], terminated=True, truncated=False, success=True)
     next_obs, failed = buffer.last_end()
     assert int(next_obs) == 21 and not failed
+
+
+def test_prioritised_replay_draws_by_priority_with_importance_weights():
+    buffer = HerReplayBuffer(100, equal_reward, strategy="none", k=0, rng=3,
+                             priority_alpha=0.5, priority_beta=0.4)  # fmt: skip
+    for t in range(4):  # steps 0..3 of one episode
+        buffer.add(t, t, 99, 0, 0.0, t + 1, t + 1, False, t == 3, False)
+    buffer.end_episode()
+    first = buffer.sample(4)
+    np.testing.assert_array_equal(first.weight, 1.0)  # every new step at the top priority
+    # give the drawn rows the priorities 16 * (1 + their state): drawn often as p^0.5
+    buffer.update_priorities(16.0 * (1 + first.obs) - 1e-6)
+    priority = np.full(4, 1.0)  # steps never drawn keep the first priority, 1
+    priority[first.obs] = 16.0 * (1 + first.obs)
+    expected = priority**0.5 / (priority**0.5).sum()
+    counts = np.zeros(4)
+    for _ in range(2000):  # draws only, priorities unchanged
+        batch = buffer._sample_stored(16, len(buffer))
+        np.add.at(counts, batch.obs, 1)
+    np.testing.assert_allclose(counts / counts.sum(), expected, atol=0.01)
+    weight = (4 * expected[batch.obs]) ** -0.4
+    np.testing.assert_allclose(batch.weight, weight / weight.max(), rtol=1e-5)
+    # a new step starts at the largest priority so far
+    buffer.add(9, 9, 99, 0, 0.0, 10, 10, False, True, False)
+    buffer.end_episode()
+    assert buffer._priority[4] == pytest.approx(priority.max())
+    state = buffer.state_dict()
+    again = HerReplayBuffer(100, equal_reward, strategy="none", k=0, priority_alpha=0.5)
+    again.load_state_dict(state)
+    np.testing.assert_array_equal(again._priority, buffer._priority)
+    with pytest.raises(ValueError, match="errors for a batch"):
+        buffer.update_priorities(np.ones(3))
+    with pytest.raises(ValueError, match="neither"):
+        HerReplayBuffer(10, equal_reward, priority_alpha=0.5, off_policy_weight=2.0)

@@ -859,3 +859,16 @@ def test_q_head_distance_trains_a_distance_network_and_needs_one_hidden_size(tmp
     assert (q <= 0).all()  # minus a distance
     with pytest.raises(ConfigError, match="--q-head distance"):
         tiny_config(tmp_path, q_head="distance", hidden_sizes=(32, 32)).validate()
+
+
+def test_priority_alpha_prioritises_the_runs_buffer_and_refuses_what_it_cannot_weigh(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, priority_alpha=0.6, model_values="off"))
+    trainer.run()
+    buffer = trainer.buffer
+    assert buffer.priority_alpha == 0.6
+    stored = np.arange(buffer._tail, buffer._running_start) % buffer.capacity
+    # the learner's TD errors replaced the first priority (1) of the steps it replayed
+    assert np.count_nonzero(buffer._priority[stored] != 1.0) > 0
+    for overrides in ({}, {"model_values": "off", "model_rows": 0.5}, {"agent": "tabular"}):
+        with pytest.raises(ConfigError, match="--priority-alpha"):
+            tiny_config(tmp_path, priority_alpha=0.6, **overrides).validate()

@@ -201,6 +201,8 @@ class DQNAgent:
         self.device = _device(device)
         self.rng = np.random.default_rng(seed)
         self.n_updates = 0
+        self.last_td_errors = np.zeros(0, dtype=np.float32)
+        """Q(s, g, a) - y of each row of the last autograd update (prioritised replay)."""
         self.model_values = model_values
         self.model_mode = model_mode
         self.model_loss = model_loss
@@ -318,6 +320,8 @@ class DQNAgent:
             return {}
         batch = buffer.sample(self.batch_size)
         metrics = self.update(batch)
+        if batch.weight is not None:  # prioritised replay: the rows' new priorities
+            buffer.update_priorities(self.last_td_errors)
         metrics["relabelled_fraction"] = np.count_nonzero(batch.relabelled) / len(batch.action)
         return metrics
 
@@ -359,7 +363,9 @@ class DQNAgent:
             model_q = np.asarray(self.model_values.q_values(batch.obs, batch.goal), np.float32)
         elif self.model_values is not None:
             model = np.asarray(self.model_values(batch.next_obs, batch.goal), dtype=np.float32)
-        if self.fast is not None:
+        if batch.weight is not None and model_q is not None:
+            raise ValueError("importance-weighted batches take the TD loss, not 'q' mode's.")
+        if self.fast is not None and batch.weight is None:
             metrics = self.fast.update(
                 batch,
                 discount,
@@ -422,7 +428,11 @@ class DQNAgent:
             )
         q = self.q_network(state, goal)  # (B, n_actions)
         q_taken = q.gather(1, action.unsqueeze(1)).squeeze(1)  # (B,)
-        if model_q is None:
+        self.last_td_errors = (q_taken - target).detach().cpu().numpy()
+        if batch.weight is not None:  # importance weights: the weighted mean of the row losses
+            weight = torch.as_tensor(batch.weight, dtype=q.dtype, device=device)
+            loss = (weight * self.loss_fn(q_taken, target, reduction="none")).mean()
+        elif model_q is None:
             loss = self.loss_fn(q_taken, target)
         else:
             model_q_t = torch.as_tensor(model_q, device=device)
