@@ -60,7 +60,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from sshr_torch import runlog
 from sshr_torch.build import make_agent, make_env
 from sshr_torch.config import TrainConfig
-from sshr_torch.goal_reach import reach_from_start
+from sshr_torch.goal_reach import maze_distances, reach_from_start
 from sshr_torch.maze import load_maze, shortest_path_length
 from sshr_torch.trainer import train
 
@@ -93,8 +93,16 @@ PURE_LEVERS: dict[str, dict[str, Any]] = {
     # Advantage learning: the action gaps widened, so a greedy choice survives fit errors.
     "dqn_pure_advantage": {"model_values": "off", "advantage_alpha": 0.5},
     "dqn_pure_advantage09": {"model_values": "off", "advantage_alpha": 0.9},
+    "dqn_pure_advantage09_30step": {"model_values": "off", "advantage_alpha": 0.9, "n_step": 30},
     # A head that represents the distance to the goal: a quasimetric (triangle inequality).
     "dqn_pure_distance": {"model_values": "off", "q_head": "distance"},
+    # Every action the count model knows regressed onto its one-step target from the network.
+    "dqn_pure_all_actions": {"model_values": "off", "all_actions": True},
+    "dqn_pure_all_actions_split": {
+        "model_values": "off",
+        "all_actions": True,
+        "model_loss": "split",
+    },
     # Prioritised replay by the TD error of the goal each step was last replayed for.
     "dqn_pure_priority": {"model_values": "off", "priority_alpha": 0.6},
 }
@@ -175,6 +183,7 @@ def run_one(task: Task, arm: str, seed: int, run_dir: Path, smoke: bool) -> dict
         "eval_mean_length": summary["eval_mean_length"],
         "greedy_optimal": optimal,
         "goals_all": goals_all,
+        **greedy_moves(run_dir),
         "visited": visited,
         "guided_share": round(guided / max(1, summary["env_steps"]), 3),
         "model_share": round(float(np.mean(shares)), 3) if shares else None,
@@ -185,15 +194,51 @@ def run_one(task: Task, arm: str, seed: int, run_dir: Path, smoke: bool) -> dict
     }
 
 
-def reach_everywhere(run_dir: Path) -> tuple[int, float]:
-    """(free cells the run visited, goal reach from the start over every free cell) of the
-    run's final checkpoint: greedy walks within 1.5x the shortest path, as the run's own goal
-    reach, but to the same goals whatever the run explored."""
+def final_agent(run_dir: Path) -> tuple[dict[str, Any], Any, Any]:
+    """(the final checkpoint's state, the run's env, its learner as the checkpoint left it)."""
     state = runlog.load_checkpoint(run_dir / runlog.CHECKPOINT_FILE)
     config = TrainConfig.from_dict(state["config"])
     env = make_env(config)
     agent = make_agent(config, env, config.seed)
     agent.load_state_dict(state["agent"])
+    return state, env, agent
+
+
+# Bands of shortest distance (moves) for the greedy-move shares, (low, high) inclusive.
+BANDS = {"1_24": (1, 24), "25_49": (25, 49), "50_up": (50, 10**9)}
+
+
+def greedy_moves(run_dir: Path) -> dict[str, float]:
+    """The final checkpoint's greedy action over every (state, goal) pair of free cells: the
+    share that is a move along a shortest path, by the pair's distance (``BANDS``); ties
+    count as wrong. What a greedy walk needs is this share near 1 at every distance."""
+    _, env, agent = final_agent(run_dir)
+    maze, next_cell = env.unwrapped.maze, env.unwrapped.next_cell
+    distances_to = maze_distances(maze)  # the maze is undirected: from g is to g
+    cells = np.flatnonzero(np.isfinite(distances_to(maze.start_index)))
+    correct = {band: [] for band in BANDS}
+    for goal in cells:
+        to_goal = distances_to(int(goal))
+        states = cells[cells != goal]
+        q = agent.pair_q_values(states, np.full(len(states), goal))  # (n, n_actions)
+        best = q.max(axis=1, keepdims=True)
+        unique = (q == best).sum(axis=1) == 1
+        chosen = next_cell[states, q.argmax(axis=1)]
+        right = unique & (to_goal[chosen] == to_goal[states] - 1)
+        for band, (low, high) in BANDS.items():
+            inside = (to_goal[states] >= low) & (to_goal[states] <= high)
+            correct[band].append(right[inside])
+    return {
+        f"greedy_{band}": round(float(np.mean(np.concatenate(parts))), 3) if parts else None
+        for band, parts in correct.items()
+    }
+
+
+def reach_everywhere(run_dir: Path) -> tuple[int, float]:
+    """(free cells the run visited, goal reach from the start over every free cell) of the
+    run's final checkpoint: greedy walks within 1.5x the shortest path, as the run's own goal
+    reach, but to the same goals whatever the run explored."""
+    state, env, agent = final_agent(run_dir)
     maze = env.unwrapped.maze
     moves, shortest = reach_from_start(
         agent, maze, env.unwrapped.next_cell, maze.start_index, np.random.default_rng(0)

@@ -151,6 +151,8 @@ def make_agent(
         if model_values is None
         else {"model_mode": config.model_values, "model_loss": config.q_fit}
     )
+    if config.all_actions:  # every action's target in 'q' mode's loss
+        model_mode = {"model_loss": config.q_fit}
     if q_network is None and config.q_head == "distance":
         q_network = distance_network(config.hidden_sizes[0], seed)
     return DQNAgent(

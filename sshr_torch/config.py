@@ -264,6 +264,12 @@ class TrainConfig:
     """DQN: the relative weight with which a replay batch draws a step whose action was not the
     learner's (Smart Start's guided walks, the directed exploration's moves); 1: uniform over
     all stored steps, 0: never, > 1: more often (docs/goal_reach.md measures it)."""
+    all_actions: bool = False
+    """DQN with Smart Start and --model-values off, on envs that know the goal of a state:
+    regress every action the count model has seen in a replay row's state (deterministic
+    moves), not only the taken one, onto its one-step target r + gamma max_b Q_target(s'_a,
+    g, b) from the network's own values (the taken action keeps its n-step target), in the
+    loss of --model-loss (docs/goal_reach.md measures it)."""
     priority_alpha: float = 0.0
     """DQN with --model-values off: prioritised replay (Schaul et al. 2016) where above 0, in
     [0, 1]: a stored step is drawn with probability proportional to its last |TD error| to
@@ -435,6 +441,14 @@ class TrainConfig:
                     "it needs --agent dqn and --model-values off, without "
                     "--off-policy-weight or --model-rows."
                 )
+        if self.all_actions and (
+            self.agent != "dqn" or not self.smart_start or self.model_values != "off"
+        ):
+            raise ConfigError(
+                "--all-actions takes every action's next state from Smart Start's count model "
+                "and its values from the network: it needs --agent dqn, Smart Start and "
+                "--model-values off (the model's values already cover every action)."
+            )
         if not 0.0 <= self.model_rows < 1.0:
             raise ConfigError(f"--model-rows must be in [0, 1), got {self.model_rows}.")
         if self.model_rows and (self.agent != "dqn" or not self.smart_start):

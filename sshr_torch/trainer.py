@@ -211,11 +211,18 @@ class Trainer:
         self._failed_ends = np.zeros(self._n_states(), dtype=bool)
         if config.model_rows:
             self.buffer.model_rows, self.buffer.model_share = self._model_rows, config.model_rows
+        # --all-actions: the next state of each (state, action) the count model has seen
+        # (deterministic moves), by env state id, -1 unknown; refreshed after each episode
+        n_actions = int(getattr(self.env.action_space, "n", 0))
+        self._successor_table = np.full((self._n_states(), n_actions), -1, dtype=np.int64)
+        self._failure_tail = float(build.n_step_settings(config).get("failure_tail", 0.0))
         self.agent = build.make_agent(
             config, self.env, int(seeds[0]), q_network, model_values=self.model_values
         )
         if q_network is not None:
             build.check_q_network(self.agent)  # type: ignore[arg-type]
+        if config.all_actions:
+            self.agent.action_targets = self._action_rows  # type: ignore[union-attr]
         self._random_until_goal = (
             config.agent == "dqn"
             and config.random_until_goal
@@ -332,6 +339,8 @@ class Trainer:
                 needs_goals.append(f"--model-goals {config.model_goals}")
             if config.model_rows:
                 needs_goals.append(f"--model-rows {config.model_rows:g}")
+            if config.all_actions:
+                needs_goals.append("--all-actions")
         if config.eval_goals:
             needs_goals.append(f"--eval-goals {config.eval_goals}")
         if config.stop_path_factor is not None:
@@ -473,6 +482,38 @@ class Trainer:
         if self._goal_of is not None:
             achieved, goal = self._goal_of[next_obs], self._goal_of[goal]
         return ModelRows(obs, action, next_obs, achieved, goal, self._failed_ends[next_obs])
+
+    def _action_rows(
+        self, states: np.ndarray, goals: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``all_actions``: (next states (B, A), -1 unknown; rewards (B, A) as the learner sees
+        them, step reward and failure tail included; terminal flags (B, A)) of every action in
+        each of ``states`` for the row's goal, from the count model's moves."""
+        next_states = self._successor_table[states]  # (B, A)
+        known = next_states >= 0
+        safe = np.where(known, next_states, 0)
+        achieved = safe if self._goal_of is None else self._goal_of[safe]
+        wanted = np.broadcast_to(goals[:, None], achieved.shape)
+        reward = np.asarray(
+            self._compute_reward(achieved.ravel(), wanted.ravel()), dtype=np.float32
+        ).reshape(achieved.shape)
+        reached = achieved == wanted
+        failed = self._failed_ends[safe] & ~reached
+        reward += np.float32(self.config.step_reward)
+        reward[failed] += np.float32(self._failure_tail)
+        return next_states, reward.astype(np.float32), (reached | failed).astype(np.float32)
+
+    def _refresh_successors(self) -> None:
+        """``all_actions``: the count model's deterministic moves into the successor table."""
+        model = self.controller.model  # type: ignore[union-attr]
+        if not len(model):
+            return
+        successors = model.successors()  # (n_model, A) dense indices, -1 unknown
+        observations = np.asarray(model.observations(), dtype=np.int64)
+        known = successors >= 0
+        self._successor_table[observations] = np.where(
+            known, observations[np.where(known, successors, 0)], -1
+        )
 
     def _make_goal_reach(self) -> GoalReach | None:
         """Goal reach (``eval_goals``) where the env allows it: the goal of a state known and a
@@ -708,6 +749,8 @@ class Trainer:
         end = self.buffer.last_end()
         if end is not None and end[1] and len(self._failed_ends):
             self._failed_ends[int(end[0])] = True
+        if self.config.all_actions:
+            self._refresh_successors()
         self._last_goal = result.goal
         progress.env_steps += result.length
         progress.n_updates += result.n_learned

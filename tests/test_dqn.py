@@ -726,3 +726,31 @@ def test_importance_weights_weigh_each_rows_loss_and_errors_become_priorities():
     agent.learn(buffer, 5, transition=object())
     drawn = buffer._drawn % buffer.capacity
     np.testing.assert_allclose(buffer._priority[drawn], np.abs(agent.last_td_errors) + 1e-6)
+
+
+def test_action_targets_regress_every_known_action_but_the_taken_one_onto_one_step_targets():
+    # state 0's actions lead to 1, 2, nowhere known, and 3 (reaching goal 3: terminal)
+    def action_targets(states, goals):
+        next_states = np.tile(np.array([1, 2, -1, 3]), (len(states), 1))
+        reward = np.tile(np.array([-1.0, -1.0, -1.0, 0.0], dtype=np.float32), (len(states), 1))
+        terminal = (next_states == goals[:, None]).astype(np.float32)
+        return next_states, reward, terminal
+
+    agent = DQNAgent(5, 5, 4, hidden_sizes=(16,), gamma=0.9, seed=2, target_range=(-9.0, 0.0),
+                     action_targets=action_targets)  # fmt: skip
+    batch = Batch(obs=np.array([0, 0]), goal=np.array([3, 3]), action=np.array([0, 1]),
+                  reward=np.zeros(2, np.float32), next_obs=np.array([1, 2]),
+                  terminal=np.zeros(2, np.float32), relabelled=np.zeros(2, bool))  # fmt: skip
+    got = agent._action_q_targets(batch)
+    value = agent.target_network(torch.tensor([1, 2]), torch.tensor([3, 3])).amax(1).detach()
+    expected = np.array(
+        [
+            [-np.inf, -1.0 + 0.9 * value[1].item(), -np.inf, 0.0],  # the taken action: -inf
+            [-1.0 + 0.9 * value[0].item(), -np.inf, -np.inf, 0.0],
+        ],
+        dtype=np.float32,
+    )
+    clipped = np.where(np.isfinite(expected), np.clip(expected, -9.0, 0.0), -np.inf)
+    np.testing.assert_allclose(got, clipped, rtol=1e-6)
+    metrics = agent.update(batch)  # 'q' mode's loss over them, on the fast path
+    assert agent.fast is not None and np.isfinite(metrics["td_loss"])

@@ -872,3 +872,24 @@ def test_priority_alpha_prioritises_the_runs_buffer_and_refuses_what_it_cannot_w
     for overrides in ({}, {"model_values": "off", "model_rows": 0.5}, {"agent": "tabular"}):
         with pytest.raises(ConfigError, match="--priority-alpha"):
             tiny_config(tmp_path, priority_alpha=0.6, **overrides).validate()
+
+
+def test_all_actions_takes_each_moves_next_state_and_reward_from_the_count_model(tmp_path):
+    config = tiny_config(tmp_path, all_actions=True, model_values="off", episodes=6)
+    trainer = Trainer(config)
+    trainer.run()
+    assert trainer.agent.action_targets is not None
+    env = trainer.env.unwrapped
+    table = trainer._successor_table
+    tried = trainer.controller.model.state_action_counts > 0  # (n_model, A)
+    states = np.asarray(trainer.controller.model.observations())
+    # every tried move of the maze's deterministic table is known, and nothing else
+    np.testing.assert_array_equal(table[states] >= 0, tried)
+    np.testing.assert_array_equal(table[states][tried], env.next_cell[states][tried])
+    goals = np.full(len(states), env.next_cell[states[0], 0])
+    next_states, reward, terminal = trainer._action_rows(states, goals)
+    reached = (next_states == goals[:, None]) & tried
+    np.testing.assert_array_equal(terminal[tried], reached[tried])
+    np.testing.assert_array_equal(reward[tried], np.where(reached[tried], 0.0, -1.0))
+    with pytest.raises(ConfigError, match="--all-actions"):
+        tiny_config(tmp_path, all_actions=True).validate()  # with the model's values

@@ -72,6 +72,8 @@ _CHUNK = 8192  # states per forward pass in q_values / max_q (bounds the memory 
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# (states (B,), goals (B,)) -> (next states (B, A), -1 unknown; rewards (B, A); terminal (B, A))
+ActionTargets = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 class ModelValues(Protocol):
@@ -122,6 +124,12 @@ class DQNAgent:
             the trainer sets Smart Start's count-model values here (``TrainConfig.model_values``).
         model_mode: 'floor', 'target' or 'q': how ``model_values`` enter the targets.
         model_loss: 'q' mode's loss, 'split' or 'entries' (``targets.model_q_loss``).
+        action_targets: without ``model_values``, ``action_targets(states, goals)`` -> (next
+            states (B, A), -1 where unknown; rewards (B, A); terminal flags (B, A)) of every
+            action of each row's state, e.g. from a count model of the env: each known action
+            other than the taken one is regressed onto its one-step target r + gamma (1 -
+            terminal) max_b Q_target(s'_a, g, b), in 'q' mode's loss (the taken one keeps its
+            n-step target); None: the taken action only.
     """
 
     def __init__(
@@ -155,6 +163,7 @@ class DQNAgent:
         model_values: ModelValues | None = None,
         model_mode: ModelMode = "q",
         model_loss: targets.ModelLoss = "entries",
+        action_targets: ActionTargets | None = None,
     ) -> None:
         for name, value in (
             ("target_update_interval", target_update_interval),
@@ -206,6 +215,7 @@ class DQNAgent:
         self.model_values = model_values
         self.model_mode = model_mode
         self.model_loss = model_loss
+        self.action_targets = action_targets
 
         if q_network is None:
             generator = torch.Generator().manual_seed(seed)
@@ -363,6 +373,8 @@ class DQNAgent:
             model_q = np.asarray(self.model_values.q_values(batch.obs, batch.goal), np.float32)
         elif self.model_values is not None:
             model = np.asarray(self.model_values(batch.next_obs, batch.goal), dtype=np.float32)
+        elif self.action_targets is not None:
+            model_q = self._action_q_targets(batch)
         if batch.weight is not None and model_q is not None:
             raise ValueError("importance-weighted batches take the TD loss, not 'q' mode's.")
         if self.fast is not None and batch.weight is None:
@@ -398,6 +410,32 @@ class DQNAgent:
         if self.n_updates % self.target_update_interval == 0:
             self.refresh_target()
         return metrics
+
+    def _action_q_targets(self, batch: Batch) -> np.ndarray:
+        """``action_targets``' one-step targets of every known action of each row, float32
+        (B, n_actions), -inf for the unknown ones and the taken one (its n-step target stays):
+        r + gamma (1 - terminal) max_b Q_target(s'_a, g, b), clamped into ``target_range``."""
+        assert self.action_targets is not None
+        states = np.asarray(batch.obs)
+        next_states, reward, terminal = self.action_targets(states, np.asarray(batch.goal))
+        out = np.full(next_states.shape, -np.inf, dtype=np.float32)
+        known = next_states >= 0
+        known[np.arange(len(known)), np.asarray(batch.action)] = False
+        rows, actions = np.nonzero(known)
+        if not len(rows):
+            return out
+        goal = np.asarray(batch.goal)[rows]
+        with torch.no_grad():
+            value = self.target_network(
+                self.tensors(next_states[rows, actions], self.obs_spec),
+                self.tensors(goal, self.goal_spec),
+            ).amax(dim=1)
+        value = value.float().cpu().numpy()
+        target = reward[rows, actions] + self.gamma * (1.0 - terminal[rows, actions]) * value
+        if self.target_range is not None:
+            target = np.clip(target, *self.target_range)
+        out[rows, actions] = target
+        return out
 
     def _autograd_update(
         self,
