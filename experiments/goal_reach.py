@@ -28,14 +28,22 @@ default):
   (``off_policy_weight`` 0: no guided step in replay), dqn_pure_guided_x3 (3), dqn_pure_cut
   (``n_step_cut``), dqn_pure_1step, dqn_pure_epsilon (``explore='epsilon'``), dqn_pure_double,
   dqn_pure_30step and dqn_pure_100step (``n_step`` 30, 100), dqn_pure_sync100
-  (``target_update_interval`` 100) and dqn_pure_wide (``hidden_sizes`` (512, 512)).
+  (``target_update_interval`` 100), dqn_pure_wide (``hidden_sizes`` (512, 512)),
+  dqn_pure_model_rows (``model_rows`` 0.5) and dqn_model_rows (the same with the model's
+  values), dqn_pure_advantage and dqn_pure_advantage09 (``advantage_alpha`` 0.5, 0.9),
+  dqn_pure_advantage09_30step (and ``n_step`` 30), dqn_pure_distance (``q_head``
+  'distance'), dqn_pure_all_actions (``all_actions``; _split with ``model_loss`` 'split') and
+  dqn_pure_priority (``priority_alpha`` 0.6).
 
 Per run also: ``guided_share``, the share of env steps that Smart Start's guided walks took
 (episodes.csv ss_steps), and ``model_share``, the mean share of a replay batch's rows that had
 a count-model value (TensorBoard train/model_share); ``visited``, the free cells the run
 visited (the goal set of its goal reach is drawn from them, so an arm that explores less is
 asked for nearer goals), and ``goals_all``, goal reach from the start over every free cell
-(the same goal set for every arm: the final checkpoint's greedy walks, ``reach_from_start``).
+(the same goal set for every arm: the final checkpoint's greedy walks, ``reach_from_start``);
+``greedy_1_24``, ``greedy_25_49``, ``greedy_50_up``: of the final checkpoint's greedy actions
+over every (state, goal) pair of free cells, the share that moves along a shortest path, by
+the pair's distance (``greedy_moves``).
 
 Runs go one after another in this process (a run whose summary.json exists is read, not run
 again) into --out/runs/; writes goal_reach_runs.csv/.md (one row per run) and goal_reach.csv/.md
@@ -208,12 +216,17 @@ def final_agent(run_dir: Path) -> tuple[dict[str, Any], Any, Any]:
 BANDS = {"1_24": (1, 24), "25_49": (25, 49), "50_up": (50, 10**9)}
 
 
-def greedy_moves(run_dir: Path) -> dict[str, float]:
-    """The final checkpoint's greedy action over every (state, goal) pair of free cells: the
-    share that is a move along a shortest path, by the pair's distance (``BANDS``); ties
-    count as wrong. What a greedy walk needs is this share near 1 at every distance."""
+def greedy_moves(run_dir: Path) -> dict[str, float | None]:
+    """``greedy_move_shares`` of the run's final checkpoint."""
     _, env, agent = final_agent(run_dir)
-    maze, next_cell = env.unwrapped.maze, env.unwrapped.next_cell
+    return greedy_move_shares(agent, env.unwrapped.maze, env.unwrapped.next_cell)
+
+
+def greedy_move_shares(agent: Any, maze: Any, next_cell: np.ndarray) -> dict[str, float | None]:
+    """The agent's greedy action over every (state, goal) pair of free cells reachable from
+    the start: the share that is a move along a shortest path, by the pair's distance
+    (``BANDS``; None where no pair is that far); ties count as wrong. What a greedy walk
+    needs is this share near 1 at every distance."""
     distances_to = maze_distances(maze)  # the maze is undirected: from g is to g
     cells = np.flatnonzero(np.isfinite(distances_to(maze.start_index)))
     correct = {band: [] for band in BANDS}
@@ -228,10 +241,11 @@ def greedy_moves(run_dir: Path) -> dict[str, float]:
         for band, (low, high) in BANDS.items():
             inside = (to_goal[states] >= low) & (to_goal[states] <= high)
             correct[band].append(right[inside])
-    return {
-        f"greedy_{band}": round(float(np.mean(np.concatenate(parts))), 3) if parts else None
-        for band, parts in correct.items()
-    }
+    shares: dict[str, float | None] = {}
+    for band, parts in correct.items():
+        joined = np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+        shares[f"greedy_{band}"] = round(float(np.mean(joined)), 3) if len(joined) else None
+    return shares
 
 
 def reach_everywhere(run_dir: Path) -> tuple[int, float]:

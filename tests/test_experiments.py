@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 from sshr_torch.config import TrainConfig
@@ -312,6 +313,8 @@ def test_goal_reach_smoke(tmp_path: Path) -> None:
     n_free = len(script.load_maze("keulen_easy").free_cells)
     assert all(0 < int(row["visited"]) <= n_free for row in runs)
     assert all(0.0 <= float(row["goals_all"]) <= 1.0 for row in runs)
+    assert all(0.0 <= float(row["greedy_1_24"]) <= 1.0 for row in runs)
+    assert all(row["greedy_50_up"] == "" for row in runs)  # keulen_easy: no pair that far
     table = _table(tmp_path / "goal_reach.csv")
     dqn = next(row for row in table if row["arm"] == "dqn")
     assert dqn["target"].startswith("reach >= 0.95: ")  # measured against the main job's target
@@ -369,3 +372,50 @@ def test_minigrid_worlds_bad_flag_exits_2(
     assert script.main(["--out", str(tmp_path), "--steps", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--steps must be a positive integer" in err
+
+
+class _DistanceAgent:
+    """Q(s, g, a) = -(moves from a's next cell to g), except that ``wrong`` pairs (s, g)
+    take the worst action: greedy moves are shortest-path moves on all other pairs."""
+
+    def __init__(self, maze, next_cell, distances_to, wrong=frozenset()):
+        self.next_cell, self.distances_to, self.wrong = next_cell, distances_to, wrong
+
+    def pair_q_values(self, states, goals):
+        q = np.stack(
+            [
+                -self.distances_to(int(g))[self.next_cell[s]]
+                for s, g in zip(states, goals, strict=True)
+            ]
+        )
+        q = np.where(np.isfinite(q), q, -1e9) - 1e-3 * np.arange(q.shape[1])  # no ties
+        for row, (s, g) in enumerate(zip(states, goals, strict=True)):
+            if (int(s), int(g)) in self.wrong:
+                q[row] = -q[row]  # the worst move first
+        return q
+
+
+def test_greedy_move_shares_count_shortest_path_moves_by_distance() -> None:
+    script = _script("goal_reach")
+    from sshr_torch.env import GridMazeEnv
+    from sshr_torch.goal_reach import maze_distances
+
+    env = GridMazeEnv(script.load_maze("keulen_easy"))
+    maze, next_cell = env.maze, env.next_cell
+    distances_to = maze_distances(maze)
+    perfect = script.greedy_move_shares(
+        _DistanceAgent(maze, next_cell, distances_to), maze, next_cell
+    )
+    assert perfect["greedy_1_24"] == 1.0 and perfect["greedy_50_up"] is None
+    # one wrong pair per goal at distance 1 (the step into the goal): the share falls by
+    # exactly those pairs over the band's pairs
+    cells = np.flatnonzero(np.isfinite(distances_to(maze.start_index)))
+    wrong, in_band = set(), 0
+    for goal in cells:
+        to_goal = distances_to(int(goal))
+        near = cells[(cells != goal) & (to_goal[cells] >= 1) & (to_goal[cells] <= 24)]
+        in_band += len(near)
+        wrong.add((int(cells[to_goal[cells] == 1][0]), int(goal)))
+    agent = _DistanceAgent(maze, next_cell, distances_to, frozenset(wrong))
+    shares = script.greedy_move_shares(agent, maze, next_cell)
+    assert shares["greedy_1_24"] == pytest.approx(1 - len(wrong) / in_band, abs=1e-3)
