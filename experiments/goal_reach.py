@@ -24,16 +24,17 @@ default):
 - dqn_no_ss: the defaults without Smart Start (so without the model's values);
 - dqn_pure: the defaults without the model's values (``model_values='off'``);
 - tabular: the tabular learner;
-- only when named: the pure DQN's levers (``PURE_LEVERS``): dqn_pure_no_guided
+- only when named: the levers (``LEVERS``), one at a time: dqn_pure_no_guided
   (``off_policy_weight`` 0: no guided step in replay), dqn_pure_guided_x3 (3), dqn_pure_cut
   (``n_step_cut``), dqn_pure_1step, dqn_pure_epsilon (``explore='epsilon'``), dqn_pure_double,
   dqn_pure_30step and dqn_pure_100step (``n_step`` 30, 100), dqn_pure_sync100
   (``target_update_interval`` 100), dqn_pure_wide (``hidden_sizes`` (512, 512)),
   dqn_pure_model_rows (``model_rows`` 0.5) and dqn_model_rows (the same with the model's
-  values), dqn_pure_advantage and dqn_pure_advantage09 (``advantage_alpha`` 0.5, 0.9),
-  dqn_pure_advantage09_30step (and ``n_step`` 30), dqn_pure_distance (``q_head``
-  'distance'), dqn_pure_all_actions (``all_actions``; _split with ``model_loss`` 'split') and
-  dqn_pure_priority (``priority_alpha`` 0.6).
+  values), dqn_split (``model_loss`` 'split'), dqn_pure_advantage, dqn_pure_advantage09 and
+  dqn_pure_advantage097 (``advantage_alpha`` 0.5, 0.9, 0.97), dqn_pure_advantage09_30step
+  (0.9 and ``n_step`` 30), dqn_pure_distance (``q_head`` 'distance'), dqn_pure_all_actions
+  (``all_actions``; _split with ``model_loss`` 'split') and dqn_pure_priority
+  (``priority_alpha`` 0.6).
 
 Per run also: ``guided_share``, the share of env steps that Smart Start's guided walks took
 (episodes.csv ss_steps), and ``model_share``, the mean share of a replay batch's rows that had
@@ -79,9 +80,9 @@ ARMS: dict[str, dict[str, Any]] = {
     "dqn_pure": {"model_values": "off"},
     "tabular": {"agent": "tabular"},
 }
-# The levers measured for the pure DQN + Smart Start (docs/goal_reach.md), one at a time; run
+# The levers measured (docs/goal_reach.md), most for the pure DQN + Smart Start, one at a time; run
 # only when named in --arms.
-PURE_LEVERS: dict[str, dict[str, Any]] = {
+LEVERS: dict[str, dict[str, Any]] = {
     "dqn_pure_no_guided": {"model_values": "off", "off_policy_weight": 0.0},
     "dqn_pure_guided_x3": {"model_values": "off", "off_policy_weight": 3.0},
     "dqn_pure_cut": {"model_values": "off", "n_step_cut": True},
@@ -98,9 +99,12 @@ PURE_LEVERS: dict[str, dict[str, Any]] = {
     # count model has seen (Dyna-style rows), without / with the model's values.
     "dqn_pure_model_rows": {"model_values": "off", "model_rows": 0.5},
     "dqn_model_rows": {"model_rows": 0.5},
+    # The model loss that fits each row's action differences on their own (LONG_PATHS').
+    "dqn_split": {"model_loss": "split"},
     # Advantage learning: the action gaps widened, so a greedy choice survives fit errors.
     "dqn_pure_advantage": {"model_values": "off", "advantage_alpha": 0.5},
     "dqn_pure_advantage09": {"model_values": "off", "advantage_alpha": 0.9},
+    "dqn_pure_advantage097": {"model_values": "off", "advantage_alpha": 0.97},
     "dqn_pure_advantage09_30step": {"model_values": "off", "advantage_alpha": 0.9, "n_step": 30},
     # A head that represents the distance to the goal: a quasimetric (triangle inequality).
     "dqn_pure_distance": {"model_values": "off", "q_head": "distance"},
@@ -115,7 +119,7 @@ PURE_LEVERS: dict[str, dict[str, Any]] = {
     "dqn_pure_priority": {"model_values": "off", "priority_alpha": 0.6},
 }
 DEFAULT_ARMS = list(ARMS)
-ARMS.update(PURE_LEVERS)
+ARMS.update(LEVERS)
 
 
 @dataclasses.dataclass(frozen=True)
