@@ -378,6 +378,7 @@ def test_strategy_names_and_errors():
         "terminal",
         "relabelled",
         "discount",
+        "weight",
     )
 
 
