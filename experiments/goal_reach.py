@@ -33,8 +33,8 @@ default):
   values), dqn_split (``model_loss`` 'split'), dqn_pure_advantage, dqn_pure_advantage09 and
   dqn_pure_advantage097 (``advantage_alpha`` 0.5, 0.9, 0.97), dqn_pure_advantage09_30step
   (0.9 and ``n_step`` 30), dqn_pure_distance (``q_head`` 'distance'), dqn_pure_all_actions
-  (``all_actions``; _split with ``model_loss`` 'split') and dqn_pure_priority
-  (``priority_alpha`` 0.6).
+  (``all_actions``; _split with ``model_loss`` 'split'), dqn_pure_no_clip (``clip_target``
+  off) and dqn_pure_priority (``priority_alpha`` 0.6).
 
 Per run also: ``guided_share``, the share of env steps that Smart Start's guided walks took
 (episodes.csv ss_steps), and ``model_share``, the mean share of a replay batch's rows that had
@@ -115,6 +115,8 @@ LEVERS: dict[str, dict[str, Any]] = {
         "all_actions": True,
         "model_loss": "split",
     },
+    # Targets not clamped to the return range (clamped by default).
+    "dqn_pure_no_clip": {"model_values": "off", "clip_target": False},
     # Prioritised replay by the TD error of the goal each step was last replayed for.
     "dqn_pure_priority": {"model_values": "off", "priority_alpha": 0.6},
 }
