@@ -1033,6 +1033,8 @@ class Trainer:
         )
         self._check_budget_reaches(self.progress)
         self._failed_ends[np.asarray(state.get("failed_ends", []), dtype=np.int64)] = True
+        if self.config.all_actions:  # as the end of the episode before the checkpoint left it
+            self._refresh_successors()
         goal = state.get("model_values_goal")
         if self.model_values is not None and isinstance(goal, int):
             self.model_values.refresh(goal)

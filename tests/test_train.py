@@ -893,3 +893,23 @@ def test_all_actions_takes_each_moves_next_state_and_reward_from_the_count_model
     np.testing.assert_array_equal(reward[tried], np.where(reached[tried], 0.0, -1.0))
     with pytest.raises(ConfigError, match="--all-actions"):
         tiny_config(tmp_path, all_actions=True).validate()  # with the model's values
+
+
+@pytest.mark.parametrize(
+    "lever",
+    [
+        {"model_rows": 0.5, "maze": "keulen_misleading"},  # its decoy ends are checkpointed
+        {"all_actions": True},
+        {"priority_alpha": 0.6},
+        {"advantage_alpha": 0.9},
+    ],
+    ids=["model_rows", "all_actions", "priority_alpha", "advantage_alpha"],
+)
+def test_a_resumed_run_with_a_lever_continues_as_the_uninterrupted_one(tmp_path, lever):
+    settings = dict(eval_interval=0, checkpoint_interval=1, learning_starts=10,
+                    model_values="off", max_episode_steps=40, **lever)  # fmt: skip
+    reference = train(tiny_config(tmp_path, episodes=10, run_dir=str(tmp_path / "a"), **settings))
+    train(tiny_config(tmp_path, episodes=6, run_dir=str(tmp_path / "b"), **settings))
+    resumed = train(resume_config(tmp_path / "b", episodes=10))
+    rows, expected = read_rows(resumed.run_dir), read_rows(reference.run_dir)
+    assert len(rows) == 10 and without_wall_clock(rows) == without_wall_clock(expected)
