@@ -404,16 +404,24 @@ class HerReplayBuffer:
     def _outcome(self, slots: np.ndarray, new_goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Reward (float32) and terminal flag (bool) of the transitions in ``slots`` (n,) under
         the substitute goals ``new_goal`` (n, *goal_shape)."""
-        achieved = self._next_achieved_goal[slots]  # (n, *goal_shape)
+        ended_failing = self._terminated[slots] & ~self._is_success[slots]
+        return self._goal_outcome(self._next_achieved_goal[slots], new_goal, ended_failing)
+
+    def _goal_outcome(
+        self, achieved: np.ndarray, goal: np.ndarray, ended_failing: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Reward (float32) and terminal flag (bool) of n transitions whose next achieved goals
+        are ``achieved``, learnt for ``goal`` (both (n, *goal_shape)); ``ended_failing`` (n,):
+        the env ended the episode there without success. Terminal: the goal is reached, or the
+        env ended the episode for a reason that has nothing to do with the goal (a failure,
+        which gets the failure tail)."""
         reward = self._with_step_reward(
-            np.asarray(self.compute_reward(achieved, new_goal), dtype=np.float32)
+            np.asarray(self.compute_reward(achieved, goal), dtype=np.float32)
         )
-        reached = achieved == new_goal
+        reached = achieved == goal
         if reached.ndim > 1:
-            reached = reached.reshape(len(slots), -1).all(axis=1)
-        # Terminal: the substitute goal is reached, or the env ended the episode for a reason
-        # that has nothing to do with the goal (terminated without success): a failure.
-        failed = self._terminated[slots] & ~self._is_success[slots] & ~reached
+            reached = reached.reshape(len(goal), -1).all(axis=1)
+        failed = np.asarray(ended_failing, dtype=bool) & ~reached
         return self._with_failure_tail(reward, failed), reached | failed
 
     def _real_reward(self, index: np.ndarray) -> np.ndarray:
@@ -472,17 +480,10 @@ class HerReplayBuffer:
         ``failure_tail`` on a failed end), terminal where the goal is reached or the row failed
         (as a relabelled stored step), discount gamma (1 - terminal) where the buffer has a
         gamma; every row marked relabelled (its goal is the model's choice)."""
-        achieved, goal = np.asarray(rows.next_achieved_goal), np.asarray(rows.goal)
+        goal = np.asarray(rows.goal)
         n = len(goal)
-        reward = self._with_step_reward(
-            np.asarray(self.compute_reward(achieved, goal), dtype=np.float32)
-        )
-        reached = achieved == goal
-        if reached.ndim > 1:
-            reached = reached.reshape(n, -1).all(axis=1)
-        failed = np.asarray(rows.failed, dtype=bool) & ~reached
-        reward = self._with_failure_tail(reward, failed)
-        terminal = (reached | failed).astype(np.float32)
+        reward, ended = self._goal_outcome(np.asarray(rows.next_achieved_goal), goal, rows.failed)
+        terminal = ended.astype(np.float32)
         discount = None
         if self.gamma is not None:
             discount = (np.float32(self.gamma) * (1.0 - terminal)).astype(np.float32)

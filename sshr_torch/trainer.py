@@ -206,16 +206,16 @@ class Trainer:
         self.exploration = config.explore or ("directed" if directed_applies else "epsilon")
         self.controller = self._make_controller(np.random.default_rng(seeds[2]))
         self.model_values = self._make_model_values()
-        # States at which the env ended an episode without success (a decoy, lava): the
-        # count model's rows end there (--model-rows).
-        self._failed_ends = np.zeros(self._n_states(), dtype=bool)
+        # --model-rows and --all-actions only: the states at which the env ended an episode
+        # without success (a decoy, lava), where the count model's rows end; and the next
+        # state of each (state, action) the model has seen (deterministic moves), by env state
+        # id, -1 unknown, refreshed after each episode
+        levers = bool(config.model_rows or config.all_actions)
+        self._failed_ends = np.zeros(self._n_states() if levers else 0, dtype=bool)
+        n_actions = int(getattr(self.env.action_space, "n", 0)) if config.all_actions else 0
+        self._successor_table = np.full((self._n_states(), n_actions), -1, dtype=np.int64)
         if config.model_rows:
             self.buffer.model_rows, self.buffer.model_share = self._model_rows, config.model_rows
-        # --all-actions: the next state of each (state, action) the count model has seen
-        # (deterministic moves), by env state id, -1 unknown; refreshed after each episode
-        n_actions = int(getattr(self.env.action_space, "n", 0))
-        self._successor_table = np.full((self._n_states(), n_actions), -1, dtype=np.int64)
-        self._failure_tail = float(build.n_step_settings(config).get("failure_tail", 0.0))
         self.agent = build.make_agent(
             config, self.env, int(seeds[0]), q_network, model_values=self.model_values
         )
@@ -490,18 +490,15 @@ class Trainer:
         them, step reward and failure tail included; terminal flags (B, A)) of every action in
         each of ``states`` for the row's goal, from the count model's moves."""
         next_states = self._successor_table[states]  # (B, A)
-        known = next_states >= 0
-        safe = np.where(known, next_states, 0)
+        safe = np.where(next_states >= 0, next_states, 0).ravel()
         achieved = safe if self._goal_of is None else self._goal_of[safe]
-        wanted = np.broadcast_to(goals[:, None], achieved.shape)
-        reward = np.asarray(
-            self._compute_reward(achieved.ravel(), wanted.ravel()), dtype=np.float32
-        ).reshape(achieved.shape)
-        reached = achieved == wanted
-        failed = self._failed_ends[safe] & ~reached
-        reward += np.float32(self.config.step_reward)
-        reward[failed] += np.float32(self._failure_tail)
-        return next_states, reward.astype(np.float32), (reached | failed).astype(np.float32)
+        wanted = np.repeat(goals, next_states.shape[1])
+        actions = np.tile(np.arange(next_states.shape[1]), len(states))
+        rows = ModelRows(np.repeat(states, next_states.shape[1]), actions, safe, achieved, wanted,
+                         self._failed_ends[safe])  # fmt: skip
+        batch = self.buffer.transition_rows(rows)  # rewarded and ended as the buffer's rows
+        shape = next_states.shape
+        return next_states, batch.reward.reshape(shape), batch.terminal.reshape(shape)
 
     def _refresh_successors(self) -> None:
         """``all_actions``: the count model's deterministic moves into the successor table."""
@@ -746,8 +743,8 @@ class Trainer:
             self._last_report = report
         if self.model_values is not None:
             self.model_values.refresh(result.goal)
-        end = self.buffer.last_end()
-        if end is not None and end[1] and len(self._failed_ends):
+        end = self.buffer.last_end() if len(self._failed_ends) else None
+        if end is not None and end[1]:
             self._failed_ends[int(end[0])] = True
         if self.config.all_actions:
             self._refresh_successors()
